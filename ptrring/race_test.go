@@ -1,0 +1,5 @@
+//go:build race
+
+package ptrring
+
+const raceEnabled = true

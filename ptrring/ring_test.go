@@ -1,0 +1,376 @@
+package ptrring
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"testing"
+	"time"
+	"unsafe"
+)
+
+func mustNew[T any](t testing.TB, size int) *Ring[T] {
+	t.Helper()
+	r, err := New[T](size)
+	if err != nil {
+		t.Fatalf("New(%d): %v", size, err)
+	}
+	return r
+}
+
+// vals returns n distinct items whose values are 1..n.
+func vals(n int) []*int {
+	s := make([]*int, n)
+	for i := range s {
+		v := i + 1
+		s[i] = &v
+	}
+	return s
+}
+
+func TestNewSizes(t *testing.T) {
+	for _, tc := range []struct {
+		size int
+		ok   bool
+	}{
+		{-1, false}, {0, false}, {1, true}, {2, true}, {3, false}, {4, true},
+		{6, false}, {1000, false}, {1024, true}, {MaxSize, true}, {MaxSize + 1, false},
+		{MaxSize * 2, false},
+	} {
+		t.Run(fmt.Sprint(tc.size), func(t *testing.T) {
+			if tc.size == MaxSize {
+				t.Skip("8 GiB allocation")
+			}
+			r, err := New[int](tc.size)
+			if tc.ok != (err == nil) {
+				t.Fatalf("New(%d) err = %v, want ok=%v", tc.size, err, tc.ok)
+			}
+			if err != nil {
+				if !errors.Is(err, ErrSize) {
+					t.Fatalf("error %v does not wrap ErrSize", err)
+				}
+				return
+			}
+			if r.Cap() != tc.size || r.Len() != 0 || !r.Empty() {
+				t.Fatalf("new ring: Cap %d Len %d Empty %v", r.Cap(), r.Len(), r.Empty())
+			}
+		})
+	}
+}
+
+func TestLayout(t *testing.T) {
+	var r Ring[int]
+	prod := unsafe.Offsetof(r.tail)
+	cons := unsafe.Offsetof(r.head)
+	ro := unsafe.Offsetof(r.slots)
+	if cons-prod < padSize || prod-ro < padSize || ro < padSize {
+		t.Fatalf("producer at %d, consumer at %d, read-only at %d: closer than %d bytes",
+			prod, cons, ro, padSize)
+	}
+	if unsafe.Sizeof(r)-cons < padSize {
+		t.Fatalf("consumer state at %d not padded to the end (%d)", cons, unsafe.Sizeof(r))
+	}
+}
+
+func TestSequential(t *testing.T) {
+	for _, size := range []int{1, 2, 4, 8, 64, 128} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			r := mustNew[int](t, size)
+			items := vals(size*5 + 1)
+			next := 0 // next value expected out
+			in := 0
+			for round := 0; round < 5; round++ {
+				// Fill to full.
+				for r.Produce(items[in]) {
+					in++
+				}
+				if got := in - next; got != size {
+					t.Fatalf("round %d: ring took %d items before full, want %d", round, got, size)
+				}
+				if r.Produce(items[0]) {
+					t.Fatal("Produce succeeded on a full ring")
+				}
+				if r.Len() != size {
+					t.Fatalf("Len = %d on a full ring of %d", r.Len(), size)
+				}
+				if p := r.Peek(); p == nil || *p != next+1 {
+					t.Fatalf("Peek = %v, want %d", p, next+1)
+				}
+				// Drain to empty.
+				for {
+					p := r.Consume()
+					if p == nil {
+						break
+					}
+					next++
+					if *p != next {
+						t.Fatalf("Consume = %d, want %d", *p, next)
+					}
+				}
+				if next != in {
+					t.Fatalf("drained to %d, produced %d", next, in)
+				}
+				if !r.Empty() || r.Peek() != nil || r.Len() != 0 {
+					t.Fatalf("after drain: Empty %v Peek %v Len %d", r.Empty(), r.Peek(), r.Len())
+				}
+				for i, s := range r.slots {
+					if s != nil {
+						t.Fatalf("slot %d still holds %d after drain", i, *s)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestInterleaved alternates single produce and consume so head and tail cross every slot
+// boundary, including releases deferred by Consume.
+func TestInterleaved(t *testing.T) {
+	for _, size := range []int{1, 2, 8, 64} {
+		r := mustNew[int](t, size)
+		items := vals(1000)
+		out := 0
+		for in := 0; in < len(items); {
+			for k := 0; k <= in%3 && in < len(items); k++ {
+				if !r.Produce(items[in]) {
+					break
+				}
+				in++
+			}
+			for k := 0; k <= in%2; k++ {
+				p := r.Consume()
+				if p == nil {
+					break
+				}
+				out++
+				if *p != out {
+					t.Fatalf("size %d: got %d want %d", size, *p, out)
+				}
+			}
+		}
+		for p := r.Consume(); p != nil; p = r.Consume() {
+			out++
+			if *p != out {
+				t.Fatalf("size %d: got %d want %d", size, *p, out)
+			}
+		}
+		if out != len(items) {
+			t.Fatalf("size %d: consumed %d of %d", size, out, len(items))
+		}
+	}
+}
+
+// TestDeferredRelease checks that slots read by Consume but not yet released come back to
+// the producer when the consumer finds the ring empty.
+func TestDeferredRelease(t *testing.T) {
+	r := mustNew[int](t, 64) // release every 16
+	items := vals(64)
+	if n := r.ProduceBatch(items); n != 64 {
+		t.Fatalf("ProduceBatch = %d", n)
+	}
+	for i := 0; i < 5; i++ {
+		r.Consume()
+	}
+	if r.Produce(items[0]) {
+		t.Fatal("producer reused a slot before the consumer released it")
+	}
+	if r.Len() != 64 {
+		t.Fatalf("Len = %d, want 64 (5 read, unreleased)", r.Len())
+	}
+	for i := 0; i < 11; i++ {
+		r.Consume()
+	}
+	if r.Len() != 48 {
+		t.Fatalf("Len = %d after 16 consumed, want 48", r.Len())
+	}
+	for r.Consume() != nil {
+	}
+	if r.Len() != 0 {
+		t.Fatalf("Len = %d after drain, want 0", r.Len())
+	}
+	if n := r.ProduceBatch(items); n != 64 {
+		t.Fatalf("ProduceBatch after drain = %d, want 64", n)
+	}
+}
+
+func TestBatchEdges(t *testing.T) {
+	for _, size := range []int{1, 2, 4, 32, 64} {
+		for _, pb := range []int{1, 3, 7, 32, 33, 64} {
+			for _, cb := range []int{1, 2, 5, 32, 64} {
+				t.Run(fmt.Sprintf("size%d/prod%d/cons%d", size, pb, cb), func(t *testing.T) {
+					testBatch(t, size, pb, cb)
+				})
+			}
+		}
+	}
+}
+
+func testBatch(t *testing.T, size, pb, cb int) {
+	r := mustNew[int](t, size)
+	items := vals(size*7 + 3)
+	dst := make([]*int, cb)
+	in, out := 0, 0
+	for out < len(items) {
+		// Produce a batch; it must take exactly min(free, len).
+		if in < len(items) {
+			src := items[in:min(in+pb, len(items))]
+			free := size - (in - out)
+			n := r.ProduceBatch(src)
+			if want := min(free, len(src)); n != want {
+				t.Fatalf("ProduceBatch(%d) with %d free = %d, want %d", len(src), free, n, want)
+			}
+			in += n
+		}
+		n := r.ConsumeBatch(dst)
+		if want := min(cb, in-out); n != want {
+			t.Fatalf("ConsumeBatch(%d) with %d queued = %d, want %d", cb, in-out, n, want)
+		}
+		for _, p := range dst[:n] {
+			out++
+			if *p != out {
+				t.Fatalf("got %d want %d", *p, out)
+			}
+		}
+	}
+	if r.ConsumeBatch(dst) != 0 || r.ProduceBatch(nil) != 0 || r.ConsumeBatch(nil) != 0 {
+		t.Fatal("empty batches moved items")
+	}
+}
+
+// TestWrapInsideBatch places a batch so it straddles the end of the slot array on both
+// the produce and the consume side.
+func TestWrapInsideBatch(t *testing.T) {
+	const size = 8
+	for start := 0; start < size; start++ {
+		r := mustNew[int](t, size)
+		items := vals(start + size)
+		dst := make([]*int, size)
+		// Move the cursors to start.
+		for i := 0; i < start; i++ {
+			r.Produce(items[i])
+			r.Consume()
+		}
+		r.Consume() // finds the ring empty: releases what single Consumes held back
+		if n := r.ProduceBatch(items[start:]); n != size {
+			t.Fatalf("start %d: ProduceBatch = %d", start, n)
+		}
+		if n := r.ConsumeBatch(dst); n != size {
+			t.Fatalf("start %d: ConsumeBatch = %d", start, n)
+		}
+		for i, p := range dst {
+			if *p != start+i+1 {
+				t.Fatalf("start %d: dst[%d] = %d, want %d", start, i, *p, start+i+1)
+			}
+		}
+	}
+}
+
+func TestNilItem(t *testing.T) {
+	r := mustNew[int](t, 4)
+	one := vals(1)[0]
+	mustPanic(t, "Produce(nil)", func() { r.Produce(nil) })
+	mustPanic(t, "ProduceBatch with nil", func() { r.ProduceBatch([]*int{one, nil}) })
+	if r.Len() != 0 {
+		t.Fatalf("a batch with a nil item appended %d items", r.Len())
+	}
+	// A nil beyond what fits is not looked at.
+	r.ProduceBatch([]*int{one, one, one})
+	if n := r.ProduceBatch([]*int{one, nil}); n != 1 {
+		t.Fatalf("ProduceBatch = %d, want 1", n)
+	}
+}
+
+func mustPanic(t *testing.T, what string, f func()) {
+	t.Helper()
+	defer func() {
+		if recover() == nil {
+			t.Fatalf("%s did not panic", what)
+		}
+	}()
+	f()
+}
+
+func TestZeroAllocs(t *testing.T) {
+	r := mustNew[int](t, 64)
+	items := vals(32)
+	dst := make([]*int, 32)
+	if a := testing.AllocsPerRun(1000, func() {
+		r.Produce(items[0])
+		r.Consume()
+	}); a != 0 {
+		t.Fatalf("Produce+Consume: %v allocs per run", a)
+	}
+	if a := testing.AllocsPerRun(1000, func() {
+		r.ProduceBatch(items)
+		r.ConsumeBatch(dst)
+		r.Peek()
+		r.Empty()
+		r.Len()
+	}); a != 0 {
+		t.Fatalf("batches: %v allocs per run", a)
+	}
+}
+
+// TestStress moves 1..N from one goroutine to another through small rings with mixed
+// single and batch calls, checking order and completeness.
+func TestStress(t *testing.T) {
+	n := 2_000_000
+	if testing.Short() || raceEnabled {
+		n = 100_000
+	}
+	items := vals(n)
+	for _, size := range []int{1, 2, 16, 256} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			r := mustNew[int](t, size)
+			done := make(chan error, 1)
+			go func() {
+				spin := 0
+				for in := 0; in < n; {
+					var k int
+					if in%5 == 0 {
+						k = r.ProduceBatch(items[in:min(in+1+in%37, n)])
+					} else if r.Produce(items[in]) {
+						k = 1
+					}
+					in += k
+					if k == 0 {
+						if spin++; spin%64 == 0 {
+							runtime.Gosched()
+						}
+					}
+				}
+				done <- nil
+			}()
+			dst := make([]*int, 40)
+			deadline := time.Now().Add(2 * time.Minute)
+			spin := 0
+			for out := 0; out < n; {
+				var got []*int
+				if out%3 == 0 {
+					got = dst[:r.ConsumeBatch(dst[:1+out%40])]
+				} else if p := r.Consume(); p != nil {
+					dst[0] = p
+					got = dst[:1]
+				}
+				if len(got) == 0 {
+					if spin++; spin%64 == 0 {
+						runtime.Gosched()
+						if time.Now().After(deadline) {
+							t.Fatalf("stalled after %d of %d items", out, n)
+						}
+					}
+				}
+				for _, p := range got {
+					out++
+					if *p != out {
+						t.Fatalf("item %d arrived as %d", out, *p)
+					}
+				}
+			}
+			<-done
+			if p := r.Consume(); p != nil {
+				t.Fatalf("extra item %d", *p)
+			}
+		})
+	}
+}
