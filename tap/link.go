@@ -1,0 +1,166 @@
+package tap
+
+import (
+	"errors"
+	"fmt"
+	"net"
+
+	"golang.org/x/sys/unix"
+)
+
+// controlSocket opens the socket that carries the SIOC*IF* ioctls. It is opened once, at
+// OpenTAP/OpenMacvtap, so that the ioctls act in that network namespace even when a later
+// caller runs on a thread in another one.
+func controlSocket() (int, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if errors.Is(err, unix.EAFNOSUPPORT) {
+		// No IPv4 in this kernel: any socket family reaches dev_ioctl.
+		fd, err = unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	}
+	if err != nil {
+		return -1, fmt.Errorf("control socket: %w", err)
+	}
+	return fd, nil
+}
+
+// ifreqCall runs one SIOC* ioctl with an ifreq for d.name, under d.mu.
+func (d *Device) ifreqCall(req uint, set func(*unix.Ifreq)) (*unix.Ifreq, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return nil, ErrClosed
+	}
+	return d.ifreqLocked(req, set)
+}
+
+func (d *Device) ifreqLocked(req uint, set func(*unix.Ifreq)) (*unix.Ifreq, error) {
+	ifr, err := unix.NewIfreq(d.name)
+	if err != nil {
+		return nil, err
+	}
+	if set != nil {
+		set(ifr)
+	}
+	if err := unix.IoctlIfreq(d.ctl, req, ifr); err != nil {
+		return nil, err
+	}
+	return ifr, nil
+}
+
+// lookupIndex asks the kernel for d.name's ifindex (SIOCGIFINDEX); ENODEV if there is none.
+func (d *Device) lookupIndex() (int, error) {
+	ifr, err := d.ifreqLocked(unix.SIOCGIFINDEX, nil)
+	if err != nil {
+		return 0, err
+	}
+	return int(int32(ifr.Uint32())), nil
+}
+
+// LookupIfindex returns the current ifindex of d's interface (SIOCGIFINDEX); ENODEV
+// (wrapped) when the interface is gone.
+func (d *Device) LookupIfindex() (int, error) {
+	ifr, err := d.ifreqCall(unix.SIOCGIFINDEX, nil)
+	if err != nil {
+		return 0, fmt.Errorf("tap: ifindex of %q: %w", d.name, err)
+	}
+	return int(int32(ifr.Uint32())), nil
+}
+
+// SetMTU sets the interface MTU (SIOCSIFMTU). The frames this device carries are then up to
+// mtu + 14 (+4 with a VLAN tag) bytes after the header, or 64 KiB with GSO offloads.
+func (d *Device) SetMTU(mtu int) error {
+	if mtu <= 0 || mtu > 1<<20 {
+		return fmt.Errorf("tap: set MTU of %q to %d: out of range", d.name, mtu)
+	}
+	if _, err := d.ifreqCall(unix.SIOCSIFMTU, func(r *unix.Ifreq) { r.SetUint32(uint32(mtu)) }); err != nil {
+		return fmt.Errorf("tap: set MTU of %q to %d: %w", d.name, mtu, err)
+	}
+	return nil
+}
+
+// MTU returns the interface MTU (SIOCGIFMTU).
+func (d *Device) MTU() (int, error) {
+	ifr, err := d.ifreqCall(unix.SIOCGIFMTU, nil)
+	if err != nil {
+		return 0, fmt.Errorf("tap: MTU of %q: %w", d.name, err)
+	}
+	return int(int32(ifr.Uint32())), nil
+}
+
+// SetTxQueueLen sets the interface's txqueuelen (SIOCSIFTXQLEN). For a TAP this is also the
+// length of each queue's ring toward us: frames beyond it are dropped by tun while we do not
+// read (counted in the TAP's tx_dropped).
+func (d *Device) SetTxQueueLen(n int) error {
+	if n < 0 || n > 1<<30 {
+		return fmt.Errorf("tap: txqueuelen %d of %q: out of range", n, d.name)
+	}
+	if _, err := d.ifreqCall(unix.SIOCSIFTXQLEN, func(r *unix.Ifreq) { r.SetUint32(uint32(n)) }); err != nil {
+		return fmt.Errorf("tap: set txqueuelen of %q: %w", d.name, err)
+	}
+	return nil
+}
+
+// SetMAC sets the interface's Ethernet address (SIOCSIFHWADDR). That is the host side's
+// address, not the guest's. macvtap refuses while up (EBUSY) on some kernels.
+func (d *Device) SetMAC(mac net.HardwareAddr) error {
+	if len(mac) != 6 {
+		return fmt.Errorf("tap: set MAC of %q: %v is not a 6-byte Ethernet address", d.name, mac)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return ErrClosed
+	}
+	if _, err := hwaddrIoctl(d.ctl, unix.SIOCSIFHWADDR, d.name, mac); err != nil {
+		return fmt.Errorf("tap: set MAC of %q to %v: %w", d.name, mac, err)
+	}
+	return nil
+}
+
+// MAC returns the interface's Ethernet address (SIOCGIFHWADDR).
+func (d *Device) MAC() (net.HardwareAddr, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return nil, ErrClosed
+	}
+	mac, err := hwaddrIoctl(d.ctl, unix.SIOCGIFHWADDR, d.name, nil)
+	if err != nil {
+		return nil, fmt.Errorf("tap: MAC of %q: %w", d.name, err)
+	}
+	return mac, nil
+}
+
+// SetUp sets the link administratively up or down (IFF_UP through SIOCGIFFLAGS and
+// SIOCSIFFLAGS, read-modify-write under the device lock). While a TAP is down, writes fail
+// with EIO (IsGone) and nothing arrives to read.
+func (d *Device) SetUp(up bool) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return ErrClosed
+	}
+	ifr, err := d.ifreqLocked(unix.SIOCGIFFLAGS, nil)
+	if err == nil {
+		flags := ifr.Uint16()
+		if up {
+			flags |= unix.IFF_UP
+		} else {
+			flags &^= unix.IFF_UP
+		}
+		_, err = d.ifreqLocked(unix.SIOCSIFFLAGS, func(r *unix.Ifreq) { r.SetUint16(flags) })
+	}
+	if err != nil {
+		return fmt.Errorf("tap: set %q up=%v: %w", d.name, up, err)
+	}
+	return nil
+}
+
+// IsUp reports whether the link is administratively up (IFF_UP).
+func (d *Device) IsUp() (bool, error) {
+	ifr, err := d.ifreqCall(unix.SIOCGIFFLAGS, nil)
+	if err != nil {
+		return false, fmt.Errorf("tap: flags of %q: %w", d.name, err)
+	}
+	return ifr.Uint16()&unix.IFF_UP != 0, nil
+}

@@ -1,0 +1,124 @@
+package tap
+
+import (
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
+
+// Queue is one TAP or macvtap queue: one nonblocking file descriptor that carries frames in
+// both directions (the host side of one virtio-net queue pair). A Queue has a single owner
+// (one worker); it has no locks and its I/O methods do not allocate.
+type Queue struct {
+	fd     int
+	index  int
+	closed atomic.Bool
+}
+
+// Fd returns the queue's file descriptor for epoll (EPOLLIN: frames to read; EPOLLOUT:
+// room to write after EAGAIN; EPOLLERR/EPOLLHUP: the device is gone). The fd stays owned by
+// the Queue: do not close it.
+func (q *Queue) Fd() int { return q.fd }
+
+// Index returns the queue's position in its Device (queue pair index).
+func (q *Queue) Index() int { return q.index }
+
+// Close closes the queue's fd. It is idempotent and returns nil after the first call.
+// Precondition: no WriteBatch or ReadBatch is running on q (the owner stops first; the fd
+// number could otherwise be reused under it).
+func (q *Queue) Close() error {
+	if !q.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	return unix.Close(q.fd)
+}
+
+// WriteBatch writes frames to the TAP, one writev(2) per frame. Each frame is a list of
+// iovecs that the kernel reads once, in order: the 12-byte virtio-net header first, then the
+// Ethernet frame; they may point straight into guest memory. The caller owns frames and
+// every buffer; WriteBatch keeps no reference after it returns.
+//
+// It returns n, the number of frames the kernel took (frames[:n]), and errno:
+//   - 0: n == len(frames), everything was written;
+//   - EAGAIN: the queue is full; frames[n:] were not written. The caller chooses the policy
+//     (BAD-INPUTS 52): drop them and count tx_dropped_tap_full, or keep them and wait for
+//     EPOLLOUT on Fd() before calling again (back-pressure). WriteBatch never retries or
+//     spins. tun itself almost never says EAGAIN on write: it hands the frame to the stack
+//     and the stack drops on overload (see TestWriteQueueFull); macvtap can, when the
+//     socket's send buffer is full.
+//   - IsGone(errno): the device was deleted, set down, or the queue detached (BAD-INPUTS
+//     51): frames[n:] were not written; remove Fd() from the poller, drop or return the
+//     frames, and reopen with backoff. Further calls return the same errno at once.
+//   - anything else (EINVAL: a malformed frame or header, EFAULT: a bad buffer, EMSGSIZE):
+//     frame n was rejected by the kernel and not sent; drop it, count it, and continue with
+//     frames[n+1:].
+//
+// An empty frame (no iovecs) is reported as EINVAL at its index. EINTR is retried.
+func (q *Queue) WriteBatch(frames [][]unix.Iovec) (n int, errno unix.Errno) {
+	fd := q.fd
+	for n < len(frames) {
+		f := frames[n]
+		if len(f) == 0 {
+			return n, unix.EINVAL
+		}
+		_, e := writev(fd, f)
+		if e != 0 {
+			if e == unix.EINTR {
+				continue
+			}
+			return n, e
+		}
+		n++
+	}
+	return n, 0
+}
+
+// ReadBatch reads frames from the TAP, one readv(2) per frame, into the caller's iovecs, until
+// the queue is empty or len(frames) frames were read. Each frame arrives as the 12-byte
+// virtio-net header followed by the Ethernet frame; sizes[i] is set to the number of bytes
+// the kernel reports for frame i, header included. If sizes[i] exceeds the capacity of
+// frames[i] the frame was truncated (the kernel reports the full length); the rest of the
+// frame is lost, so give each frame 65550+12 bytes of buffers when GSO offloads are on.
+// Only len(sizes) frames are read at most.
+//
+// It returns n and errno:
+//   - 0: n == min(len(frames), len(sizes));
+//   - EAGAIN: the queue ran empty after n frames; wait for EPOLLIN on Fd();
+//   - IsGone(errno): the device is gone (see WriteBatch); remove Fd() from the poller;
+//   - anything else (EINVAL: frame n's iovecs are shorter than the header, EFAULT): frame
+//     n was not read into usable memory (for EFAULT the kernel dropped it).
+func (q *Queue) ReadBatch(frames [][]unix.Iovec, sizes []int) (n int, errno unix.Errno) {
+	fd := q.fd
+	max := len(frames)
+	if len(sizes) < max {
+		max = len(sizes)
+	}
+	for n < max {
+		f := frames[n]
+		if len(f) == 0 {
+			return n, unix.EINVAL
+		}
+		r, e := readv(fd, f)
+		if e != 0 {
+			if e == unix.EINTR {
+				continue
+			}
+			return n, e
+		}
+		sizes[n] = r
+		n++
+	}
+	return n, 0
+}
+
+// IsGone reports whether errno from WriteBatch or ReadBatch means the device behind the
+// queue no longer carries traffic: deleted (EBADFD from tun, ENXIO/ENODEV/EIO variants from
+// macvtap), set down (EIO), detached (EBADFD), or our own fd already closed (EBADF).
+// The caller must stop polling the fd (it would report EPOLLERR forever) rather than retry.
+func IsGone(errno unix.Errno) bool {
+	switch errno {
+	case unix.EBADFD, unix.EIO, unix.ENODEV, unix.ENXIO, unix.EBADF, unix.ENETDOWN, unix.EPIPE:
+		return true
+	}
+	return false
+}

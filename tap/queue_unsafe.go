@@ -1,0 +1,26 @@
+package tap
+
+import (
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// The hot path: one readv/writev per frame through unix.RawSyscall, returning unix.Errno
+// so that nothing is boxed or allocated. RawSyscall is right here because every queue fd is
+// O_NONBLOCK: tun and macvtap complete the call inline and never sleep in it (gVisor's
+// rawfile.NonBlockingWriteIovec does the same).
+
+// writev writes one frame; iov must be non-empty.
+func writev(fd int, iov []unix.Iovec) (int, unix.Errno) {
+	n, _, e := unix.RawSyscall(unix.SYS_WRITEV, uintptr(fd),
+		uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
+	return int(n), e
+}
+
+// readv reads one frame; iov must be non-empty.
+func readv(fd int, iov []unix.Iovec) (int, unix.Errno) {
+	n, _, e := unix.RawSyscall(unix.SYS_READV, uintptr(fd),
+		uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
+	return int(n), e
+}
