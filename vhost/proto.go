@@ -1,0 +1,159 @@
+package vhost
+
+import "fmt"
+
+// Request is a vhost-user front-end request code (vhost-user.rst, "Front-end
+// message types"). Codes arrive from an untrusted peer: they are only ever
+// compared and switched on, never used to index a table.
+type Request uint32
+
+// Front-end request codes, numbered as in QEMU's docs/interop/vhost-user.rst.
+const (
+	ReqGetFeatures         Request = 1
+	ReqSetFeatures         Request = 2
+	ReqSetOwner            Request = 3
+	ReqResetOwner          Request = 4
+	ReqSetMemTable         Request = 5
+	ReqSetLogBase          Request = 6
+	ReqSetLogFd            Request = 7
+	ReqSetVringNum         Request = 8
+	ReqSetVringAddr        Request = 9
+	ReqSetVringBase        Request = 10
+	ReqGetVringBase        Request = 11
+	ReqSetVringKick        Request = 12
+	ReqSetVringCall        Request = 13
+	ReqSetVringErr         Request = 14
+	ReqGetProtocolFeatures Request = 15
+	ReqSetProtocolFeatures Request = 16
+	ReqGetQueueNum         Request = 17
+	ReqSetVringEnable      Request = 18
+	ReqSendRARP            Request = 19
+	ReqNetSetMTU           Request = 20
+	ReqSetBackendReqFd     Request = 21
+	ReqIOTLBMsg            Request = 22
+	ReqSetVringEndian      Request = 23
+	ReqGetConfig           Request = 24
+	ReqSetConfig           Request = 25
+	ReqCreateCryptoSession Request = 26
+	ReqCloseCryptoSession  Request = 27
+	ReqPostcopyAdvise      Request = 28
+	ReqPostcopyListen      Request = 29
+	ReqPostcopyEnd         Request = 30
+	ReqGetInflightFd       Request = 31
+	ReqSetInflightFd       Request = 32
+	ReqGPUSetSocket        Request = 33
+	ReqResetDevice         Request = 34
+	ReqVringKick           Request = 35
+	ReqGetMaxMemSlots      Request = 36
+	ReqAddMemReg           Request = 37
+	ReqRemMemReg           Request = 38
+	ReqSetStatus           Request = 39
+	ReqGetStatus           Request = 40
+	ReqGetSharedObject     Request = 41
+	ReqSetDeviceStateFd    Request = 42
+	ReqCheckDeviceState    Request = 43
+)
+
+var requestNames = map[Request]string{
+	ReqGetFeatures: "GET_FEATURES", ReqSetFeatures: "SET_FEATURES", ReqSetOwner: "SET_OWNER",
+	ReqResetOwner: "RESET_OWNER", ReqSetMemTable: "SET_MEM_TABLE", ReqSetLogBase: "SET_LOG_BASE",
+	ReqSetLogFd: "SET_LOG_FD", ReqSetVringNum: "SET_VRING_NUM", ReqSetVringAddr: "SET_VRING_ADDR",
+	ReqSetVringBase: "SET_VRING_BASE", ReqGetVringBase: "GET_VRING_BASE", ReqSetVringKick: "SET_VRING_KICK",
+	ReqSetVringCall: "SET_VRING_CALL", ReqSetVringErr: "SET_VRING_ERR",
+	ReqGetProtocolFeatures: "GET_PROTOCOL_FEATURES", ReqSetProtocolFeatures: "SET_PROTOCOL_FEATURES",
+	ReqGetQueueNum: "GET_QUEUE_NUM", ReqSetVringEnable: "SET_VRING_ENABLE", ReqSendRARP: "SEND_RARP",
+	ReqNetSetMTU: "NET_SET_MTU", ReqSetBackendReqFd: "SET_BACKEND_REQ_FD", ReqIOTLBMsg: "IOTLB_MSG",
+	ReqSetVringEndian: "SET_VRING_ENDIAN", ReqGetConfig: "GET_CONFIG", ReqSetConfig: "SET_CONFIG",
+	ReqCreateCryptoSession: "CREATE_CRYPTO_SESSION", ReqCloseCryptoSession: "CLOSE_CRYPTO_SESSION",
+	ReqPostcopyAdvise: "POSTCOPY_ADVISE", ReqPostcopyListen: "POSTCOPY_LISTEN", ReqPostcopyEnd: "POSTCOPY_END",
+	ReqGetInflightFd: "GET_INFLIGHT_FD", ReqSetInflightFd: "SET_INFLIGHT_FD", ReqGPUSetSocket: "GPU_SET_SOCKET",
+	ReqResetDevice: "RESET_DEVICE", ReqVringKick: "VRING_KICK", ReqGetMaxMemSlots: "GET_MAX_MEM_SLOTS",
+	ReqAddMemReg: "ADD_MEM_REG", ReqRemMemReg: "REM_MEM_REG", ReqSetStatus: "SET_STATUS",
+	ReqGetStatus: "GET_STATUS", ReqGetSharedObject: "GET_SHARED_OBJECT",
+	ReqSetDeviceStateFd: "SET_DEVICE_STATE_FD", ReqCheckDeviceState: "CHECK_DEVICE_STATE",
+}
+
+func (r Request) String() string {
+	if n, ok := requestNames[r]; ok {
+		return n
+	}
+	return fmt.Sprintf("UNKNOWN(%d)", uint32(r))
+}
+
+// Header flag bits (vhost-user.rst, "Header").
+const (
+	flagVersionMask = 0x3
+	flagVersion     = 0x1
+	FlagReply       = 1 << 2
+	FlagNeedReply   = 1 << 3
+	flagKnownMask   = flagVersionMask | FlagReply | FlagNeedReply
+)
+
+// Sizes of the wire format.
+const (
+	headerSize = 12
+	// maxPayload bounds every message body we accept; nothing larger is
+	// ever allocated (BAD-INPUTS 2). The largest legal request we take is
+	// GET/SET_CONFIG with 256 bytes of config space.
+	maxPayload = 0x1000
+	// maxFds is VHOST_USER_MAX_FDS / VHOST_MEMORY_BASELINE_NREGIONS: the
+	// most fds one message may legitimately carry.
+	maxFds = 8
+	// MaxRegions is the most regions SET_MEM_TABLE may carry.
+	MaxRegions = 8
+	// MaxMemSlots is what GET_MAX_MEM_SLOTS advertises: QEMU's own limit
+	// for vhost-user (VHOST_USER_MAX_RAM_SLOTS).
+	MaxMemSlots = 509
+	regionSize  = 32
+	// maxConfigSize is VHOST_USER_MAX_CONFIG_SIZE.
+	maxConfigSize  = 256
+	configHdrSize  = 12
+	vringAddrSize  = 40
+	memRegMsgSize  = 8 + regionSize
+	vringIndexMask = 0xff
+	vringNoFd      = 1 << 8
+	// maxVringNum is the largest split ring (virtio 1.x 2.7: Queue Size <= 32768).
+	maxVringNum = 32768
+)
+
+// Protocol feature bits (vhost-user.rst, "Protocol features").
+const (
+	ProtoMQ                 = 0
+	ProtoLogShmfd           = 1
+	ProtoRARP               = 2
+	ProtoReplyAck           = 3
+	ProtoNetMTU             = 4
+	ProtoBackendReq         = 5
+	ProtoCrossEndian        = 6
+	ProtoCryptoSession      = 7
+	ProtoPagefault          = 8
+	ProtoConfig             = 9
+	ProtoBackendSendFd      = 10
+	ProtoHostNotifier       = 11
+	ProtoInflightShmfd      = 12
+	ProtoResetDevice        = 13
+	ProtoInbandNotification = 14
+	ProtoConfigureMemSlots  = 15
+	ProtoStatus             = 16
+)
+
+// Virtio and vhost feature bits that the protocol layer itself cares about.
+const (
+	// FeatProtocolFeatures is VHOST_USER_F_PROTOCOL_FEATURES (vhost-user.rst).
+	FeatProtocolFeatures = 30
+	// FeatLogAll is VHOST_F_LOG_ALL (include/uapi/linux/vhost.h).
+	FeatLogAll = 26
+	// Ring features (include/uapi/linux/virtio_ring.h, virtio_config.h).
+	FeatRingIndirectDesc = 28
+	FeatRingEventIdx     = 29
+	FeatVersion1         = 32
+	FeatIOMMUPlatform    = 33
+	FeatRingPacked       = 34
+)
+
+// baseProtocolFeatures are the protocol features vhost implements itself,
+// whatever the device: the device adds MQ, NET_MTU, RARP or CONFIG through
+// Device.ProtocolFeatures.
+const baseProtocolFeatures = 1<<ProtoReplyAck | 1<<ProtoResetDevice | 1<<ProtoConfigureMemSlots | 1<<ProtoStatus
+
+func bit(n uint) uint64 { return 1 << n }
