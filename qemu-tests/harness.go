@@ -19,39 +19,26 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vhostd/vhostd/internal/privtest"
 	"github.com/vhostd/vhostd/qemu-tests/guest"
 )
 
-// Privileged reports whether VHOSTD_TEST_PRIVILEGED=1: then a missing prerequisite fails the
-// test instead of skipping it, so CI cannot pass by skipping.
-func Privileged() bool { return os.Getenv("VHOSTD_TEST_PRIVILEGED") == "1" }
-
-// SkipOrFail skips the test with reason, or fails it when Privileged.
-func SkipOrFail(t testing.TB, format string, args ...any) {
-	t.Helper()
-	reason := fmt.Sprintf(format, args...)
-	if Privileged() {
-		t.Fatalf("VHOSTD_TEST_PRIVILEGED=1 and %s", reason)
-	}
-	t.Skip(reason)
-}
-
-// Gate checks what a guest test needs: root, QEMU, busybox-static and the cached guest
-// kernel (qemu-tests/setup.sh installs them). It skips, or fails under VHOSTD_TEST_PRIVILEGED=1.
+// Gate checks what a guest test needs: root (CAP_NET_ADMIN, /dev/net/tun), QEMU,
+// busybox-static and the cached guest kernel (qemu-tests/setup.sh installs them). When one is
+// missing the test skips with the reason, or fails under VHOSTD_TEST_PRIVILEGED=1 (CI), so CI
+// can never pass by skipping (internal/privtest).
 func Gate(t testing.TB) guest.QEMU {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		SkipOrFail(t, "needs root (TAP devices, host addresses)")
-	}
+	privtest.Require(t)
 	q, err := guest.FindQEMU()
 	if err != nil {
-		SkipOrFail(t, "%v", err)
+		privtest.Missing(t, "%v", err)
 	}
 	if err := guest.CheckCache(); err != nil {
-		SkipOrFail(t, "%v", err)
+		privtest.Missing(t, "%v", err)
 	}
 	if _, err := os.Stat("/bin/busybox"); err != nil {
-		SkipOrFail(t, "no /bin/busybox (install busybox-static: run qemu-tests/setup.sh)")
+		privtest.Missing(t, "no /bin/busybox (install busybox-static: run qemu-tests/setup.sh)")
 	}
 	return q
 }
@@ -74,8 +61,17 @@ func Context(t testing.TB, d time.Duration) context.Context {
 // AddLog prints name's text (from log, read at cleanup time) when the test has failed, or
 // always under go test -v. Use it for every log a failure could be explained by.
 func AddLog(t testing.TB, name string, log func() string) {
+	addLog(t, name, log, true)
+}
+
+// AddFailureLog is AddLog for long logs: printed only when the test has failed.
+func AddFailureLog(t testing.TB, name string, log func() string) {
+	addLog(t, name, log, false)
+}
+
+func addLog(t testing.TB, name string, log func() string, verbose bool) {
 	t.Cleanup(func() {
-		if !t.Failed() && !testing.Verbose() {
+		if !t.Failed() && !(verbose && testing.Verbose()) {
 			return
 		}
 		s := strings.TrimRight(log(), "\n")
@@ -145,8 +141,11 @@ func RemoveBuilds() {
 	}
 }
 
+// VhostdStopGrace bounds how long vhostd may take to exit on SIGTERM before SIGKILL.
+const VhostdStopGrace = 10 * time.Second
+
 // StartVhostd starts the vhostd binary with args. Its log is printed if the test fails; at
-// cleanup it gets SIGTERM, then SIGKILL after 10 s.
+// cleanup it gets SIGTERM, then SIGKILL after VhostdStopGrace.
 func StartVhostd(t testing.TB, args ...string) *guest.Process {
 	t.Helper()
 	bin := VhostdBinary(t)
@@ -157,7 +156,7 @@ func StartVhostd(t testing.TB, args ...string) *guest.Process {
 	t.Logf("vhostd pid %d: %s %s", p.PID(), bin, strings.Join(args, " "))
 	AddLog(t, "vhostd log", p.Log)
 	t.Cleanup(func() {
-		if err := p.Stop(10 * time.Second); err != nil {
+		if err := p.Stop(VhostdStopGrace); err != nil {
 			t.Logf("vhostd: %v", err)
 		}
 	})

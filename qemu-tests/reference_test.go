@@ -1,0 +1,68 @@
+package qemutests
+
+import (
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"testing"
+
+	"github.com/vhostd/vhostd/qemu-tests/guest"
+)
+
+// TestReferenceBackend runs the ping scenario against DPDK's testpmd (vhost PMD <-> tap PMD),
+// the back-end the traces in shared/traces were recorded with. It checks the harness's NIC,
+// TAP-address and ping plumbing independently of vhostd, and shows what TestPing expects of
+// vhostd. It is optional: without dpdk-testpmd (Debian's dpdk-dev) it skips, even in CI.
+func TestReferenceBackend(t *testing.T) {
+	q := Gate(t)
+	testpmd, err := exec.LookPath("dpdk-testpmd")
+	if err != nil {
+		t.Skip("optional reference back-end: dpdk-testpmd not installed (apt-get install dpdk-dev)")
+	}
+	ctx := Context(t, 3*guest.BootTimeout)
+	sn := Subnet(t)
+	sock := filepath.Join(TempDir(t), "vu.sock")
+	tap := TapName()
+	p, err := guest.StartProcess("testpmd", nil, testpmd,
+		"--lcores=(0,1)@1", "--no-pci", "--no-huge", "-m", "1024", "--file-prefix=vhq-"+guest.RandomSuffix(8),
+		"--vdev", "net_vhost0,iface="+sock+",queues=1", "--vdev", "net_tap0,iface="+tap,
+		"--", "--nb-cores=1", "--forward-mode=io", "--auto-start", "--stats-period=60", "--total-num-mbufs=16384")
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	AddFailureLog(t, "testpmd log", p.Log)
+	t.Cleanup(func() { p.Stop(VhostdStopGrace) })
+	if err := guest.WaitFile(ctx, sock, p); err != nil {
+		t.Fatalf("testpmd socket: %v", err)
+	}
+	if err := guest.WaitFile(ctx, "/sys/class/net/"+tap, p); err != nil {
+		t.Fatalf("testpmd's TAP %s: %v", tap, err)
+	}
+	HostAddr(t, tap, sn.HostCIDR())
+	mac := guest.RandomMAC()
+	g := StartGuest(t, guest.Options{
+		QEMU:    q,
+		NIC:     &guest.NIC{SocketPath: sock, MAC: mac},
+		GuestIP: sn.GuestCIDR(),
+		Files:   map[string][]byte{"etc/hip": []byte(sn.HostIP() + "\n")},
+		Script:  handshakeScript + pingScript,
+	})
+	m, err := g.WaitFor(ctx, regexp.MustCompile(`PING first_ok=(\d) tries=(\d+) rcv=(\d*)\n`))
+	if err != nil {
+		t.Fatalf("ping: %v", err)
+	}
+	if m[1] != "1" {
+		t.Fatalf("the guest got no reply from %s in %s tries", sn.HostIP(), m[2])
+	}
+	if rcv, _ := strconv.Atoi(m[3]); rcv != 3 {
+		t.Errorf("%s/3 replies after the first one", m[3])
+	}
+	hs := fields(g.Log(), "HS ")
+	if hs["mac"] != mac || !featureSet(hs["features"], featVersion1) || !featureSet(hs["features"], featMrgRxbuf) {
+		t.Errorf("handshake lines %v: want mac=%s and VERSION_1, MRG_RXBUF", hs, mac)
+	}
+	if err := g.Wait(ctx); err != nil {
+		t.Errorf("qemu exit: %v", err)
+	}
+}
