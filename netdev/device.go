@@ -1,0 +1,253 @@
+package netdev
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/vhostd/vhostd/tap"
+	"github.com/vhostd/vhostd/vhost"
+	"github.com/vhostd/vhostd/virtqueue"
+)
+
+// Virtio-net config space layout (virtio 1.x 5.1.4, struct virtio_net_config).
+const (
+	cfgMAC       = 0
+	cfgStatus    = 6
+	cfgMaxPairs  = 8
+	cfgMTU       = 10
+	configLen    = 12
+	statusLinkUp = 1 // VIRTIO_NET_S_LINK_UP
+)
+
+// Device is the virtio-net device: it implements vhost.Device and bridges
+// the guest's queue pairs to the queues of one TAP or macvtap. The TAP
+// outlives front-end connections.
+type Device struct {
+	cfg     Config
+	log     hclog.Logger
+	tap     *tap.Device
+	offered uint64
+
+	// mu serialises the control plane (vhost calls, Close, Stats).
+	mu      sync.Mutex
+	acked   uint64
+	mtu     uint16
+	mem     *virtqueue.Memory
+	pairs   []*pair
+	closed  bool
+	offload tap.Offloads
+}
+
+// Open opens the host side and returns the device.
+func Open(cfg Config) (*Device, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := cfg.Log
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	tc := tap.Config{Name: cfg.TAP, Queues: cfg.QueuePairs}
+	var td *tap.Device
+	var err error
+	if cfg.TAP != "" {
+		td, err = tap.OpenTAP(tc)
+	} else {
+		tc.Name = cfg.Macvtap
+		td, err = tap.OpenMacvtap(tc)
+	}
+	if err != nil {
+		return nil, err
+	}
+	d := &Device{cfg: cfg, log: log, tap: td, offered: cfg.features()}
+	if cfg.MTU != 0 {
+		if err := td.SetMTU(cfg.MTU); err != nil {
+			td.Close()
+			return nil, fmt.Errorf("set mtu %d on %s: %w", cfg.MTU, td.Name(), err)
+		}
+		d.mtu = uint16(cfg.MTU)
+	} else if m, err := td.MTU(); err == nil && m > 0 && m <= 65535 {
+		d.mtu = uint16(m)
+	}
+	if err := td.SetUp(true); err != nil {
+		td.Close()
+		return nil, fmt.Errorf("bring %s up: %w", td.Name(), err)
+	}
+	d.pairs = make([]*pair, cfg.QueuePairs)
+	for i := range d.pairs {
+		d.pairs[i] = newPair(d, i, td.Queue(i))
+	}
+	log.Info("host interface ready", "kind", td.Kind().String(), "name", td.Name(), "queues", td.NumQueues(), "mtu", d.mtu)
+	return d, nil
+}
+
+// Name is the host interface's name.
+func (d *Device) Name() string { return d.tap.Name() }
+
+// Close stops every worker and closes the TAP (a TAP vhostd created goes
+// away with it). Call it after the vhost server has stopped.
+func (d *Device) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return nil
+	}
+	d.closed = true
+	for _, p := range d.pairs {
+		p.shutdown()
+	}
+	return d.tap.Close()
+}
+
+// Features implements vhost.Device.
+func (d *Device) Features() uint64 { return d.offered }
+
+// ProtocolFeatures implements vhost.Device.
+func (d *Device) ProtocolFeatures() uint64 {
+	return 1<<vhost.ProtoMQ | 1<<vhost.ProtoNetMTU | 1<<vhost.ProtoRARP | 1<<vhost.ProtoConfig
+}
+
+// QueueNum implements vhost.Device: queue pairs.
+func (d *Device) QueueNum() uint64 { return uint64(d.cfg.QueuePairs) }
+
+// NumVrings implements vhost.Device: an rx and a tx ring per pair (the
+// control queue, if any, stays in the front-end).
+func (d *Device) NumVrings() int { return 2 * d.cfg.QueuePairs }
+
+// SetFeatures implements vhost.Device.
+func (d *Device) SetFeatures(acked uint64) error {
+	if acked&^d.offered != 0 {
+		return fmt.Errorf("features %#x not offered", acked&^d.offered)
+	}
+	if acked&bit(FVersion1) == 0 {
+		// Every driver since Linux 4.0 acks VERSION_1; the legacy 10-byte
+		// header is not supported.
+		return errors.New("legacy virtio-net without VERSION_1 is not supported")
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if acked == d.acked {
+		return nil
+	}
+	want := tapOffloads(acked)
+	applied, err := d.tap.SetOffload(want)
+	if err != nil {
+		return fmt.Errorf("TUNSETOFFLOAD %v: %w", want, err)
+	}
+	if applied != want.Effective() {
+		d.log.Warn("TAP took fewer offloads than the guest acked", "asked", want.String(), "applied", applied.String())
+	}
+	d.acked, d.offload = acked, applied
+	d.log.Info("features acked", "features", FeatureString(acked), "tap_offloads", applied.String())
+	return nil
+}
+
+// Config implements vhost.Device.
+func (d *Device) Config() []byte {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	b := make([]byte, configLen)
+	copy(b[cfgMAC:], d.cfg.MAC)
+	b[cfgStatus] = statusLinkUp
+	b[cfgMaxPairs] = byte(d.cfg.QueuePairs)
+	b[cfgMaxPairs+1] = byte(d.cfg.QueuePairs >> 8)
+	b[cfgMTU] = byte(d.mtu)
+	b[cfgMTU+1] = byte(d.mtu >> 8)
+	return b
+}
+
+// WriteConfig implements vhost.Device. The driver cannot write a modern
+// virtio-net config space; migration may restore the MAC.
+func (d *Device) WriteConfig(off uint32, data []byte, migration bool) error {
+	if !migration {
+		return errors.New("virtio-net config space is read-only for the driver")
+	}
+	if off != cfgMAC || len(data) != 6 {
+		return fmt.Errorf("only the 6-byte MAC at offset 0 can be restored, got %d bytes at %d", len(data), off)
+	}
+	d.mu.Lock()
+	d.cfg.MAC = append([]byte(nil), data...)
+	d.mu.Unlock()
+	return nil
+}
+
+// SetMTU implements vhost.Device: the MTU the front-end exposes to the
+// guest is applied to the TAP so both ends agree.
+func (d *Device) SetMTU(mtu uint16) error {
+	if err := d.tap.SetMTU(int(mtu)); err != nil {
+		return fmt.Errorf("set mtu %d on %s: %w", mtu, d.tap.Name(), err)
+	}
+	d.mu.Lock()
+	d.mtu = mtu
+	d.mu.Unlock()
+	d.log.Info("mtu set by front-end", "mtu", mtu)
+	return nil
+}
+
+// SendRARP implements vhost.Device. Guests that ack GUEST_ANNOUNCE
+// announce themselves; for others the front-end asks for a RARP after
+// migration, which vhostd does not support (no dirty logging), so the
+// request is only logged.
+func (d *Device) SendRARP(mac [6]byte) error {
+	d.log.Info("SEND_RARP received; migration is not supported, nothing sent", "mac", fmt.Sprintf("% x", mac[:]))
+	return nil
+}
+
+// SetMemory implements vhost.Device.
+func (d *Device) SetMemory(mem *virtqueue.Memory) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.mem = mem
+	for _, p := range d.pairs {
+		p.setMemory(mem)
+	}
+}
+
+// StartRing implements vhost.Device.
+func (d *Device) StartRing(r vhost.RingSpec) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return errors.New("device closed")
+	}
+	return d.pairs[r.Index/2].start(r, d.mem, d.acked)
+}
+
+// StopRing implements vhost.Device.
+func (d *Device) StopRing(i int) uint16 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.pairs[i/2].stop(i % 2)
+}
+
+// EnableRing implements vhost.Device.
+func (d *Device) EnableRing(i int, on bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.pairs[i/2].enable(i%2, on)
+}
+
+// SetCallFd implements vhost.Device.
+func (d *Device) SetCallFd(i, fd int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.pairs[i/2].setCall(i%2, fd)
+}
+
+// SetErrFd implements vhost.Device.
+func (d *Device) SetErrFd(i, fd int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.pairs[i/2].setErr(i%2, fd)
+}
+
+// Reset implements vhost.Device.
+func (d *Device) Reset() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.acked = 0
+}
+
+var _ vhost.Device = (*Device)(nil)
