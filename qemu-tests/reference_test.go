@@ -1,6 +1,7 @@
 package qemutests
 
 import (
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -24,15 +25,19 @@ func TestReferenceBackend(t *testing.T) {
 	sn := Subnet(t)
 	sock := filepath.Join(TempDir(t), "vu.sock")
 	tap := TapName()
+	prefix := "vhq-" + guest.RandomSuffix(8)
 	p, err := guest.StartProcess("testpmd", nil, testpmd,
-		"--lcores=(0,1)@1", "--no-pci", "--no-huge", "-m", "1024", "--file-prefix=vhq-"+guest.RandomSuffix(8),
+		"--lcores=(0,1)@1", "--no-pci", "--no-huge", "-m", "1024", "--file-prefix="+prefix,
 		"--vdev", "net_vhost0,iface="+sock+",queues=1", "--vdev", "net_tap0,iface="+tap,
 		"--", "--nb-cores=1", "--forward-mode=io", "--auto-start", "--stats-period=60", "--total-num-mbufs=16384")
 	if err != nil {
 		t.Fatalf("%v", err)
 	}
 	AddFailureLog(t, "testpmd log", p.Log)
-	t.Cleanup(func() { p.Stop(VhostdStopGrace) })
+	t.Cleanup(func() {
+		p.Stop(VhostdStopGrace)
+		os.RemoveAll(filepath.Join("/var/run/dpdk", prefix)) // EAL's runtime directory
+	})
 	if err := guest.WaitFile(ctx, sock, p); err != nil {
 		t.Fatalf("testpmd socket: %v", err)
 	}
