@@ -217,14 +217,14 @@ func (s *Server) ServeConn(ctx context.Context, uc *net.UnixConn) error {
 	s.conn = nil
 	s.mu.Unlock()
 	log.Info("front-end disconnected", "reason", errString(err))
-	if err == io.EOF || ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+	if errors.Is(err, io.EOF) || ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 		return nil
 	}
 	return err
 }
 
 func errString(err error) string {
-	if err == nil || err == io.EOF {
+	if err == nil || errors.Is(err, io.EOF) {
 		return "closed by front-end"
 	}
 	return err.Error()
