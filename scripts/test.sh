@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: installs what the privileged and QEMU
+# tests need (QEMU 10, busybox, the guest kernel), then gofmt, go vet and
+# go test -race over every package, with privileged tests made mandatory.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" != 0 ]; then
+  echo "test.sh: run as root: the suite creates TAPs and network namespaces and boots guests" >&2
+  exit 1
+fi
+
+echo "== setup"
+qemu-tests/setup.sh
+
+echo "== gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go'))
+if [ -n "$unformatted" ]; then
+  echo "gofmt would change:" >&2
+  echo "$unformatted" >&2
+  exit 1
+fi
+
+echo "== go vet"
+go vet ./...
+for mod in $(git ls-files '*/go.mod'); do
+  (cd "$(dirname "$mod")" && go vet ./...)
+done
+
+echo "== go test -race"
+export VHOSTD_TEST_PRIVILEGED=1
+go test -race -timeout 25m "$@" ./...
