@@ -40,6 +40,8 @@ type ringOpts struct {
 	eventIdx, indirect bool
 	slab               uint64 // bytes per head slab; default 4096
 	nextAvail          uint16
+	extra              int  // spare guest memory after the heap, beyond 4096 bytes
+	mmap               bool // back guest memory with mmap instead of the Go heap
 }
 
 // testRing is one guest (driver) and device (queue) pair over one region.
@@ -58,9 +60,14 @@ func newTestRing(t testing.TB, size uint16, o ringOpts) *testRing {
 	}
 	dc := vqdriver.Layout(size, testBase, o.slab)
 	dc.EventIdx = o.eventIdx
-	n := int(dc.End()-testBase) + 4096
+	n := int(dc.End()-testBase) + 4096 + o.extra
 	n = (n + 4095) &^ 4095
-	mem := guestMem(t, n)
+	var mem []byte
+	if o.mmap {
+		mem = guestMem(t, n)
+	} else {
+		mem = heapMem(n)
+	}
 	drv, err := vqdriver.New(mem, testBase, dc)
 	if err != nil {
 		t.Fatal(err)
@@ -78,12 +85,39 @@ func newTestRing(t testing.TB, size uint16, o ringOpts) *testRing {
 	return &testRing{mem: mem, m: m, drv: drv, q: q, cfg: c}
 }
 
-// heap returns a GPA in the ring's heap past every slab: free guest memory.
+// spare returns the GPA of free guest memory past the heap (at least
+// 4096 + ringOpts.extra bytes).
 func (r *testRing) spare() uint64 { return r.drv.Config().End() }
 
-// pushAll returns every chain popped, with length 0 for malformed ones.
-func pushAll(q *Queue, cs []Chain) {
-	for i := range cs {
-		q.PushBatch([]Used{{Head: cs[i].Head}})
+// raw writes descs as descriptors 0, 1, ... of the main table, makes
+// descriptor 0 the next avail entry and publishes it.
+func (r *testRing) raw(descs ...vqdriver.Desc) {
+	for i, d := range descs {
+		r.drv.WriteDesc(uint16(i), d)
 	}
+	r.drv.PutAvail(0)
+	r.drv.Publish()
+}
+
+// rawTable writes descs as an indirect table at gpa.
+func (r *testRing) rawTable(gpa uint64, descs ...vqdriver.Desc) {
+	for i, d := range descs {
+		r.drv.WriteDescAt(gpa+uint64(i)*16, d)
+	}
+}
+
+// pop pops up to max chains of 64 iovecs each.
+func (r *testRing) pop(max int) ([]Chain, error) {
+	cs := NewChains(max, 64)
+	n, err := r.q.PopBatch(cs)
+	return cs[:n], err
+}
+
+// gpaOf returns the guest physical address of b, a slice of r.mem.
+func (r *testRing) gpaOf(t testing.TB, b []byte) uint64 {
+	t.Helper()
+	if !inside(b, r.mem) {
+		t.Fatalf("iovec outside guest memory")
+	}
+	return testBase + offsetIn(b, r.mem)
 }

@@ -269,6 +269,7 @@ func (q *Queue) PushBatch(used []Used) {
 		return
 	}
 	u := q.r.used
+	old := q.nextUsed
 	for _, e := range used {
 		off := 4 + usedElemSize*int(q.nextUsed&q.mask)
 		// Plain stores: the guest may read an element only after it has
@@ -278,6 +279,12 @@ func (q *Queue) PushBatch(used []Used) {
 		q.nextUsed++
 	}
 	q.publishUsed()
+	// If the index wrapped past the point NeedsNotify last answered for
+	// (more than 32K entries without asking), that point means nothing any
+	// more: make the next NeedsNotify say yes.
+	if int16(q.nextUsed-q.signalled) < 0 || q.nextUsed-old > q.nextUsed-q.signalled {
+		q.signalledValid = false
+	}
 }
 
 // publishUsed stores used.flags and used.idx in one 32-bit store. Both

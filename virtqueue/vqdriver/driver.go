@@ -165,6 +165,9 @@ func (d *Driver) Mem(gpa, n uint64) []byte {
 func (d *Driver) FreeDescs() int { return len(d.free) }
 
 // WriteDesc writes descriptor i of the main table. Raw: no bookkeeping.
+// WriteDesc and WriteDescAt touch no driver state and store atomically
+// when the descriptor is 8-aligned: a test goroutine may call them while
+// another uses the Driver.
 func (d *Driver) WriteDesc(i uint16, x Desc) {
 	d.WriteDescAt(d.cfg.Desc+16*uint64(i), x)
 }
@@ -188,6 +191,14 @@ func (d *Driver) ReadDesc(i uint16) Desc {
 func (d *Driver) PutAvail(head uint16) {
 	store16(d.avail, 4+2*int(d.availIdx&(d.cfg.Size-1)), head)
 	d.availIdx++
+}
+
+// WriteAvailSlot writes head into avail ring slot (slot mod Size) with
+// one atomic store and touches no driver state, so a test goroutine may
+// call it while another uses the Driver (flipping ring entries under the
+// device, BAD-INPUTS 39).
+func (d *Driver) WriteAvailSlot(slot, head uint16) {
+	store16(d.avail, 4+2*int(slot&(d.cfg.Size-1)), head)
 }
 
 // SetAvailIdx stores idx as avail.idx at once (raw: lets a test move the
