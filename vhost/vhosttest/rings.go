@@ -1,0 +1,246 @@
+package vhosttest
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/vhostd/vhostd/vhost"
+	"github.com/vhostd/vhostd/virtqueue/vqdriver"
+	"golang.org/x/sys/unix"
+)
+
+// Ring is the driver side of one vring: where it lies in guest memory, the
+// vqdriver.Driver that fills and drains it, and its eventfds.
+type Ring struct {
+	Index int
+	// Driver adds chains (AddChain, Publish) and reads completions (Used).
+	Driver *vqdriver.Driver
+	// Config is the ring's placement in guest physical addresses.
+	Config vqdriver.Config
+	// DescVA, AvailVA and UsedVA are the user addresses SET_VRING_ADDR
+	// sends.
+	DescVA, AvailVA, UsedVA uint64
+	// Kick, Call and Err are this side's eventfds; the back-end gets
+	// copies. They are closed by FrontEnd.Close.
+	Kick, Call, Err int
+}
+
+func (r *Ring) close() {
+	for _, fd := range []*int{&r.Kick, &r.Call, &r.Err} {
+		if *fd >= 0 {
+			unix.Close(*fd)
+			*fd = -1
+		}
+	}
+}
+
+// NewEventfd returns a non-blocking, close-on-exec eventfd.
+func NewEventfd() (int, error) {
+	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return -1, fmt.Errorf("eventfd: %w", err)
+	}
+	return fd, nil
+}
+
+// LayoutRing places ring i of the given size (with EVENT_IDX fields when
+// eventIdx) in the first region with room, after the rings already there,
+// with a heap of size slabs of f.Slab bytes, and creates its eventfds.
+// Nothing is sent.
+func (f *FrontEnd) LayoutRing(i int, size uint16, eventIdx bool) (*Ring, error) {
+	if old := f.rings[i]; old != nil {
+		old.close()
+		delete(f.rings, i)
+	}
+	for _, reg := range f.regions {
+		if reg.Mem == nil {
+			continue
+		}
+		c := vqdriver.Layout(size, reg.GPA+reg.next, f.Slab)
+		c.EventIdx = eventIdx
+		if c.End() > reg.GPA+reg.Size {
+			continue
+		}
+		d, err := vqdriver.New(reg.Mem, reg.GPA, c)
+		if err != nil {
+			return nil, err
+		}
+		reg.next = c.End() - reg.GPA
+		r := &Ring{Index: i, Driver: d, Config: c, Kick: -1, Call: -1, Err: -1}
+		va := func(gpa uint64) uint64 { return reg.UserAddr + (gpa - reg.GPA) }
+		r.DescVA, r.AvailVA, r.UsedVA = va(c.Desc), va(c.Avail), va(c.Used)
+		for _, fd := range []*int{&r.Kick, &r.Call, &r.Err} {
+			if *fd, err = NewEventfd(); err != nil {
+				r.close()
+				return nil, err
+			}
+		}
+		f.rings[i] = r
+		return r, nil
+	}
+	return nil, fmt.Errorf("ring %d of size %d: no region has room", i, size)
+}
+
+// Ring returns ring i, or nil if it was never laid out.
+func (f *FrontEnd) Ring(i int) *Ring { return f.rings[i] }
+
+// SetVringNum, SetVringBase and SetVringAddr send one message each for
+// ring i (laid out by LayoutRing for SetVringAddr).
+func (f *FrontEnd) SetVringNum(i int, num uint32) error {
+	return f.Send(vhost.ReqSetVringNum, 0, VringState(uint32(i), num))
+}
+
+func (f *FrontEnd) SetVringBase(i int, base uint32) error {
+	return f.Send(vhost.ReqSetVringBase, 0, VringState(uint32(i), base))
+}
+
+func (f *FrontEnd) SetVringAddr(i int) error {
+	r := f.rings[i]
+	if r == nil {
+		return fmt.Errorf("ring %d not laid out", i)
+	}
+	return f.Send(vhost.ReqSetVringAddr, 0, VringAddr(uint32(i), 0, r.DescVA, r.UsedVA, r.AvailVA, 0))
+}
+
+func (f *FrontEnd) vringFd(req vhost.Request, i int, fd int) error {
+	if fd < 0 {
+		return f.Send(req, 0, U64(uint64(i)|1<<8))
+	}
+	return f.Send(req, 0, U64(uint64(i)), fd)
+}
+
+// SetVringKick, SetVringCall and SetVringErr send ring i's eventfd (a
+// fresh one if the ring was not laid out).
+func (f *FrontEnd) SetVringKick(i int) error {
+	return f.vringFd(vhost.ReqSetVringKick, i, f.fdOf(i, 0))
+}
+func (f *FrontEnd) SetVringCall(i int) error {
+	return f.vringFd(vhost.ReqSetVringCall, i, f.fdOf(i, 1))
+}
+func (f *FrontEnd) SetVringErr(i int) error { return f.vringFd(vhost.ReqSetVringErr, i, f.fdOf(i, 2)) }
+
+// fdOf returns ring i's kick (0), call (1) or err (2) eventfd, creating a
+// placeholder ring entry with eventfds when the ring is not laid out yet
+// (QEMU sends CALL and ERR long before the rings exist).
+func (f *FrontEnd) fdOf(i, which int) int {
+	r := f.rings[i]
+	if r == nil {
+		r = &Ring{Index: i, Kick: -1, Call: -1, Err: -1}
+		for _, fd := range []*int{&r.Kick, &r.Call, &r.Err} {
+			*fd, _ = NewEventfd()
+		}
+		f.rings[i] = r
+	}
+	return [...]int{r.Kick, r.Call, r.Err}[which]
+}
+
+// SetupRing lays out ring i and sends SET_VRING_NUM, SET_VRING_BASE (0),
+// SET_VRING_ADDR, SET_VRING_CALL, SET_VRING_ERR and SET_VRING_KICK: the
+// back-end starts the ring on the kick. Features must be negotiated and a
+// memory table set.
+func (f *FrontEnd) SetupRing(i int, size uint16) error {
+	if _, err := f.LayoutRing(i, size, f.Features&(1<<vhost.FeatRingEventIdx) != 0); err != nil {
+		return err
+	}
+	steps := []func() error{
+		func() error { return f.SetVringNum(i, uint32(size)) },
+		func() error { return f.SetVringBase(i, 0) },
+		func() error { return f.SetVringAddr(i) },
+		func() error { return f.SetVringCall(i) },
+		func() error { return f.SetVringErr(i) },
+		func() error { return f.SetVringKick(i) },
+	}
+	for _, s := range steps {
+		if err := s(); err != nil {
+			return fmt.Errorf("ring %d: %w", i, err)
+		}
+	}
+	// A round trip makes sure the back-end has processed them all.
+	return f.Sync()
+}
+
+// SetupRings sets up rings 0..n-1.
+func (f *FrontEnd) SetupRings(n int, size uint16) error {
+	for i := 0; i < n; i++ {
+		if err := f.SetupRing(i, size); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Sync makes a round trip (GET_FEATURES) so that every message sent before
+// has been processed by the back-end.
+func (f *FrontEnd) Sync() error {
+	_, err := f.GetU64(vhost.ReqGetFeatures)
+	return err
+}
+
+// Enable sends SET_VRING_ENABLE with NEED_REPLY.
+func (f *FrontEnd) Enable(i int, on bool) error {
+	n := uint32(0)
+	if on {
+		n = 1
+	}
+	return f.Request(vhost.ReqSetVringEnable, VringState(uint32(i), n))
+}
+
+// GetVringBase stops ring i and returns the back-end's next avail index.
+func (f *FrontEnd) GetVringBase(i int) (uint16, error) {
+	r, err := f.Call(vhost.ReqGetVringBase, 0, VringState(uint32(i), 0))
+	if err != nil {
+		return 0, err
+	}
+	if len(r.Payload) != 8 || le.Uint32(r.Payload) != uint32(i) {
+		return 0, fmt.Errorf("GET_VRING_BASE reply %x", r.Payload)
+	}
+	return uint16(le.Uint32(r.Payload[4:])), nil
+}
+
+// Kick signals ring i's kick eventfd.
+func (f *FrontEnd) Kick(i int) error {
+	r := f.rings[i]
+	if r == nil || r.Kick < 0 {
+		return fmt.Errorf("ring %d has no kick eventfd", i)
+	}
+	_, err := unix.Write(r.Kick, U64(1))
+	return err
+}
+
+// ErrTimeout is returned by WaitCall when no call came in time.
+var ErrTimeout = errors.New("timed out")
+
+// WaitCall waits until the back-end signals ring i's call eventfd and
+// consumes the signal.
+func (f *FrontEnd) WaitCall(i int, timeout time.Duration) error {
+	r := f.rings[i]
+	if r == nil || r.Call < 0 {
+		return fmt.Errorf("ring %d has no call eventfd", i)
+	}
+	return waitEventfd(r.Call, timeout)
+}
+
+func waitEventfd(fd int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	var b [8]byte
+	for {
+		if _, err := unix.Read(fd, b[:]); err == nil {
+			return nil
+		} else if err != unix.EAGAIN && err != unix.EINTR {
+			return err
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return ErrTimeout
+		}
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		ms := int(left / time.Millisecond)
+		if ms == 0 {
+			ms = 1
+		}
+		if _, err := unix.Poll(pfd, ms); err != nil && err != unix.EINTR {
+			return err
+		}
+	}
+}
