@@ -231,3 +231,19 @@ func TestFdAbove1023(t *testing.T) {
 	}
 	t.Fatalf("injected frame not read on fd %d", hi)
 }
+
+// Probe on a TAP: 0 while attached, a gone errno once the TAP is deleted; no allocation.
+func TestTAPProbe(t *testing.T) {
+	d, ns := openTestTAP(t, 1)
+	q := d.Queue(0)
+	if e := q.Probe(); e != 0 {
+		t.Fatalf("Probe = %v", e)
+	}
+	if a := testing.AllocsPerRun(10, func() { q.Probe() }); a != 0 {
+		t.Fatalf("Probe allocates %v", a)
+	}
+	privtest.IP(t, ns, "link", "del", d.Name())
+	if e := q.Probe(); !IsGone(e) {
+		t.Fatalf("Probe after deletion = %v, want a gone errno", e)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"net"
+	"os/exec"
 	"testing"
 	"time"
 
@@ -161,4 +162,8 @@ func tapFrames(t testing.TB, d *Device, tag string, want int, timeout time.Durat
 		}
 	}
 	return got, perQueue
+}
+
+func execCommand(name string, args ...string) ([]byte, error) {
+	return exec.Command(name, args...).CombinedOutput()
 }

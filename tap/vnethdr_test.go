@@ -97,7 +97,7 @@ func TestVnetHdrValidateNoAllocs(t *testing.T) {
 // describes ranges inside the frame, so no length derived from it is negative.
 func FuzzVnetHdr(f *testing.F) {
 	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, 60)
-	f.Add([]byte{1, 1, 66, 0, 0xa8, 5, 34, 0, 16, 0, 0, 0}, 1514)   // TSO4
+	f.Add([]byte{1, 1, 66, 0, 0xa8, 5, 34, 0, 16, 0, 0, 0}, 1514)    // TSO4
 	f.Add([]byte{1, 0x84, 86, 0, 0x94, 5, 54, 0, 16, 0, 0, 0}, 1514) // TSO6|ECN
 	f.Add([]byte{1, 5, 42, 0, 0xa8, 5, 34, 0, 6, 0, 0, 0}, 9000)     // USO
 	f.Add([]byte{1, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0}, 60)
