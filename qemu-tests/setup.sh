@@ -53,8 +53,13 @@ debian_uri() {
 	done | head -n 1 | grep .
 }
 
+# has_bpo_source: an active apt source (not a comment, not a disabled file) names $BPO.
 has_bpo_source() {
-	grep -rqs -- "$BPO" /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null
+	for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
+		[ -f "$f" ] || continue
+		grep -v '^[[:space:]]*#' "$f" | grep -q -- "$BPO" && return 0
+	done
+	return 1
 }
 
 SRC=/etc/apt/sources.list.d/vhostd-backports.sources
