@@ -48,7 +48,7 @@ func word32(b []byte, off int) (*uint32, uint) {
 
 // load16 reads the little-endian uint16 at b[off:off+2] once.
 func load16(b []byte, off int) uint16 {
-	_ = b[off+1]
+	_ = b[off : off+2] // bounds check without a memory access the race detector would see
 	if p, sh := word32(b, off); p != nil {
 		return uint16(atomic.LoadUint32(p) >> sh)
 	}
@@ -61,7 +61,7 @@ func load16(b []byte, off int) uint16 {
 // intermediate value; every 16-bit field we store this way is a hint, see
 // EnableNotify for why that cannot lose a wake-up).
 func store16(b []byte, off int, v uint16) {
-	_ = b[off+1]
+	_ = b[off : off+2]
 	if p, sh := word32(b, off); p != nil {
 		atomic.AndUint32(p, ^(uint32(0xffff) << sh))
 		atomic.OrUint32(p, uint32(v)<<sh)
@@ -72,7 +72,7 @@ func store16(b []byte, off int, v uint16) {
 
 // store32 writes v to the little-endian uint32 at b[off:off+4] in one store.
 func store32(b []byte, off int, v uint32) {
-	_ = b[off+3]
+	_ = b[off : off+4]
 	if uintptr(unsafe.Pointer(&b[off]))&3 == 0 {
 		atomic.StoreUint32((*uint32)(unsafe.Pointer(&b[off])), v)
 		return
@@ -84,7 +84,7 @@ func store32(b []byte, off int, v uint32) {
 // the word holding len (bits 0-31), flags (32-47) and next (48-63).
 // Indirect tables need no alignment (BAD-INPUTS 32), hence the fallback.
 func loadDesc(b []byte, off int) (addr, w uint64) {
-	_ = b[off+15]
+	_ = b[off : off+16]
 	if uintptr(unsafe.Pointer(&b[off]))&7 == 0 {
 		return atomic.LoadUint64((*uint64)(unsafe.Pointer(&b[off]))),
 			atomic.LoadUint64((*uint64)(unsafe.Pointer(&b[off+8])))

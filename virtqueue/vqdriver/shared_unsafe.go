@@ -27,7 +27,7 @@ func word32(b []byte, off int) (*uint32, uint) {
 }
 
 func load16(b []byte, off int) uint16 {
-	_ = b[off+1]
+	_ = b[off : off+2] // bounds check without a memory access the race detector would see
 	if p, sh := word32(b, off); p != nil {
 		return uint16(atomic.LoadUint32(p) >> sh)
 	}
@@ -35,7 +35,7 @@ func load16(b []byte, off int) uint16 {
 }
 
 func store16(b []byte, off int, v uint16) {
-	_ = b[off+1]
+	_ = b[off : off+2]
 	if p, sh := word32(b, off); p != nil {
 		atomic.AndUint32(p, ^(uint32(0xffff) << sh))
 		atomic.OrUint32(p, uint32(v)<<sh)
@@ -45,7 +45,7 @@ func store16(b []byte, off int, v uint16) {
 }
 
 func store32(b []byte, off int, v uint32) {
-	_ = b[off+3]
+	_ = b[off : off+4]
 	if uintptr(unsafe.Pointer(&b[off]))&3 == 0 {
 		atomic.StoreUint32((*uint32)(unsafe.Pointer(&b[off])), v)
 		return
@@ -57,7 +57,7 @@ func store32(b []byte, off int, v uint32) {
 // address is 8-aligned, so a test may rewrite descriptors while the device
 // reads them (BAD-INPUTS 39).
 func storeDesc(b []byte, addr, w uint64) {
-	_ = b[15]
+	_ = b[:16]
 	if uintptr(unsafe.Pointer(&b[0]))&7 == 0 {
 		atomic.StoreUint64((*uint64)(unsafe.Pointer(&b[0])), addr)
 		atomic.StoreUint64((*uint64)(unsafe.Pointer(&b[8])), w)
