@@ -116,7 +116,7 @@ func OpenTAP(c Config) (*Device, error) {
 		if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
 			d.Close()
 			if errors.Is(err, unix.EINVAL) && !d.created {
-				return nil, fmt.Errorf("tap: attach to %q queue %d: %w (an existing TAP must be a multi_queue TAP)", d.name, i, err)
+				return nil, fmt.Errorf("tap: attach to %q queue %d: %w (an existing interface must be a multi_queue TAP: ip tuntap add NAME mode tap multi_queue)", d.name, i, err)
 			}
 			return nil, fmt.Errorf("tap: TUNSETIFF %q queue %d: %w", d.name, i, err)
 		}

@@ -2,25 +2,25 @@
 // pair, the virtio-net header those fds speak, receive offloads, link settings, and batched
 // zero-copy I/O. It knows nothing of virtqueues or guest memory: callers hand it iovecs.
 //
-//	                      netdev (caller)
-//	  guest TX frames           |  ^   guest RX buffers
-//	  [][]unix.Iovec            |  |   [][]unix.Iovec + sizes
-//	  hdr(12) + frame,          v  |   hdr(12) + frame written by the kernel
-//	  validated: VnetHdr.   +---------------------------------------------+
-//	  Validate              | tap.Device (control plane, mutex, ctl sock) |
-//	                        |   OpenTAP / OpenMacvtap, SetOffload,        |
-//	                        |   SetMTU, SetMAC, SetUp, SetTxQueueLen       |
-//	                        |                                             |
-//	                        |   Queue 0 ... Queue N-1 (one owner each,    |
-//	                        |   no locks, no allocation)                  |
-//	                        |   WriteBatch: writev per frame              |
-//	                        |   ReadBatch:  readv per frame until EAGAIN  |
-//	                        |   Fd() for epoll, Probe, Close              |
-//	                        +-------|------------------------------^------+
-//	                                | O_NONBLOCK fds               |
-//	                  /dev/net/tun (TUNSETIFF x N, IFF_MULTI_QUEUE)  or  /dev/tapN (open x N)
-//	                                v                              |
-//	                      kernel: tun.c / tap.c queue i  <->  host stack, bridge, XDP
+//	                    netdev (caller)
+//	guest TX frames           |  ^   guest RX buffers
+//	[][]unix.Iovec            |  |   [][]unix.Iovec + sizes
+//	hdr(12) + frame,          v  |   hdr(12) + frame written by the kernel
+//	validated: VnetHdr.   +---------------------------------------------+
+//	Validate              | tap.Device (control plane, mutex, ctl sock) |
+//	                      |   OpenTAP / OpenMacvtap, SetOffload,        |
+//	                      |   SetMTU, SetMAC, SetUp, SetTxQueueLen      |
+//	                      |                                             |
+//	                      |   Queue 0 ... Queue N-1 (one owner each,    |
+//	                      |   no locks, no allocation)                  |
+//	                      |   WriteBatch: writev per frame              |
+//	                      |   ReadBatch:  readv per frame until EAGAIN  |
+//	                      |   Fd() for epoll, Probe, Close              |
+//	                      +-------|------------------------------^------+
+//	                              | O_NONBLOCK fds               |
+//	                /dev/net/tun (TUNSETIFF x N, IFF_MULTI_QUEUE)  or  /dev/tapN (open x N)
+//	                              v                              |
+//	                    kernel: tun.c / tap.c queue i  <->  host stack, bridge, XDP
 //
 // Conventions every caller relies on:
 //   - Every frame in both directions starts with the 12-byte struct virtio_net_hdr_mrg_rxbuf

@@ -85,8 +85,9 @@ func (q *Queue) WriteBatch(frames [][]unix.Iovec) (n int, errno unix.Errno) {
 //   - 0: n == min(len(frames), len(sizes));
 //   - EAGAIN: the queue ran empty after n frames; wait for EPOLLIN on Fd();
 //   - IsGone(errno): the device is gone (see WriteBatch); remove Fd() from the poller;
-//   - anything else (EINVAL: frame n's iovecs are shorter than the header, EFAULT): frame
-//     n was not read into usable memory (for EFAULT the kernel dropped it).
+//   - anything else (EINVAL: frame n's iovecs are shorter than the 12-byte header, or frame
+//     n has no iovecs; EFAULT: a bad buffer): the kernel dropped the frame it was delivering
+//     (tun.c frees it); frames[n] holds nothing usable. Fix the buffers, count, continue.
 func (q *Queue) ReadBatch(frames [][]unix.Iovec, sizes []int) (n int, errno unix.Errno) {
 	fd := q.fd
 	max := len(frames)
