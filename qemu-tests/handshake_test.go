@@ -1,10 +1,13 @@
 package qemutests
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -25,19 +28,40 @@ echo "HS driver=$(basename "$(readlink /sys/class/net/eth0/device/driver)")"
 echo "HS features=$(cat /sys/class/net/eth0/device/features)"
 `
 
-// TestHandshake is issue 2's acceptance: vhostd serves the socket, QEMU connects as client,
-// and the guest's virtio_net driver binds to the device with VERSION_1 and MRG_RXBUF.
+// TestHandshake is issue 2's acceptance: the guest's virtio_net driver binds to vhostd's
+// device with the MAC given to QEMU and VERSION_1 and MRG_RXBUF negotiated, and vhostd exits 0
+// on SIGTERM and removes its socket.
+//   - server: vhostd listens on the socket (--socket-path), QEMU connects as client.
+//   - client: QEMU listens (server=on,wait=on) and vhostd connects (--client).
 func TestHandshake(t *testing.T) {
+	t.Run("server", func(t *testing.T) { testHandshake(t, false) })
+	t.Run("client", func(t *testing.T) { testHandshake(t, true) })
+}
+
+func testHandshake(t *testing.T, vhostdClient bool) {
 	q := Gate(t)
 	ctx := Context(t, 3*guest.BootTimeout)
 	sock := filepath.Join(TempDir(t), "vu.sock")
 	tap := TapName()
-	vd := StartVhostd(t, "--socket-path", sock, "--tap", tap, "--queues", "1", "--log-level", "debug")
-	if err := guest.WaitFile(ctx, sock, vd); err != nil {
-		t.Fatalf("vhostd socket: %v", err)
-	}
+	args := []string{"--socket-path", sock, "--tap", tap, "--queues", "1", "--log-level", "debug"}
 	mac := guest.RandomMAC()
-	g := StartGuest(t, guest.Options{QEMU: q, NIC: &guest.NIC{SocketPath: sock, MAC: mac}, Script: handshakeScript})
+	o := guest.Options{QEMU: q, NIC: &guest.NIC{SocketPath: sock, MAC: mac}, Script: handshakeScript}
+	var vd *guest.Process
+	var g *guest.Guest
+	if vhostdClient {
+		o.NIC.Server, o.NIC.ServerWait = true, true
+		g = StartGuest(t, o)
+		if err := waitSocket(ctx, g, sock); err != nil {
+			t.Fatalf("qemu socket: %v", err)
+		}
+		vd = StartVhostd(t, append([]string{"--client"}, args...)...)
+	} else {
+		vd = StartVhostd(t, args...)
+		if err := guest.WaitFile(ctx, sock, vd); err != nil {
+			t.Fatalf("vhostd socket: %v", err)
+		}
+		g = StartGuest(t, o)
+	}
 
 	if rest, err := g.WaitMarker(ctx, "NET eth0 "); err != nil {
 		t.Fatalf("eth0: %v", err)
@@ -48,7 +72,7 @@ func TestHandshake(t *testing.T) {
 		t.Fatalf("script: %v", err)
 	}
 	hs := fields(g.Log(), "HS ")
-	if got := strings.Fields(hs["ifaces"]); !contains(got, "eth0") {
+	if got := strings.Fields(hs["ifaces"]); !slices.Contains(got, "eth0") {
 		t.Errorf("guest interfaces %q: no eth0", got)
 	}
 	if hs["mac"] != mac {
@@ -73,9 +97,28 @@ func TestHandshake(t *testing.T) {
 	if err := vd.Stop(VhostdStopGrace); err != nil {
 		t.Errorf("vhostd on SIGTERM: %v (want exit status 0)", err)
 	}
-	if _, err := os.Stat(sock); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("vhostd left its socket %s behind after SIGTERM (stat: %v)", sock, err)
+	if !vhostdClient {
+		if _, err := os.Stat(sock); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("vhostd left its socket %s behind after SIGTERM (stat: %v)", sock, err)
+		}
 	}
+}
+
+// waitSocket waits for QEMU's listening socket, or QEMU's exit.
+func waitSocket(ctx context.Context, g *guest.Guest, sock string) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-g.Done():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	if err := guest.WaitFile(ctx, sock, nil); err != nil {
+		return fmt.Errorf("%w (qemu stderr: %s)", err, g.QEMULog())
+	}
+	return nil
 }
 
 // fields collects "PREFIXkey=value" lines of the log into a map (the last one wins).
@@ -92,13 +135,4 @@ func fields(log, prefix string) map[string]string {
 // bit 0 first.
 func featureSet(features string, bit int) bool {
 	return bit < len(features) && features[bit] == '1'
-}
-
-func contains(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

@@ -24,6 +24,9 @@ type NIC struct {
 	// Server makes QEMU listen on SocketPath (server=on,wait=off) and the back-end connect
 	// (vhostd --client). By default QEMU connects to a listening back-end.
 	Server bool
+	// ServerWait, with Server, makes QEMU wait for the back-end before it starts the guest
+	// (wait=on): the guest's driver then always probes a connected device.
+	ServerWait bool
 	// ReconnectMS, when > 0, makes a client QEMU retry a lost connection every that many ms.
 	ReconnectMS int
 	// QueuePairs is the number of queue pairs (default 1). More than 1 sets mq=on and
@@ -85,7 +88,8 @@ type Guest struct {
 	changed chan struct{} // closed and replaced whenever serial grows
 }
 
-// Boot builds the initramfs and starts QEMU. The caller must Close the guest.
+// Boot builds the initramfs and starts QEMU. QEMU is killed (by PID) when ctx ends; the
+// caller must Close the guest.
 func Boot(ctx context.Context, o Options) (*Guest, error) {
 	if o.QEMU.Path == "" {
 		q, err := FindQEMU()
@@ -138,7 +142,11 @@ func Boot(ctx context.Context, o Options) (*Guest, error) {
 		g.removeDir()
 		return nil, fmt.Errorf("boot: start %s: %w", o.QEMU.Path, err)
 	}
-	go g.read(out)
+	stop := context.AfterFunc(ctx, func() { g.cmd.Process.Kill() })
+	go func() {
+		g.read(out)
+		stop()
+	}()
 	return g, nil
 }
 
@@ -164,7 +172,9 @@ func (g *Guest) qemuArgs(initrd string) []string {
 			qp = 1
 		}
 		chr := "socket,id=c0,path=" + n.SocketPath
-		if n.Server {
+		if n.Server && n.ServerWait {
+			chr += ",server=on,wait=on"
+		} else if n.Server {
 			chr += ",server=on,wait=off"
 		} else if n.ReconnectMS > 0 {
 			chr += ",reconnect-ms=" + strconv.Itoa(n.ReconnectMS)

@@ -110,6 +110,7 @@ func TestQEMUArgs(t *testing.T) {
 		{"mq mtu reconnect", Options{QEMU: q10, NIC: &NIC{SocketPath: "/s", QueuePairs: 2, MTU: 9000, ReconnectMS: 1000}},
 			[]string{"path=/s,reconnect-ms=1000 ", "queues=2 ", ",mq=on,vectors=6,host_mtu=9000"}, nil},
 		{"server", Options{QEMU: q10, NIC: &NIC{SocketPath: "/s", Server: true}}, []string{"path=/s,server=on,wait=off "}, []string{"reconnect"}},
+		{"server wait", Options{QEMU: q10, NIC: &NIC{SocketPath: "/s", Server: true, ServerWait: true}}, []string{"path=/s,server=on,wait=on "}, nil},
 		{"qemu 7.2", Options{QEMU: q72, NIC: &NIC{SocketPath: "/s"}}, []string{",romfile=,vectors=0"}, nil},
 		{"kvm, extras", Options{QEMU: q10, KVM: true, KernelArgs: []string{"a=b"}, QEMUArgs: []string{"-x"}}, []string{"-accel kvm ", "panic=-1 quiet a=b -x"}, nil},
 	} {
