@@ -1,0 +1,263 @@
+package netdev
+
+import (
+	"github.com/vhostd/vhostd/ptrring"
+	"github.com/vhostd/vhostd/tap"
+	"github.com/vhostd/vhostd/virtqueue"
+	"golang.org/x/sys/unix"
+)
+
+// rxSlot is one guest RX chain: buffers the TAP reads straight into.
+type rxSlot struct {
+	chain *virtqueue.Chain
+	iov   []unix.Iovec // the chain's writable buffers, plus room for the overflow buffer
+	cap   uint32       // bytes the chain can take
+	len   uint32       // bytes written, for the used ring
+	bad   bool         // malformed chain: returned with length 0
+}
+
+// rxPath moves frames from a TAP queue into one receive ring.
+//
+//	ring side: PopBatch -> stock (chains waiting for a frame)
+//	TAP side:  stock -> readv straight into the chain's buffers -> done
+//	           (a frame larger than one chain spills into the overflow
+//	           buffer and is copied once into the next chains, MRG_RXBUF)
+//	ring side: done -> used ring -> call, if the guest asked
+//
+// Chains stocked but not yet filled stay popped; when the ring stops they
+// are handed back by reporting a base before them (BAD-INPUTS 46).
+type rxPath struct {
+	q        *virtqueue.Queue
+	chains   []virtqueue.Chain
+	slots    []rxSlot
+	next     int
+	inflight int // popped, not yet returned to the guest
+	stock    *ptrring.Ring[rxSlot]
+	done     *ptrring.Ring[rxSlot]
+	batch    []*rxSlot
+	used     []virtqueue.Used
+	overflow []byte
+	parts    []*rxSlot // the chains of the frame being spilled
+	frame    [1][]unix.Iovec
+	size     [1]int
+	mrg      bool
+	maxFrame uint32 // largest frame (header included) the guest can be given
+}
+
+func newRxPath() *rxPath {
+	r := &rxPath{
+		chains:   virtqueue.NewChains(slotCount, maxSegs),
+		slots:    make([]rxSlot, slotCount),
+		batch:    make([]*rxSlot, slotCount),
+		used:     make([]virtqueue.Used, slotCount),
+		overflow: make([]byte, maxGSOFrame+tap.VnetHdrLen),
+		parts:    make([]*rxSlot, 0, slotCount),
+	}
+	iovs := make([]unix.Iovec, slotCount*(maxSegs+1))
+	for i := range r.slots {
+		r.slots[i].chain = &r.chains[i]
+		r.slots[i].iov = iovs[i*(maxSegs+1) : i*(maxSegs+1) : (i+1)*(maxSegs+1)]
+	}
+	var err error
+	if r.stock, err = ptrring.New[rxSlot](slotCount); err != nil {
+		panic(err)
+	}
+	if r.done, err = ptrring.New[rxSlot](slotCount); err != nil {
+		panic(err)
+	}
+	return r
+}
+
+// refill pops guest buffers into the stock, up to max chains. It returns
+// how many it popped and the queue's error if the guest broke it.
+func (r *rxPath) refill(max int, c *counters) (int, error) {
+	free := slotCount - r.inflight
+	if max > free {
+		max = free
+	}
+	if max > slotCount-r.next {
+		max = slotCount - r.next
+	}
+	if max <= 0 {
+		return 0, nil
+	}
+	n, err := r.q.PopBatch(r.chains[r.next : r.next+max])
+	for i := 0; i < n; i++ {
+		s := &r.slots[r.next+i]
+		ch := s.chain
+		s.len, s.bad = 0, false
+		s.iov = s.iov[:0]
+		if ch.CheckRX() != nil || ch.InLen < tap.VnetHdrLen {
+			// BAD-INPUTS 35, 41: a chain we cannot write into goes back
+			// empty, in its turn.
+			s.bad, s.cap = true, 0
+			c.add(cRxMalformed, 1)
+		} else {
+			s.iov = virtqueue.AppendIovecs(s.iov, ch.In)
+			s.cap = ch.InLen
+		}
+		r.batch[i] = s
+	}
+	if n > 0 {
+		r.stock.ProduceBatch(r.batch[:n])
+		r.next = (r.next + n) % slotCount
+		r.inflight += n
+	}
+	return n, err
+}
+
+// fromTAP reads up to max frames from the TAP into stocked chains. It
+// returns the frames moved, whether the TAP still had frames when the
+// stock ran dry, and whether the TAP is gone.
+func (r *rxPath) fromTAP(q *tap.Queue, max int, c *counters) (frames int, starved, gone bool) {
+	for frames < max {
+		s := r.stock.Peek()
+		if s == nil {
+			if readable(q.Fd()) {
+				c.add(cRxNoBuffer, 1)
+				starved = true
+			}
+			return
+		}
+		if s.bad {
+			r.stock.Consume()
+			r.done.Produce(s)
+			continue
+		}
+		// The overflow buffer catches what does not fit the chain: with
+		// MRG_RXBUF it is copied on, without it the frame is dropped. It
+		// also makes truncation visible on any fd, not only on tun (which
+		// reports the full length).
+		r.frame[0] = append(s.iov, iovec(r.overflow))
+		n, errno := q.ReadBatch(r.frame[:], r.size[:])
+		if n == 0 {
+			if tap.IsGone(errno) {
+				gone = true
+			}
+			return
+		}
+		r.stock.Consume()
+		size := uint32(r.size[0])
+		switch {
+		case size <= s.cap:
+			s.len = size
+			putNumBuffers(s.chain.In, 1)
+			r.done.Produce(s)
+		case !r.mrg || size > r.maxFrame:
+			s.len = 0
+			r.done.Produce(s)
+			c.add(cRxTruncated, 1)
+			frames++
+			continue
+		default:
+			if !r.spill(s, size, c) {
+				frames++
+				continue
+			}
+		}
+		c.add(cRxPackets, 1)
+		c.add(cRxBytes, uint64(size-tap.VnetHdrLen))
+		frames++
+	}
+	return
+}
+
+// spill finishes a frame of size bytes whose first s.cap bytes landed in s
+// and the rest in the overflow buffer: the rest is copied into the next
+// stocked chains and num_buffers records how many chains the frame took
+// (MRG_RXBUF, virtio 1.x 5.1.6.4). The frame's chains are handed on
+// together once it is complete. If the stock runs out or holds a malformed
+// chain, every chain taken goes back with length 0 (the guest drops each as
+// too short) and the frame counts as truncated.
+func (r *rxPath) spill(s *rxSlot, size uint32, c *counters) bool {
+	s.len = s.cap
+	parts := append(r.parts[:0], s)
+	rest := r.overflow[:size-s.cap]
+	ok := true
+	for len(rest) > 0 {
+		t := r.stock.Consume()
+		if t == nil {
+			ok = false
+			break
+		}
+		parts = append(parts, t)
+		if t.bad {
+			ok = false
+			break
+		}
+		n := scatter(t.chain.In, rest)
+		t.len = uint32(n)
+		rest = rest[n:]
+	}
+	if ok {
+		putNumBuffers(s.chain.In, uint16(len(parts)))
+	} else {
+		for _, p := range parts {
+			p.len = 0
+		}
+		c.add(cRxTruncated, 1)
+	}
+	r.done.ProduceBatch(parts)
+	return ok
+}
+
+// complete returns filled chains to the guest and reports whether the
+// guest wants a call.
+func (r *rxPath) complete() (notify bool) {
+	n := r.done.ConsumeBatch(r.batch)
+	if n == 0 {
+		return false
+	}
+	for i := 0; i < n; i++ {
+		r.used[i] = virtqueue.Used{Head: r.batch[i].chain.Head, Len: r.batch[i].len}
+	}
+	r.q.PushBatch(r.used[:n])
+	r.inflight -= n
+	return r.q.NeedsNotify()
+}
+
+// reset empties the path for a new ring.
+func (r *rxPath) reset(q *virtqueue.Queue, mrg bool, maxFrame uint32) {
+	r.q, r.next, r.inflight, r.mrg, r.maxFrame = q, 0, 0, mrg, maxFrame
+	for r.stock.Consume() != nil {
+	}
+	for r.done.Consume() != nil {
+	}
+}
+
+// putNumBuffers writes the header's num_buffers field (bytes 10-11, little
+// endian) into the chain's buffers, which may split the header.
+func putNumBuffers(in [][]byte, n uint16) {
+	var b [2]byte
+	b[0], b[1] = byte(n), byte(n>>8)
+	writeAt(in, 10, b[:])
+}
+
+// writeAt copies b to offset off of the buffers' concatenation.
+func writeAt(bufs [][]byte, off int, b []byte) {
+	for _, buf := range bufs {
+		if off >= len(buf) {
+			off -= len(buf)
+			continue
+		}
+		n := copy(buf[off:], b)
+		b = b[n:]
+		off = 0
+		if len(b) == 0 {
+			return
+		}
+	}
+}
+
+// scatter copies as much of src as fits into bufs and returns the count.
+func scatter(bufs [][]byte, src []byte) int {
+	n := 0
+	for _, buf := range bufs {
+		k := copy(buf, src[n:])
+		n += k
+		if n == len(src) {
+			break
+		}
+	}
+	return n
+}

@@ -1,0 +1,245 @@
+package netdev
+
+import (
+	"github.com/vhostd/vhostd/ptrring"
+	"github.com/vhostd/vhostd/tap"
+	"github.com/vhostd/vhostd/virtqueue"
+	"golang.org/x/sys/unix"
+)
+
+// Sizes of the per-ring machinery, fixed at ring start: nothing on the
+// frame path allocates afterwards.
+const (
+	// slotCount is the number of chains a ring keeps in flight. A power of
+	// two (ptrring) and at most the largest ring we accept.
+	slotCount = 256
+	// budget is the most chains (TX) or frames (RX) one poll moves per
+	// ring: a flooding guest cannot starve the other rings (BAD-INPUTS 42).
+	budget = 64
+	// maxSegs is the most iovecs one chain may have; a chain with more is
+	// dropped (virtqueue.ErrTooManySegments).
+	maxSegs = 64
+	// maxGSOFrame is the largest frame with a segmentation offload: 64 KiB
+	// of IP plus an Ethernet header and a VLAN tag (include/linux/virtio_net.h
+	// limits GSO frames the same way).
+	maxGSOFrame = 65535 + 14 + 4
+	// frameOverhead is the Ethernet header and one VLAN tag beyond the MTU.
+	frameOverhead = 14 + 4
+)
+
+// Drop reasons a TX slot can carry.
+const (
+	txOK = iota
+	txMalformed
+	txOversize
+)
+
+// txSlot is one guest TX chain on its way to the TAP.
+type txSlot struct {
+	chain *virtqueue.Chain
+	hdr   [tap.VnetHdrLen]byte // the header, copied once out of guest memory
+	iov   []unix.Iovec         // header copy, then the frame, straight from guest memory
+	drop  uint8
+	bytes uint32 // frame bytes without the header
+}
+
+// txPath moves one transmit ring's chains to a TAP queue.
+//
+//	ring side: PopBatch -> validate, copy header, build iovecs -> toTap
+//	TAP side:  toTap -> writev each frame -> done
+//	ring side: done -> used ring (len 0) -> call, if the guest asked
+//
+// Both sides run on the pair's worker today; the ptrrings are the seam where
+// they can be split over two threads.
+type txPath struct {
+	q        *virtqueue.Queue
+	chains   []virtqueue.Chain
+	slots    []txSlot
+	next     int // next slot to fill
+	inflight int // slots popped and not yet returned to the guest
+	toTap    *ptrring.Ring[txSlot]
+	done     *ptrring.Ring[txSlot]
+	batch    []*txSlot
+	frames   [][]unix.Iovec
+	frameOf  []int
+	used     []virtqueue.Used
+	maxFrame uint32
+}
+
+func newTxPath() *txPath {
+	t := &txPath{
+		chains:  virtqueue.NewChains(slotCount, maxSegs),
+		slots:   make([]txSlot, slotCount),
+		batch:   make([]*txSlot, slotCount),
+		frames:  make([][]unix.Iovec, 0, slotCount),
+		frameOf: make([]int, 0, slotCount),
+		used:    make([]virtqueue.Used, slotCount),
+	}
+	iovs := make([]unix.Iovec, slotCount*(maxSegs+1))
+	for i := range t.slots {
+		t.slots[i].chain = &t.chains[i]
+		t.slots[i].iov = iovs[i*(maxSegs+1) : i*(maxSegs+1) : (i+1)*(maxSegs+1)]
+	}
+	var err error
+	if t.toTap, err = ptrring.New[txSlot](slotCount); err != nil {
+		panic(err)
+	}
+	if t.done, err = ptrring.New[txSlot](slotCount); err != nil {
+		panic(err)
+	}
+	return t
+}
+
+// pop takes up to max chains from the ring, prepares them and hands them to
+// the TAP side. It returns how many it took and the queue's error, if the
+// guest broke it.
+func (t *txPath) pop(max int, c *counters) (int, error) {
+	free := slotCount - t.inflight
+	if max > free {
+		max = free
+	}
+	if max > slotCount-t.next {
+		max = slotCount - t.next // no wrap inside one PopBatch
+	}
+	if max <= 0 {
+		return 0, nil
+	}
+	n, err := t.q.PopBatch(t.chains[t.next : t.next+max])
+	for i := 0; i < n; i++ {
+		s := &t.slots[t.next+i]
+		t.prepare(s, c)
+		t.batch[i] = s
+	}
+	if n > 0 {
+		t.toTap.ProduceBatch(t.batch[:n]) // cannot fail: at most slotCount in flight
+		t.next = (t.next + n) % slotCount
+		t.inflight += n
+	}
+	return n, err
+}
+
+// prepare validates a chain and builds its frame (BAD-INPUTS 35-39): the
+// header is gathered once into the slot, checked, and only the copy is
+// written to the TAP.
+func (t *txPath) prepare(s *txSlot, c *counters) {
+	ch := s.chain
+	s.iov = s.iov[:0]
+	s.drop = txOK
+	if ch.CheckTX() != nil || ch.OutLen <= tap.VnetHdrLen {
+		s.drop = txMalformed
+		c.add(cTxMalformed, 1)
+		return
+	}
+	frameLen := ch.OutLen - tap.VnetHdrLen
+	if frameLen > t.maxFrame {
+		s.drop = txOversize
+		c.add(cTxOversize, 1)
+		return
+	}
+	// Gather the header, which may be split over several descriptors
+	// (BAD-INPUTS 36).
+	got := 0
+	seg, off := 0, 0
+	for got < tap.VnetHdrLen {
+		b := ch.Out[seg]
+		n := copy(s.hdr[got:], b)
+		got += n
+		if n < len(b) {
+			off = n
+			break
+		}
+		seg++
+	}
+	var h tap.VnetHdr
+	h.Unmarshal(&s.hdr)
+	if h.Validate(int(frameLen)) != nil {
+		s.drop = txMalformed
+		c.add(cTxMalformed, 1)
+		return
+	}
+	// num_buffers means nothing device-bound; the TAP ignores it.
+	s.hdr[10], s.hdr[11] = 0, 0
+	s.iov = append(s.iov, iovec(s.hdr[:]))
+	for ; seg < len(ch.Out); seg++ {
+		b := ch.Out[seg][off:]
+		off = 0
+		if len(b) > 0 {
+			s.iov = append(s.iov, iovec(b))
+		}
+	}
+	s.bytes = frameLen
+}
+
+// toTAP writes the frames the ring side prepared. When enabled is false the
+// ring is "started but disabled": frames are consumed and discarded
+// (vhost-user.rst, Ring states). It reports whether the TAP is gone.
+func (t *txPath) toTAP(q *tap.Queue, enabled bool, c *counters) (gone bool) {
+	n := t.toTap.ConsumeBatch(t.batch)
+	if n == 0 {
+		return false
+	}
+	t.frames, t.frameOf = t.frames[:0], t.frameOf[:0]
+	for i := 0; i < n; i++ {
+		s := t.batch[i]
+		if s.drop != txOK {
+			continue
+		}
+		if !enabled {
+			c.add(cTxDiscarded, 1)
+			continue
+		}
+		t.frames = append(t.frames, s.iov)
+		t.frameOf = append(t.frameOf, i)
+	}
+	for done := 0; done < len(t.frames); {
+		w, errno := q.WriteBatch(t.frames[done:])
+		for _, i := range t.frameOf[done : done+w] {
+			c.add(cTxPackets, 1)
+			c.add(cTxBytes, uint64(t.batch[i].bytes))
+		}
+		done += w
+		if errno == 0 {
+			break
+		}
+		switch {
+		case errno == unix.EAGAIN:
+			// Policy (BAD-INPUTS 52): drop. tun hands frames to the stack
+			// and almost never says EAGAIN; macvtap can when its socket
+			// buffer is full. Back-pressure would hold the guest's chains
+			// and stall its TX queue behind a slow host.
+			c.add(cTxDroppedTapFull, uint64(len(t.frames)-done))
+			done = len(t.frames)
+		case tap.IsGone(errno):
+			c.add(cTxDroppedTap, uint64(len(t.frames)-done))
+			done = len(t.frames)
+			gone = true
+		default:
+			// The kernel refused this one frame (a header it did not
+			// like): drop it and go on with the rest.
+			c.add(cTxDroppedTap, 1)
+			done++
+		}
+	}
+	t.done.ProduceBatch(t.batch[:n])
+	return gone
+}
+
+// complete returns finished chains to the guest (length 0: the device
+// wrote nothing) and reports whether the guest wants a call.
+func (t *txPath) complete() (notify bool) {
+	n := t.done.ConsumeBatch(t.batch)
+	if n == 0 {
+		return false
+	}
+	for i := 0; i < n; i++ {
+		t.used[i] = virtqueue.Used{Head: t.batch[i].chain.Head}
+	}
+	t.q.PushBatch(t.used[:n])
+	t.inflight -= n
+	return t.q.NeedsNotify()
+}
+
+// reset empties the path for a new ring; nothing may be in flight.
+func (t *txPath) reset(q *virtqueue.Queue, maxFrame uint32) {
+	t.q, t.next, t.inflight, t.maxFrame = q, 0, 0, maxFrame
+}
