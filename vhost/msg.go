@@ -90,8 +90,13 @@ func (c *msgConn) readFull(b []byte, fds *[]int, trunc *bool) error {
 		}
 		got += n
 		if err != nil {
-			if err == io.EOF && got > 0 {
-				return io.ErrUnexpectedEOF
+			// ReadMsgUnix reports end of stream as a *net.OpError
+			// wrapping io.EOF, never as io.EOF itself.
+			if errors.Is(err, io.EOF) {
+				if got > 0 {
+					return io.ErrUnexpectedEOF
+				}
+				return io.EOF
 			}
 			return err
 		}
