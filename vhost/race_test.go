@@ -1,0 +1,5 @@
+//go:build race
+
+package vhost_test
+
+const raceEnabled = true
