@@ -104,7 +104,9 @@ func TestTXFrameReachesTAP(t *testing.T) {
 	}{
 		{"one descriptor", func(h, f []byte) [][]byte { return [][]byte{append(append([]byte{}, h...), f...)} }},
 		{"header apart", func(h, f []byte) [][]byte { return [][]byte{h, f} }},
-		{"header split in three", func(h, f []byte) [][]byte { return [][]byte{h[:3], h[3:7], append(append([]byte{}, h[7:]...), f[:5]...), f[5:]} }},
+		{"header split in three", func(h, f []byte) [][]byte {
+			return [][]byte{h[:3], h[3:7], append(append([]byte{}, h[7:]...), f[:5]...), f[5:]}
+		}},
 		{"one byte each", func(h, f []byte) [][]byte {
 			var out [][]byte
 			for _, b := range append(append([]byte{}, h...), f[:20]...) {
