@@ -773,8 +773,16 @@ func (s *session) checkRings(mem *virtqueue.Memory) error {
 		if !v.started {
 			continue
 		}
-		if _, _, _, err := translate(mem, v.num, v.descVA, v.availVA, v.usedVA); err != nil {
+		d, a, u, err := translate(mem, v.num, v.descVA, v.availVA, v.usedVA)
+		if err != nil {
 			return reject("regions", "running vring %d would not translate: %v", i, err)
+		}
+		// The device runs the ring at the guest physical addresses it was
+		// started with: the new table must map the ring's user addresses to
+		// the same ones, or the running ring would read the wrong memory.
+		od, oa, ou, err := translate(s.mem, v.num, v.descVA, v.availVA, v.usedVA)
+		if err != nil || d != od || a != oa || u != ou {
+			return reject("regions", "running vring %d would move in guest physical memory", i)
 		}
 	}
 	return nil
