@@ -20,8 +20,12 @@ type Layout struct {
 // Region is one region of guest memory: a memfd mapped in this process.
 type Region struct {
 	Layout
-	Fd   int    // the memfd; the front-end keeps it open until Close
-	Mem  []byte // Size bytes, guest physical GPA..GPA+Size
+	Fd  int    // the memfd; the front-end keeps it open until Close
+	Mem []byte // Size bytes, guest physical GPA..GPA+Size
+	// Live is false once a later SET_MEM_TABLE replaced the region (or
+	// REM_MEM_REG removed it): it stays mapped on this side, but new rings
+	// are not laid out in it.
+	Live bool
 	next uint64 // bump allocator for LayoutRing, offset into Mem
 }
 
@@ -71,7 +75,7 @@ func (f *FrontEnd) NewRegion(l Layout) (*Region, error) {
 	if l.UserAddr == 0 {
 		l.UserAddr = uint64(uintptr(unsafe.Pointer(&m[0])))
 	}
-	return &Region{Layout: l, Fd: fd, Mem: m}, nil
+	return &Region{Layout: l, Fd: fd, Mem: m, Live: true}, nil
 }
 
 // SetMemTable creates one memfd region per layout and sends SET_MEM_TABLE
@@ -95,6 +99,9 @@ func (f *FrontEnd) SetMemTable(layouts ...Layout) error {
 	for i, r := range rs {
 		descs[i], fds[i] = r.Desc(), r.Fd
 	}
+	for _, r := range f.regions {
+		r.Live = false
+	}
 	f.regions = append(f.regions, rs...)
 	return f.Request(vhost.ReqSetMemTable, MemTable(descs...), fds...)
 }
@@ -111,6 +118,7 @@ func (f *FrontEnd) AddMemReg(l Layout) (*Region, error) {
 
 // RemMemReg sends REM_MEM_REG for r (the front-end keeps its mapping).
 func (f *FrontEnd) RemMemReg(r *Region) error {
+	r.Live = false
 	return f.Request(vhost.ReqRemMemReg, MemReg(r.Desc()))
 }
 
@@ -119,10 +127,9 @@ func (f *FrontEnd) Regions() []*Region { return f.regions }
 
 // GPAToVA translates a guest physical range to the user address the
 // front-end announced for it (0, false when it is not inside one region).
-// Later regions win, so a replaced table's regions are found last.
+// Live regions win, then later ones.
 func (f *FrontEnd) GPAToVA(gpa, n uint64) (uint64, bool) {
-	for i := len(f.regions) - 1; i >= 0; i-- {
-		r := f.regions[i]
+	for _, r := range f.byPreference() {
 		if gpa >= r.GPA && gpa-r.GPA < r.Size && n <= r.Size-(gpa-r.GPA) {
 			return r.UserAddr + (gpa - r.GPA), true
 		}
@@ -132,12 +139,24 @@ func (f *FrontEnd) GPAToVA(gpa, n uint64) (uint64, bool) {
 
 // Mem returns n bytes of guest memory at gpa, or nil.
 func (f *FrontEnd) Mem(gpa, n uint64) []byte {
-	for i := len(f.regions) - 1; i >= 0; i-- {
-		r := f.regions[i]
+	for _, r := range f.byPreference() {
 		if gpa >= r.GPA && gpa-r.GPA < r.Size && n <= r.Size-(gpa-r.GPA) {
 			off := gpa - r.GPA
 			return r.Mem[off : off+n]
 		}
 	}
 	return nil
+}
+
+// byPreference lists live regions newest first, then the replaced ones.
+func (f *FrontEnd) byPreference() []*Region {
+	var live, old []*Region
+	for i := len(f.regions) - 1; i >= 0; i-- {
+		if f.regions[i].Live {
+			live = append(live, f.regions[i])
+		} else {
+			old = append(old, f.regions[i])
+		}
+	}
+	return append(live, old...)
 }

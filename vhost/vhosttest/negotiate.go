@@ -19,7 +19,7 @@ func (f *FrontEnd) Negotiate(features, proto uint64) error {
 		return err
 	}
 	f.Offered = off
-	if err := f.Send(vhost.ReqSetOwner, 0, nil); err != nil {
+	if err := f.msg(vhost.ReqSetOwner, nil); err != nil {
 		return err
 	}
 	acked := features & off
@@ -42,7 +42,7 @@ func (f *FrontEnd) Negotiate(features, proto uint64) error {
 // SetFeatures sends SET_FEATURES and records the value in f.Features; a
 // round trip confirms the back-end took it.
 func (f *FrontEnd) SetFeatures(v uint64) error {
-	if err := f.Send(vhost.ReqSetFeatures, 0, U64(v)); err != nil {
+	if err := f.msg(vhost.ReqSetFeatures, U64(v)); err != nil {
 		return err
 	}
 	f.Features = v
@@ -51,10 +51,7 @@ func (f *FrontEnd) SetFeatures(v uint64) error {
 
 // SetStatus sends SET_STATUS (requires the STATUS protocol feature).
 func (f *FrontEnd) SetStatus(st uint8) error {
-	if f.Proto&(1<<vhost.ProtoReplyAck) != 0 {
-		return f.Request(vhost.ReqSetStatus, U64(uint64(st)))
-	}
-	return f.Send(vhost.ReqSetStatus, 0, U64(uint64(st)))
+	return f.msg(vhost.ReqSetStatus, U64(uint64(st)))
 }
 
 // GetStatus sends GET_STATUS and returns the answer.
