@@ -142,9 +142,7 @@ func TestBadInput45DisconnectAnywhere(t *testing.T) {
 		t.Fatal(err)
 	}
 	fe.Close()
-	var base int
-	waitFor(time.Second, func() bool { base = vhosttest.FdCount(); return false })
-	base = vhosttest.FdCount()
+	base := settledFdCount()
 
 	steps := qemuStart()
 	for k := 1; k <= len(steps); k++ {
