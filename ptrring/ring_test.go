@@ -51,8 +51,8 @@ func TestNewSizes(t *testing.T) {
 				}
 				return
 			}
-			if r.Cap() != tc.size || r.Len() != 0 || !r.Empty() {
-				t.Fatalf("new ring: Cap %d Len %d Empty %v", r.Cap(), r.Len(), r.Empty())
+			if r.Cap() != tc.size || r.Full() || !r.Empty() {
+				t.Fatalf("new ring: Cap %d Full %v Empty %v", r.Cap(), r.Full(), r.Empty())
 			}
 		})
 	}
@@ -60,15 +60,12 @@ func TestNewSizes(t *testing.T) {
 
 func TestLayout(t *testing.T) {
 	var r Ring[int]
-	prod := unsafe.Offsetof(r.tail)
-	cons := unsafe.Offsetof(r.head)
-	ro := unsafe.Offsetof(r.slots)
-	if cons-prod < padSize || prod-ro < padSize || ro < padSize {
-		t.Fatalf("producer at %d, consumer at %d, read-only at %d: closer than %d bytes",
-			prod, cons, ro, padSize)
-	}
-	if unsafe.Sizeof(r)-cons < padSize {
-		t.Fatalf("consumer state at %d not padded to the end (%d)", cons, unsafe.Sizeof(r))
+	offs := []uintptr{0, unsafe.Offsetof(r.slots), unsafe.Offsetof(r.tail),
+		unsafe.Offsetof(r.next), unsafe.Offsetof(r.head), unsafe.Sizeof(r)}
+	for i := 1; i < len(offs); i++ {
+		if offs[i]-offs[i-1] < padSize {
+			t.Fatalf("state groups at offsets %v: closer than %d bytes", offs, padSize)
+		}
 	}
 }
 
@@ -90,8 +87,8 @@ func TestSequential(t *testing.T) {
 				if r.Produce(items[0]) {
 					t.Fatal("Produce succeeded on a full ring")
 				}
-				if r.Len() != size {
-					t.Fatalf("Len = %d on a full ring of %d", r.Len(), size)
+				if !r.Full() || r.Empty() {
+					t.Fatalf("full ring: Full %v Empty %v", r.Full(), r.Empty())
 				}
 				if p := r.Peek(); p == nil || *p != next+1 {
 					t.Fatalf("Peek = %v, want %d", p, next+1)
@@ -110,14 +107,10 @@ func TestSequential(t *testing.T) {
 				if next != in {
 					t.Fatalf("drained to %d, produced %d", next, in)
 				}
-				if !r.Empty() || r.Peek() != nil || r.Len() != 0 {
-					t.Fatalf("after drain: Empty %v Peek %v Len %d", r.Empty(), r.Peek(), r.Len())
+				if !r.Empty() || r.Peek() != nil || r.Full() {
+					t.Fatalf("after drain: Empty %v Peek %v Full %v", r.Empty(), r.Peek(), r.Full())
 				}
-				for i, s := range r.slots {
-					if s != nil {
-						t.Fatalf("slot %d still holds %d after drain", i, *s)
-					}
-				}
+				checkInvariant(t, r)
 			}
 		})
 	}
@@ -137,6 +130,7 @@ func TestInterleaved(t *testing.T) {
 				}
 				in++
 			}
+			checkInvariant(t, r)
 			for k := 0; k <= in%2; k++ {
 				p := r.Consume()
 				if p == nil {
@@ -162,6 +156,23 @@ func TestInterleaved(t *testing.T) {
 
 // TestDeferredRelease checks that slots read by Consume but not yet released come back to
 // the producer when the consumer finds the ring empty.
+// checkInvariant checks what the consumer relies on: the slots holding items are non-nil
+// and the slot after the last item is nil.
+func checkInvariant[T any](t *testing.T, r *Ring[T]) {
+	t.Helper()
+	for i := r.next; i < r.tail; i++ {
+		if r.slots[i&r.mask] == nil {
+			t.Fatalf("item %d (slot %d) is nil; next %d tail %d", i, i&r.mask, r.next, r.tail)
+		}
+	}
+	if r.slots[r.tail&r.mask] != nil {
+		t.Fatalf("slot after the last item (%d) is not empty", r.tail&r.mask)
+	}
+	if r.tail-r.next > r.size {
+		t.Fatalf("%d items in a ring of %d", r.tail-r.next, r.size)
+	}
+}
+
 func TestDeferredRelease(t *testing.T) {
 	r := mustNew[int](t, 64) // release every 16
 	items := vals(64)
@@ -174,19 +185,19 @@ func TestDeferredRelease(t *testing.T) {
 	if r.Produce(items[0]) {
 		t.Fatal("producer reused a slot before the consumer released it")
 	}
-	if r.Len() != 64 {
-		t.Fatalf("Len = %d, want 64 (5 read, unreleased)", r.Len())
+	if !r.Full() {
+		t.Fatal("Full = false with 5 read and not released")
 	}
 	for i := 0; i < 11; i++ {
 		r.Consume()
 	}
-	if r.Len() != 48 {
-		t.Fatalf("Len = %d after 16 consumed, want 48", r.Len())
+	if n := r.ProduceBatch(items); n != 16 {
+		t.Fatalf("after 16 consumed ProduceBatch = %d, want 16", n)
 	}
 	for r.Consume() != nil {
 	}
-	if r.Len() != 0 {
-		t.Fatalf("Len = %d after drain, want 0", r.Len())
+	if r.Full() {
+		t.Fatal("Full after drain")
 	}
 	if n := r.ProduceBatch(items); n != 64 {
 		t.Fatalf("ProduceBatch after drain = %d, want 64", n)
@@ -214,13 +225,20 @@ func testBatch(t *testing.T, size, pb, cb int) {
 		// Produce a batch; it must take exactly min(free, len).
 		if in < len(items) {
 			src := items[in:min(in+pb, len(items))]
-			free := size - (in - out)
+			// Room is what the consumer has released: all but fewer than release
+			// of the items it took.
+			held := int(r.next - r.chead)
+			if held >= int(r.release) {
+				t.Fatalf("consumer holds %d unreleased items, release is %d", held, r.release)
+			}
+			free := size - (in - out) - held
 			n := r.ProduceBatch(src)
 			if want := min(free, len(src)); n != want {
 				t.Fatalf("ProduceBatch(%d) with %d free = %d, want %d", len(src), free, n, want)
 			}
 			in += n
 		}
+		checkInvariant(t, r)
 		n := r.ConsumeBatch(dst)
 		if want := min(cb, in-out); n != want {
 			t.Fatalf("ConsumeBatch(%d) with %d queued = %d, want %d", cb, in-out, n, want)
@@ -270,8 +288,8 @@ func TestNilItem(t *testing.T) {
 	one := vals(1)[0]
 	mustPanic(t, "Produce(nil)", func() { r.Produce(nil) })
 	mustPanic(t, "ProduceBatch with nil", func() { r.ProduceBatch([]*int{one, nil}) })
-	if r.Len() != 0 {
-		t.Fatalf("a batch with a nil item appended %d items", r.Len())
+	if !r.Empty() {
+		t.Fatalf("a batch with a nil item appended items")
 	}
 	// A nil beyond what fits is not looked at.
 	r.ProduceBatch([]*int{one, one, one})
@@ -305,7 +323,7 @@ func TestZeroAllocs(t *testing.T) {
 		r.ConsumeBatch(dst)
 		r.Peek()
 		r.Empty()
-		r.Len()
+		r.Full()
 	}); a != 0 {
 		t.Fatalf("batches: %v allocs per run", a)
 	}
@@ -372,5 +390,32 @@ func TestStress(t *testing.T) {
 				t.Fatalf("extra item %d", *p)
 			}
 		})
+	}
+}
+
+// TestBatchRelease checks when ConsumeBatch hands slots back: after 64 unreleased items on
+// a large ring, or at once when it comes up short.
+func TestBatchRelease(t *testing.T) {
+	r := mustNew[int](t, 1024)
+	items := vals(1024)
+	dst := make([]*int, 32)
+	if n := r.ProduceBatch(items); n != 1024 {
+		t.Fatalf("ProduceBatch = %d", n)
+	}
+	r.ConsumeBatch(dst)
+	if !r.Full() {
+		t.Fatal("32 items released before the release threshold")
+	}
+	r.ConsumeBatch(dst)
+	if r.Full() {
+		t.Fatal("64 consumed items not released")
+	}
+	if n := r.ProduceBatch(items[:64]); n != 64 {
+		t.Fatalf("ProduceBatch after release = %d, want 64", n)
+	}
+	for r.ConsumeBatch(dst[:5]) == 5 {
+	}
+	if n := r.ProduceBatch(items); n != 1024 {
+		t.Fatalf("after a short batch ProduceBatch = %d, want 1024", n)
 	}
 }
