@@ -25,6 +25,9 @@ type Config struct {
 	MAC net.HardwareAddr
 	// Offload switches groups of offloads off.
 	Offload Offload
+	// ConfigSpace offers VHOST_USER_PROTOCOL_F_CONFIG (GET/SET_CONFIG) for
+	// front-ends that read the device config space from the back-end.
+	ConfigSpace bool
 	// NoMrgRxbuf, NoEventIdx and NoIndirect withhold those features.
 	NoMrgRxbuf, NoEventIdx, NoIndirect bool
 	// BusyPoll is how long a worker spins without work before it sleeps;

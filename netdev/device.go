@@ -105,8 +105,14 @@ func (d *Device) Close() error {
 func (d *Device) Features() uint64 { return d.offered }
 
 // ProtocolFeatures implements vhost.Device.
+// CONFIG is offered only when asked for: QEMU's virtio-net takes its config
+// space from its own options and warns about a back-end offering CONFIG.
 func (d *Device) ProtocolFeatures() uint64 {
-	return 1<<vhost.ProtoMQ | 1<<vhost.ProtoNetMTU | 1<<vhost.ProtoRARP | 1<<vhost.ProtoConfig
+	f := uint64(1<<vhost.ProtoMQ | 1<<vhost.ProtoNetMTU | 1<<vhost.ProtoRARP)
+	if d.cfg.ConfigSpace {
+		f |= 1 << vhost.ProtoConfig
+	}
+	return f
 }
 
 // QueueNum implements vhost.Device: queue pairs.

@@ -4,8 +4,9 @@ import "sync/atomic"
 
 // idxRing is the second design Ring was measured against (see doc.go): a Lamport ring
 // with free-running head and tail indices, each side caching the other's index and
-// publishing its own once per batch, slots plain. The consumer learns of new items by
-// loading tail. It lives in a test file so the comparison benchmarks can be rerun.
+// publishing its own once per batch (single Consume calls release every min(16, size/4)),
+// slots plain. The consumer learns of new items by loading tail and never writes slots.
+// It lives in a test file so the comparison benchmarks can be rerun.
 type idxRing[T any] struct {
 	_ [padSize]byte
 
@@ -36,7 +37,7 @@ type idxRing[T any] struct {
 	// Published by the consumer. head counts slots released to the producer; only the
 	// consumer stores it, the producer loads it when its cached copy says the ring is
 	// full. The Store in release pairs with the Load in Produce/ProduceBatch: it
-	// publishes that the slots before head were read and cleared, so the producer may
+	// publishes that the slots before head were read, so the producer may
 	// overwrite them.
 	head atomic.Uint64
 	_    [padSize - 8]byte
@@ -160,9 +161,7 @@ func (r *idxRing[T]) ConsumeBatch(dst []*T) int {
 	i := int(n & r.mask)
 	first := min(k, len(r.slots)-i)
 	copy(dst, r.slots[i:i+first])
-	// clear(r.slots[i : i+first])
 	copy(dst[first:k], r.slots[:k-first])
-	// clear(r.slots[:k-first])
 	n += uint64(k)
 	r.next = n
 	r.chead = n

@@ -188,14 +188,10 @@ func (r *Ring[T]) Consume() *T {
 // Consumer only.
 func (r *Ring[T]) ConsumeBatch(dst []*T) int {
 	n := r.next
-	slots, mask := r.slots, r.mask
-	k := 0
-	for ; k < len(dst); k++ {
-		x := loadSlot(&slots[(n+uint64(k))&mask])
-		if x == nil {
-			break
-		}
-		dst[k] = x
+	i := int(n & r.mask)
+	k := takeSlots(dst, r.slots[i:])
+	if k == len(r.slots)-i && k < len(dst) { // ran off the end of the array: wrap
+		k += takeSlots(dst[k:], r.slots)
 	}
 	if k == 0 {
 		r.flush()
@@ -208,6 +204,20 @@ func (r *Ring[T]) ConsumeBatch(dst []*T) int {
 		r.head.Store(n)
 	}
 	return k
+}
+
+// takeSlots copies the items at the front of slots into dst, stopping at the first empty
+// slot or when either slice ends, and returns how many it copied.
+func takeSlots[T any](dst, slots []*T) int {
+	slots = slots[:min(len(slots), len(dst))]
+	for k := range slots {
+		x := loadSlot(&slots[k])
+		if x == nil {
+			return k
+		}
+		dst[k] = x
+	}
+	return len(slots)
 }
 
 // Peek returns the oldest item without removing it, or nil if the ring is empty.

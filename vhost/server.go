@@ -240,7 +240,7 @@ func (s *Server) loop(sess *session) error {
 			}
 			return err
 		}
-		sess.log.Trace("message", "request", m.Req.String(), "flags", m.Flags, "size", len(m.Payload), "fds", len(m.Fds))
+		sess.log.Debug("message", "request", m.Req.String(), "flags", m.Flags, "size", len(m.Payload), "fds", len(m.Fds))
 		if err := sess.handle(m); err != nil {
 			return err
 		}

@@ -142,9 +142,9 @@ func TestBadInput40EventHintsAnyValue(t *testing.T) {
 		push      int
 		want      bool
 	}{
-		{"event at old", 1, 1, true},      // first push passes event 1? old=1,new=2: 1 in [1,2)
-		{"event in window", 2, 3, true},   // old=1,new=4
-		{"event at new", 4, 3, false},     // not passed yet
+		{"event at old", 1, 1, true},    // first push passes event 1? old=1,new=2: 1 in [1,2)
+		{"event in window", 2, 3, true}, // old=1,new=4
+		{"event at new", 4, 3, false},   // not passed yet
 		{"event far ahead", 0x8000, 3, false},
 		{"event behind", 0, 3, false},
 		{"event max", 0xffff, 3, false},

@@ -43,6 +43,7 @@ type options struct {
 	noTSO        bool
 	noUFO        bool
 	noUSO        bool
+	configSpace  bool
 	noMrgRxbuf   bool
 	noEventIdx   bool
 	noIndirect   bool
@@ -71,6 +72,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.noTSO, "no-tso", false, "offer no TCP segmentation offload")
 	fs.BoolVar(&o.noUFO, "no-ufo", false, "offer no UDP fragmentation offload")
 	fs.BoolVar(&o.noUSO, "no-uso", false, "offer no UDP segmentation offload")
+	fs.BoolVar(&o.configSpace, "config-space", false, "offer the device config space (VHOST_USER_PROTOCOL_F_CONFIG); QEMU's virtio-net does not use it")
 	fs.BoolVar(&o.noMrgRxbuf, "no-mrg-rxbuf", false, "do not offer VIRTIO_NET_F_MRG_RXBUF")
 	fs.BoolVar(&o.noEventIdx, "no-event-idx", false, "do not offer VIRTIO_RING_F_EVENT_IDX")
 	fs.BoolVar(&o.noIndirect, "no-indirect", false, "do not offer VIRTIO_RING_F_INDIRECT_DESC")
@@ -136,8 +138,8 @@ func parseCPUs(s string) ([]int, error) {
 func (o *options) netdevConfig(log hclog.Logger) (netdev.Config, error) {
 	cfg := netdev.Config{
 		TAP: o.tap, Macvtap: o.macvtap, QueuePairs: o.queues, MTU: o.mtu,
-		Offload:    netdev.Offload{NoCsum: o.noCsum, NoTSO: o.noTSO, NoUFO: o.noUFO, NoUSO: o.noUSO},
-		NoMrgRxbuf: o.noMrgRxbuf, NoEventIdx: o.noEventIdx, NoIndirect: o.noIndirect,
+		Offload:     netdev.Offload{NoCsum: o.noCsum, NoTSO: o.noTSO, NoUFO: o.noUFO, NoUSO: o.noUSO},
+		ConfigSpace: o.configSpace, NoMrgRxbuf: o.noMrgRxbuf, NoEventIdx: o.noEventIdx, NoIndirect: o.noIndirect,
 		BusyPoll: time.Duration(o.busyPoll) * time.Microsecond, Log: log,
 	}
 	if o.mac != "" {
