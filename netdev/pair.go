@@ -4,6 +4,7 @@ import (
 	"github.com/vhostd/vhostd/tap"
 	"github.com/vhostd/vhostd/vhost"
 	"github.com/vhostd/vhostd/virtqueue"
+	"golang.org/x/sys/unix"
 )
 
 // Ring roles within a queue pair: vq 2i receives, vq 2i+1 transmits.
@@ -12,37 +13,281 @@ const (
 	txRing = 1
 )
 
-// pair is one queue pair: two rings, one TAP queue, one worker.
+// pair is one queue pair: two rings, one TAP queue, one worker. The
+// control plane changes a pair only while its worker is paused; the worker
+// is the only one touching it otherwise.
 type pair struct {
 	dev   *Device
 	index int
 	tq    *tap.Queue
+	tx    *txPath
+	rx    *rxPath
 	rings [2]ringState
+	c     counters
+	w     runner // nil until the first ring starts
+	// tapGone is set when the TAP queue stopped carrying traffic; the
+	// pair stops polling it (BAD-INPUTS 51).
+	tapGone bool
 }
 
 type ringState struct {
 	running bool
-	spec    vhost.RingSpec
 	enabled bool
+	broken  bool
+	q       *virtqueue.Queue
+	spec    vhost.RingSpec
 }
 
 func newPair(d *Device, index int, tq *tap.Queue) *pair {
-	return &pair{dev: d, index: index, tq: tq}
+	return &pair{dev: d, index: index, tq: tq, tx: newTxPath(), rx: newRxPath()}
 }
 
+// paused runs f with the worker at a safe point.
+func (p *pair) paused(f func()) {
+	if p.w == nil {
+		f()
+		return
+	}
+	p.w.Pause()
+	defer p.w.Resume()
+	f()
+}
+
+func (p *pair) maxFrame(acked uint64) uint32 {
+	if acked&(bit(FHostTSO4)|bit(FHostTSO6)|bit(FHostUFO)|bit(FHostUSO)) != 0 {
+		return maxGSOFrame
+	}
+	return uint32(p.dev.mtu) + frameOverhead
+}
+
+func (p *pair) maxRxFrame(acked uint64) uint32 {
+	if acked&(bit(FGuestTSO4)|bit(FGuestTSO6)|bit(FGuestUFO)|bit(FGuestUSO4)|bit(FGuestUSO6)) != 0 {
+		return maxGSOFrame + tap.VnetHdrLen
+	}
+	return uint32(p.dev.mtu) + frameOverhead + tap.VnetHdrLen
+}
+
+// start starts ring r.Index%2 of the pair.
 func (p *pair) start(r vhost.RingSpec, mem *virtqueue.Memory, acked uint64) error {
-	p.rings[r.Index%2] = ringState{running: true, spec: r, enabled: r.Enabled}
+	q, err := virtqueue.NewQueue(mem, virtqueue.Config{
+		Size: r.Size, Desc: r.Desc, Avail: r.Avail, Used: r.Used, EventIdx: r.EventIdx, Indirect: r.Indirect,
+	}, r.Base)
+	if err != nil {
+		return err
+	}
+	// A blocking kick fd would stall the worker when it drains it.
+	if r.Kick >= 0 {
+		if err := unix.SetNonblock(r.Kick, true); err != nil {
+			return err
+		}
+	}
+	role := r.Index % 2
+	p.paused(func() {
+		p.rings[role] = ringState{running: true, enabled: r.Enabled, q: q, spec: r}
+		if role == txRing {
+			p.tx.reset(q, p.maxFrame(acked))
+		} else {
+			p.rx.reset(q, acked&bit(FMrgRxbuf) != 0, p.maxRxFrame(acked))
+		}
+	})
+	if p.w == nil {
+		w, err := newRunner(p)
+		if err != nil {
+			p.rings[role] = ringState{}
+			return err
+		}
+		p.w = w
+	}
+	// Look at the ring at once: the guest may have queued buffers and
+	// kicked before the ring started (a kick before enable is not lost).
+	p.w.Wake()
 	return nil
 }
 
-func (p *pair) stop(role int) uint16 {
-	rs := &p.rings[role]
-	rs.running = false
-	return rs.spec.Base
+// stop stops a ring and returns the next avail index it has not consumed.
+func (p *pair) stop(role int) (base uint16) {
+	p.paused(func() {
+		rs := &p.rings[role]
+		if !rs.running {
+			base = rs.spec.Base
+			return
+		}
+		if role == txRing {
+			// Finish what was popped (BAD-INPUTS 46): written to the TAP,
+			// or dropped if the TAP is gone, and returned to the guest.
+			for p.tx.inflight > 0 {
+				p.tx.toTAP(p.tq, rs.enabled && !p.tapGone, &p.c)
+				p.tx.complete()
+			}
+			base = rs.q.NextAvail()
+		} else {
+			// Return filled chains; chains stocked but unfilled are
+			// handed back by reporting the base before them.
+			p.rx.complete()
+			base = rs.q.NextAvail() - uint16(p.rx.inflight)
+			p.rx.reset(nil, false, 0)
+		}
+		p.c.publish()
+		*rs = ringState{spec: rs.spec}
+		rs.spec.Base = base
+	})
+	return base
 }
 
-func (p *pair) enable(role int, on bool)        { p.rings[role].enabled = on }
-func (p *pair) setCall(role int, fd int)        { p.rings[role].spec.Call = fd }
-func (p *pair) setErr(role int, fd int)         { p.rings[role].spec.Err = fd }
-func (p *pair) setMemory(mem *virtqueue.Memory) {}
-func (p *pair) shutdown()                       {}
+func (p *pair) enable(role int, on bool) {
+	p.paused(func() { p.rings[role].enabled = on })
+	if p.w != nil && on {
+		p.w.Wake()
+	}
+}
+
+func (p *pair) setCall(role int, fd int) { p.paused(func() { p.rings[role].spec.Call = fd }) }
+func (p *pair) setErr(role int, fd int)  { p.paused(func() { p.rings[role].spec.Err = fd }) }
+
+// setMemory moves running rings to a new table. vhost has checked that
+// every running ring translates in it; a failure here breaks the ring.
+func (p *pair) setMemory(mem *virtqueue.Memory) {
+	if mem == nil {
+		return
+	}
+	p.paused(func() {
+		for i := range p.rings {
+			rs := &p.rings[i]
+			if rs.running && rs.q.SetMemory(mem) != nil {
+				p.breakRing(i)
+			}
+		}
+	})
+}
+
+// shutdown stops the worker for good.
+func (p *pair) shutdown() {
+	if p.w != nil {
+		p.w.Stop()
+		p.w = nil
+	}
+}
+
+// breakRing marks a ring broken by the guest (BAD-INPUTS "BROKEN-Q"): it is
+// not processed again until restarted; the error eventfd is signalled.
+func (p *pair) breakRing(role int) {
+	rs := &p.rings[role]
+	if rs.broken {
+		return
+	}
+	rs.broken = true
+	if role == txRing {
+		p.c.add(cTxBroken, 1)
+	} else {
+		p.c.add(cRxBroken, 1)
+	}
+	if rs.spec.Err >= 0 {
+		signal(rs.spec.Err)
+	}
+}
+
+func (p *pair) call(role int) {
+	if fd := p.rings[role].spec.Call; fd >= 0 {
+		signal(fd)
+		p.c.add(cCalls, 1)
+	}
+}
+
+func (p *pair) active(role int) bool {
+	rs := &p.rings[role]
+	return rs.running && !rs.broken
+}
+
+// Poll moves up to max units of work in each direction: TX chains to the
+// TAP, TAP frames into RX buffers. Worker only.
+func (p *pair) Poll(max int) (work int) {
+	if max > budget {
+		max = budget
+	}
+	if p.active(txRing) {
+		n, err := p.tx.pop(max, &p.c)
+		if err != nil {
+			p.breakRing(txRing)
+		}
+		if p.tx.toTAP(p.tq, p.rings[txRing].enabled && !p.tapGone, &p.c) {
+			p.tapGone = true
+		}
+		if p.tx.complete() {
+			p.call(txRing)
+		}
+		work += n
+	}
+	if p.active(rxRing) && p.rings[rxRing].enabled && !p.tapGone {
+		if _, err := p.rx.refill(max, &p.c); err != nil {
+			p.breakRing(rxRing)
+		}
+		n, _, gone := p.rx.fromTAP(p.tq, max, &p.c)
+		if gone {
+			p.tapGone = true
+		}
+		if p.rx.complete() {
+			p.call(rxRing)
+		}
+		work += n
+	}
+	p.c.publish()
+	return work
+}
+
+// Arm re-enables the wake-ups the worker sleeps on and reports whether
+// work arrived meanwhile (then the worker polls again instead of
+// sleeping). Worker only.
+func (p *pair) Arm() (pending bool) {
+	for role := range p.rings {
+		if p.active(role) && p.rings[role].spec.Kick < 0 {
+			// The front-end gave no kick fd: it asked for polling.
+			return true
+		}
+	}
+	if p.active(txRing) && p.rings[txRing].q.EnableNotify() {
+		pending = true
+	}
+	if p.active(rxRing) && p.rings[rxRing].enabled && !p.tapGone {
+		if p.rx.stock.Empty() {
+			// No guest buffers: sleep on the RX kick, not on the TAP
+			// (BAD-INPUTS 44: no spinning while frames wait).
+			if p.rings[rxRing].q.EnableNotify() {
+				pending = true
+			}
+		} else if readable(p.tq.Fd()) {
+			pending = true
+		}
+	}
+	return pending
+}
+
+// Disarm suppresses kicks again while the worker polls, and drains the kick
+// eventfds it may have woken on. Worker only.
+func (p *pair) Disarm() {
+	for role := range p.rings {
+		rs := &p.rings[role]
+		if !rs.running {
+			continue
+		}
+		rs.q.DisableNotify()
+		if rs.spec.Kick >= 0 && drain(rs.spec.Kick) != 0 {
+			p.c.add(cKicks, 1)
+		}
+	}
+}
+
+// Fds lists what a sleeping worker waits on: the kick eventfds of running
+// rings, and the TAP queue (edge-triggered, see Arm). Worker only, at a
+// safe point.
+func (p *pair) Fds() (level []int, edge []int) {
+	for role := range p.rings {
+		rs := &p.rings[role]
+		if rs.running && rs.spec.Kick >= 0 {
+			level = append(level, rs.spec.Kick)
+		}
+	}
+	if !p.tapGone && p.rings[rxRing].running {
+		edge = append(edge, p.tq.Fd())
+	}
+	return level, edge
+}

@@ -41,6 +41,7 @@ type rxPath struct {
 	frame    [1][]unix.Iovec
 	size     [1]int
 	mrg      bool
+	starved  bool // the last look found frames in the TAP and no buffers
 	maxFrame uint32 // largest frame (header included) the guest can be given
 }
 
@@ -113,12 +114,16 @@ func (r *rxPath) fromTAP(q *tap.Queue, max int, c *counters) (frames int, starve
 	for frames < max {
 		s := r.stock.Peek()
 		if s == nil {
-			if readable(q.Fd()) {
+			// Frames wait in the TAP (bounded by its queue length) until
+			// the guest gives buffers; count each starved spell once.
+			starved = readable(q.Fd())
+			if starved && !r.starved {
 				c.add(cRxNoBuffer, 1)
-				starved = true
 			}
+			r.starved = starved
 			return
 		}
+		r.starved = false
 		if s.bad {
 			r.stock.Consume()
 			r.done.Produce(s)

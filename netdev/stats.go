@@ -5,11 +5,40 @@ import (
 	"strings"
 )
 
-// StatsText renders the per-queue counters, one line per queue pair.
+// QueueStats are one queue pair's counters.
+type QueueStats struct {
+	Pair   int
+	Values map[string]uint64
+}
+
+// Stats returns every queue pair's counters. Any goroutine; the figures are
+// those the workers last published (once per poll).
+func (d *Device) Stats() []QueueStats {
+	out := make([]QueueStats, len(d.pairs))
+	for i, p := range d.pairs {
+		s := p.c.snapshot()
+		m := make(map[string]uint64, numCounters)
+		for k, v := range s {
+			m[counterNames[k]] = v
+		}
+		out[i] = QueueStats{Pair: i, Values: m}
+	}
+	return out
+}
+
+// StatsText renders the counters, one line per queue pair, zero counters
+// left out.
 func (d *Device) StatsText() string {
 	var b strings.Builder
-	for i := range d.pairs {
-		fmt.Fprintf(&b, "queue %d: (no data path yet)\n", i)
+	for i, p := range d.pairs {
+		s := p.c.snapshot()
+		fmt.Fprintf(&b, "queue %d:", i)
+		for k, v := range s {
+			if v != 0 || k <= cTxBytes {
+				fmt.Fprintf(&b, " %s=%d", counterNames[k], v)
+			}
+		}
+		b.WriteByte('\n')
 	}
 	return b.String()
 }

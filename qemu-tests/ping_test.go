@@ -1,7 +1,6 @@
 package qemutests
 
 import (
-	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -22,13 +21,7 @@ echo "PING first_ok=$ok tries=$k rcv=$(awk '/packets received/{print $4}' /tmp/p
 `
 
 // TestPing: the guest pings the host's address on vhostd's TAP.
-//
-// DATA PATH GATE: this test needs vhostd's data path. Until it lands, it runs only with
-// VHOSTD_DATAPATH=1; the data path's author removes this gate.
 func TestPing(t *testing.T) {
-	if os.Getenv("VHOSTD_DATAPATH") != "1" {
-		t.Skip("needs vhostd's data path: set VHOSTD_DATAPATH=1 (this gate goes when the data path lands)")
-	}
 	q := Gate(t)
 	ctx := Context(t, 3*guest.BootTimeout)
 	sn := Subnet(t)

@@ -57,7 +57,7 @@ type Options struct {
 	Files map[string][]byte
 	// NoEthtool leaves the host's ethtool out of the initramfs.
 	NoEthtool bool
-	// KernelArgs are appended to "console=ttyS0 panic=-1 quiet".
+	// KernelArgs are appended to "console=ttyS0 panic=-1 quiet no_timer_check".
 	KernelArgs []string
 	// QEMUArgs are appended to QEMU's command line.
 	QEMUArgs []string
@@ -156,7 +156,9 @@ func (g *Guest) qemuArgs(initrd string) []string {
 	if o.KVM {
 		accel = "kvm"
 	}
-	appendLine := strings.Join(append([]string{"console=ttyS0", "panic=-1", "quiet"}, o.KernelArgs...), " ")
+	// no_timer_check: under TCG on a loaded host the IO-APIC timer check
+	// can miss its window and panic the guest in setup_IO_APIC.
+	appendLine := strings.Join(append([]string{"console=ttyS0", "panic=-1", "quiet", "no_timer_check"}, o.KernelArgs...), " ")
 	a := []string{
 		"-nodefaults", "-accel", accel,
 		"-m", strconv.Itoa(o.MemoryMiB), "-smp", strconv.Itoa(o.CPUs),

@@ -112,7 +112,7 @@ func TestQEMUArgs(t *testing.T) {
 		{"server", Options{QEMU: q10, NIC: &NIC{SocketPath: "/s", Server: true}}, []string{"path=/s,server=on,wait=off "}, []string{"reconnect"}},
 		{"server wait", Options{QEMU: q10, NIC: &NIC{SocketPath: "/s", Server: true, ServerWait: true}}, []string{"path=/s,server=on,wait=on "}, nil},
 		{"qemu 7.2", Options{QEMU: q72, NIC: &NIC{SocketPath: "/s"}}, []string{",romfile=,vectors=0"}, nil},
-		{"kvm, extras", Options{QEMU: q10, KVM: true, KernelArgs: []string{"a=b"}, QEMUArgs: []string{"-x"}}, []string{"-accel kvm ", "panic=-1 quiet a=b -x"}, nil},
+		{"kvm, extras", Options{QEMU: q10, KVM: true, KernelArgs: []string{"a=b"}, QEMUArgs: []string{"-x"}}, []string{"-accel kvm ", "panic=-1 quiet no_timer_check a=b -x"}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := tc.o
