@@ -41,7 +41,7 @@ type rxPath struct {
 	frame    [1][]unix.Iovec
 	size     [1]int
 	mrg      bool
-	starved  bool // the last look found frames in the TAP and no buffers
+	starved  bool   // the last look found frames in the TAP and no buffers
 	maxFrame uint32 // largest frame (header included) the guest can be given
 }
 
