@@ -406,3 +406,34 @@ func TestBadInput26Inflight(t *testing.T) {
 		h.logged(vhost.ReqGetInflightFd, "protocol_features")
 	})
 }
+
+// TestUnofferedRequests sends every request for a feature vhostd does not
+// offer, each with an fd: it is refused (a failure REPLY_ACK, or the
+// connection closed for requests whose reply has no failure form) and the
+// fd is closed.
+func TestUnofferedRequests(t *testing.T) {
+	h := newHarness(t)
+	h.start(1)
+	before := h.state()
+	for _, req := range []vhost.Request{vhost.ReqSetBackendReqFd, vhost.ReqSetLogFd, vhost.ReqSetLogBase,
+		vhost.ReqSetVringEndian, vhost.ReqPostcopyListen, vhost.ReqCloseCryptoSession, vhost.ReqGPUSetSocket,
+		vhost.ReqIOTLBMsg, vhost.ReqSetInflightFd, vhost.ReqVringKick} {
+		p := pipeProbe(t)
+		h.nack(req, make([]byte, 8), p.Fd)
+		p.closedByPeer()
+		h.unchanged(before)
+	}
+	for _, req := range []vhost.Request{vhost.ReqPostcopyAdvise, vhost.ReqPostcopyEnd, vhost.ReqCreateCryptoSession,
+		vhost.ReqGetSharedObject, vhost.ReqSetDeviceStateFd, vhost.ReqCheckDeviceState, vhost.ReqGetInflightFd} {
+		t.Run(req.String(), func(t *testing.T) {
+			h := newHarness(t)
+			h.start(1)
+			p := pipeProbe(t)
+			if err := h.fe.Send(req, vhosttest.FlagNeedReply, make([]byte, 8), p.Fd); err != nil {
+				t.Fatal(err)
+			}
+			h.closedClean()
+			p.closedByPeer()
+		})
+	}
+}
