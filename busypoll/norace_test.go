@@ -1,0 +1,5 @@
+//go:build !race
+
+package busypoll
+
+const raceEnabled = false
