@@ -503,3 +503,54 @@ func TestBadInput13InbandNotifications(t *testing.T) {
 		h.unchanged(before)
 	})
 }
+
+// TestBadInput03Config covers GET_CONFIG / SET_CONFIG, whose size is
+// 12 + the size field: a refused GET_CONFIG is answered with an empty
+// payload (vhost-user.rst), a refused SET_CONFIG with a failure REPLY_ACK.
+func TestBadInput03Config(t *testing.T) {
+	h := newHarness(t)
+	h.negotiate()
+	if h.fe.Proto&(1<<vhost.ProtoConfig) == 0 {
+		t.Fatal("CONFIG not negotiated")
+	}
+	r, err := h.fe.Call(vhost.ReqGetConfig, 0, configMsg(0, 8))
+	if err != nil || len(r.Payload) != 20 {
+		t.Fatalf("GET_CONFIG: %x, %v", r.Payload, err)
+	}
+	before := h.state()
+	for i, c := range []struct {
+		payload []byte
+		field   string
+	}{
+		{configMsg(20, 8), "offset"},         // beyond the 24-byte config space
+		{configMsg(0, 300)[:12], "size"},     // size field over 256
+		{configMsg(0, 8)[:16], "size"},       // payload ≠ 12 + size
+		{configMsg(0, 4)[:8], "size"},        // shorter than the header
+		{append(configMsg(0, 4), 0), "size"}, // one byte too many
+		{configFlags(configMsg(0, 4), 2), "flags"},
+	} {
+		p := pipeProbe(t)
+		r, err := h.fe.Call(vhost.ReqGetConfig, 0, c.payload, p.Fd)
+		if err != nil || len(r.Payload) != 0 {
+			t.Fatalf("case %d: GET_CONFIG with an fd: %x, %v; want an empty payload", i, r.Payload, err)
+		}
+		p.closedByPeer()
+		r, err = h.fe.Call(vhost.ReqGetConfig, 0, c.payload)
+		if err != nil || len(r.Payload) != 0 {
+			t.Fatalf("case %d: GET_CONFIG: %x, %v; want an empty payload", i, r.Payload, err)
+		}
+		if i < 3 {
+			h.logged(vhost.ReqGetConfig, c.field)
+		}
+		h.nack(vhost.ReqSetConfig, c.payload)
+	}
+	// The NullDevice's config space is read-only for the driver.
+	h.nack(vhost.ReqSetConfig, configMsg(0, 4))
+	h.unchanged(before)
+	h.alive()
+}
+
+func configFlags(b []byte, flags uint32) []byte {
+	copy(b[8:], u64(uint64(flags))[:4])
+	return b
+}
