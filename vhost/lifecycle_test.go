@@ -13,6 +13,7 @@ import (
 	"github.com/vhostd/vhostd/vhost"
 	"github.com/vhostd/vhostd/vhost/vhosttest"
 	"github.com/vhostd/vhostd/virtqueue"
+	"golang.org/x/sys/unix"
 )
 
 // listening is a Server listening on a socket path and serving in the
@@ -213,6 +214,9 @@ func (c *consumer) StopRing(i int) uint16 {
 			used[j] = virtqueue.Used{Head: chains[j].Head}
 		}
 		q.PushBatch(used)
+		if r.Call >= 0 {
+			unix.Write(r.Call, u64(1))
+		}
 	}
 	return q.NextAvail()
 }
@@ -287,6 +291,12 @@ func TestBadInput46GetVringBase(t *testing.T) {
 		d.Publish()
 		if b, err := fe.GetVringBase(1); err != nil || b != 3 {
 			t.Fatalf("GET_VRING_BASE = %d, %v; want 3", b, err)
+		}
+		if err := fe.WaitCall(1, 5*time.Second); err != nil {
+			t.Fatalf("no call after the chains were completed: %v", err)
+		}
+		if err := fe.WaitCall(1, 10*time.Millisecond); err != vhosttest.ErrTimeout {
+			t.Fatalf("a second call: %v", err)
 		}
 		if used := d.UsedAll(); len(used) != 3 {
 			t.Fatalf("%d chains completed, want 3 (in-flight chains are completed before the answer)", len(used))

@@ -189,13 +189,14 @@ func (f *FrontEnd) Sync() error {
 	return err
 }
 
-// Enable sends SET_VRING_ENABLE with NEED_REPLY.
+// Enable sends SET_VRING_ENABLE (with NEED_REPLY once REPLY_ACK is
+// negotiated, as QEMU 10 does).
 func (f *FrontEnd) Enable(i int, on bool) error {
 	n := uint32(0)
 	if on {
 		n = 1
 	}
-	return f.Request(vhost.ReqSetVringEnable, VringState(uint32(i), n))
+	return f.msg(vhost.ReqSetVringEnable, VringState(uint32(i), n))
 }
 
 // GetVringBase stops ring i and returns the back-end's next avail index.
