@@ -4,21 +4,21 @@
 //
 // What it owns, for one worker (one goroutine locked to one OS thread, pinned if asked):
 //
-//	            +-------------------- round: p.Poll(budget) for every poller ----+
-//	            |                                                                  |
-//	            v          work > 0                                                |
-//	   +---> polling -------------------------------------------------------------+
-//	   |        | no work for SpinBudget (at once if 0; never with SpinForever)
-//	   |        v
-//	   |   sleeping=true; p.Arm() for every poller (enable notifications, fence,
-//	   |        |         re-check: true = work arrived meanwhile, do not sleep)
-//	   |        v
-//	   |   epoll_wait on every poller's Fds (edge-triggered) and the worker's eventfd
-//	   |        |   woken by: a kick eventfd or TAP fd becoming readable, Wake from a
-//	   |        |   thread that filled a ring, or a control request
-//	   |        v
-//	   +--- sleeping=false; p.Disarm() for every poller (suppress notifications; the
-//	        poller drains its own eventfds here: the worker never reads pollers' fds)
+//	         +-------------------- round: p.Poll(budget) for every poller ----+
+//	         |                                                                  |
+//	         v          work > 0                                                |
+//	+---> polling -------------------------------------------------------------+
+//	|        | no work for SpinBudget (at once if 0; never with SpinForever)
+//	|        v
+//	|   sleeping=true; p.Arm() for every poller (enable notifications, fence,
+//	|        |         re-check: true = work arrived meanwhile, do not sleep)
+//	|        v
+//	|   epoll_wait on every poller's Fds (edge-triggered) and the worker's eventfd
+//	|        |   woken by: a kick eventfd or TAP fd becoming readable, Wake from a
+//	|        |   thread that filled a ring, or a control request
+//	|        v
+//	+--- sleeping=false; p.Disarm() for every poller (suppress notifications; the
+//	     poller drains its own eventfds here: the worker never reads pollers' fds)
 //
 // At the top of every round the worker loads one word to see whether a control request
 // (Pause, Resume, Add, Remove, Stop) is waiting; requests are served there, a safe point
