@@ -4,9 +4,9 @@
 //
 // What it owns, for one worker (one goroutine locked to one OS thread, pinned if asked):
 //
-//	         +-------------------- round: p.Poll(budget) for every poller ----+
-//	         |                                                                  |
-//	         v          work > 0                                                |
+//	         +--------------- round: p.Poll(budget) for every poller ---------+
+//	         |                                                                 |
+//	         v          work > 0                                               |
 //	+---> polling -------------------------------------------------------------+
 //	|        | no work for SpinBudget (at once if 0; never with SpinForever)
 //	|        v
