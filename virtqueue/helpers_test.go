@@ -73,7 +73,7 @@ func newTestRing(t testing.TB, size uint16, o ringOpts) *testRing {
 		t.Fatal(err)
 	}
 	if o.nextAvail != 0 {
-		drv.SetAvailIdx(o.nextAvail)
+		drv.StartAt(o.nextAvail)
 	}
 	m := oneRegion(t, testBase, mem)
 	c := Config{Size: size, Desc: dc.Desc, Avail: dc.Avail, Used: dc.Used, EventIdx: o.eventIdx, Indirect: o.indirect}

@@ -208,6 +208,16 @@ func (d *Driver) SetAvailIdx(idx uint16) {
 	store32(d.avail, 0, uint32(d.availFlags)|uint32(idx)<<16)
 }
 
+// StartAt puts both rings at index idx as if idx chains had already gone
+// round (a ring restarted with SET_VRING_BASE idx, or a test of index
+// wrap-around): avail.idx, used.idx and the driver's cursors become idx.
+// Use it only while the device is not running.
+func (d *Driver) StartAt(idx uint16) {
+	d.SetAvailIdx(idx)
+	d.lastUsed = idx
+	store32(d.used, 0, uint32(idx)<<16)
+}
+
 // AvailIdx is the driver's private avail index (published or not).
 func (d *Driver) AvailIdx() uint16 { return d.availIdx }
 
@@ -381,6 +391,29 @@ func (d *Driver) UsedAll() []Completion {
 			return cs
 		}
 		cs = append(cs, c)
+	}
+}
+
+// EnableInterrupts asks the device to call on its next used entry
+// (used_event = the next entry the driver will read, with EVENT_IDX;
+// clears VRING_AVAIL_F_NO_INTERRUPT without), then, after a full fence,
+// reports whether used entries arrived meanwhile: if pending, read them
+// instead of waiting for a call (the driver's side of the lost-wakeup race).
+func (d *Driver) EnableInterrupts() (pending bool) {
+	if d.cfg.EventIdx {
+		d.SetUsedEvent(d.lastUsed)
+	} else if d.availFlags&AvailFNoInterrupt != 0 {
+		d.SetNoInterrupt(false)
+	}
+	fence()
+	return d.UsedIdx() != d.lastUsed
+}
+
+// DisableInterrupts asks the device not to call (sets
+// VRING_AVAIL_F_NO_INTERRUPT; with EVENT_IDX leaves used_event behind).
+func (d *Driver) DisableInterrupts() {
+	if !d.cfg.EventIdx {
+		d.SetNoInterrupt(true)
 	}
 }
 
