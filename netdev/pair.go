@@ -116,7 +116,7 @@ func (p *pair) stop(role int) (base uint16) {
 			// Finish what was popped (BAD-INPUTS 46): written to the TAP,
 			// or dropped if the TAP is gone, and returned to the guest.
 			for p.tx.inflight > 0 {
-				p.tx.toTAP(p.tq, rs.enabled && !p.tapGone, &p.c)
+				p.tx.toTAP(p.tapQueue(), rs.enabled, &p.c)
 				p.tx.complete()
 			}
 			base = rs.q.NextAvail()
@@ -186,6 +186,14 @@ func (p *pair) breakRing(role int) {
 	}
 }
 
+// tapQueue is the TAP queue, or nil once it is gone.
+func (p *pair) tapQueue() *tap.Queue {
+	if p.tapGone {
+		return nil
+	}
+	return p.tq
+}
+
 func (p *pair) call(role int) {
 	if fd := p.rings[role].spec.Call; fd >= 0 {
 		signal(fd)
@@ -209,7 +217,7 @@ func (p *pair) Poll(max int) (work int) {
 		if err != nil {
 			p.breakRing(txRing)
 		}
-		if p.tx.toTAP(p.tq, p.rings[txRing].enabled && !p.tapGone, &p.c) {
+		if p.tx.toTAP(p.tapQueue(), p.rings[txRing].enabled, &p.c) {
 			p.tapGone = true
 		}
 		if p.tx.complete() {
@@ -277,17 +285,19 @@ func (p *pair) Disarm() {
 }
 
 // Fds lists what a sleeping worker waits on: the kick eventfds of running
-// rings, and the TAP queue (edge-triggered, see Arm). Worker only, at a
-// safe point.
-func (p *pair) Fds() (level []int, edge []int) {
+// rings and the TAP queue. busypoll registers them edge-triggered, so a TAP
+// holding frames the guest has no buffers for does not keep the worker
+// awake (Arm sleeps on the RX kick instead). Worker only, at a safe point.
+func (p *pair) Fds() []int {
+	var fds []int
 	for role := range p.rings {
 		rs := &p.rings[role]
 		if rs.running && rs.spec.Kick >= 0 {
-			level = append(level, rs.spec.Kick)
+			fds = append(fds, rs.spec.Kick)
 		}
 	}
 	if !p.tapGone && p.rings[rxRing].running {
-		edge = append(edge, p.tq.Fd())
+		fds = append(fds, p.tq.Fd())
 	}
-	return level, edge
+	return fds
 }

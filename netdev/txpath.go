@@ -172,7 +172,8 @@ func (t *txPath) prepare(s *txSlot, c *counters) {
 
 // toTAP writes the frames the ring side prepared. When enabled is false the
 // ring is "started but disabled": frames are consumed and discarded
-// (vhost-user.rst, Ring states). It reports whether the TAP is gone.
+// (vhost-user.rst, Ring states). When q is nil the TAP is gone and frames
+// are dropped (BAD-INPUTS 51). It reports whether the TAP went away.
 func (t *txPath) toTAP(q *tap.Queue, enabled bool, c *counters) (gone bool) {
 	n := t.toTap.ConsumeBatch(t.batch)
 	if n == 0 {
@@ -186,6 +187,10 @@ func (t *txPath) toTAP(q *tap.Queue, enabled bool, c *counters) (gone bool) {
 		}
 		if !enabled {
 			c.add(cTxDiscarded, 1)
+			continue
+		}
+		if q == nil {
+			c.add(cTxDroppedTap, 1)
 			continue
 		}
 		t.frames = append(t.frames, s.iov)
