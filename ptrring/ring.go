@@ -138,25 +138,35 @@ func (r *Ring[T]) ProduceBatch(src []*T) int {
 		return 0
 	}
 	src = src[:n]
-	for _, x := range src {
-		if x == nil {
-			panic(errNil)
-		}
+	if src[0] == nil {
+		panic(errNil)
 	}
 	slots, mask := r.slots, r.mask
 	i := int(t & mask)
 	// Slots after the first, and the empty one after the batch: plain stores, published
-	// by the store of the first.
+	// by the store of the first. A nil found on the way panics before that store, so
+	// the consumer sees nothing of the batch.
 	if first := len(slots) - i; first < n {
-		copy(slots[i+1:], src[1:first])
-		copy(slots, src[first:])
+		putSlots(slots[i+1:], src[1:first])
+		putSlots(slots[:n-first], src[first:])
 	} else {
-		copy(slots[i+1:i+n], src[1:])
+		putSlots(slots[i+1:i+n], src[1:])
 	}
 	slots[(t+uint64(n))&mask] = nil
 	publishSlot(&slots[i], src[0])
 	r.tail = t + uint64(n)
 	return n
+}
+
+// putSlots copies src into dst (len(dst) == len(src)), panicking at the first nil.
+func putSlots[T any](dst, src []*T) {
+	dst = dst[:len(src)]
+	for j, x := range src {
+		if x == nil {
+			panic(errNil)
+		}
+		dst[j] = x
+	}
 }
 
 // Consume removes and returns the oldest item, or nil if the ring is empty. It never blocks,
