@@ -291,6 +291,27 @@ func TestNilItem(t *testing.T) {
 	if !r.Empty() {
 		t.Fatalf("a batch with a nil item appended items")
 	}
+	// A nil late in a batch that wraps the slot array: nothing of it is seen.
+	w := mustNew[int](t, 4) // 8 slots
+	its := vals(12)
+	for i := 0; i < 6; i++ {
+		w.Produce(its[i])
+		w.Consume()
+	}
+	mustPanic(t, "wrapping ProduceBatch with nil", func() {
+		w.ProduceBatch([]*int{its[6], its[7], its[8], nil})
+	})
+	if !w.Empty() {
+		t.Fatal("consumer sees part of a batch that panicked")
+	}
+	if n := w.ProduceBatch(its[8:12]); n != 4 {
+		t.Fatalf("ProduceBatch after panic = %d", n)
+	}
+	for i := 8; i < 12; i++ {
+		if p := w.Consume(); p == nil || *p != i+1 {
+			t.Fatalf("got %v, want %d", p, i+1)
+		}
+	}
 	// A nil beyond what fits is not looked at.
 	r.ProduceBatch([]*int{one, one, one})
 	if n := r.ProduceBatch([]*int{one, nil}); n != 1 {
