@@ -29,6 +29,11 @@ type Server struct {
 	conn     *net.UnixConn
 	closed   bool
 	sessions int // connections served so far
+
+	// lim rate-limits the rejection log across all connections: a
+	// front-end that reconnects after each bad message gets no fresh
+	// allowance.
+	lim *rateLimiter
 }
 
 // NewServer returns a server for dev. log may be nil.
@@ -36,7 +41,7 @@ func NewServer(dev Device, log hclog.Logger) *Server {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	return &Server{log: log, dev: dev}
+	return &Server{log: log, dev: dev, lim: newRateLimiter(10)}
 }
 
 // Listen creates the listening socket at path (server mode, --socket-path).
@@ -210,6 +215,7 @@ func (s *Server) ServeConn(ctx context.Context, uc *net.UnixConn) error {
 	log := s.log.With("conn", id)
 	log.Info("front-end connected")
 	sess := newSession(log, s.dev, newMsgConn(uc))
+	sess.lim = s.lim
 	err := s.loop(sess)
 	sess.teardown()
 	uc.Close()
