@@ -5,6 +5,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -228,5 +229,29 @@ func TestReconnectCycles(t *testing.T) {
 	waitMaps(t, name, "after cycles")
 	if !waitFor(2*time.Second, func() bool { return runtime.NumGoroutine() <= goBase }) {
 		t.Fatalf("goroutines: %d, %d after the first cycle", runtime.NumGoroutine(), goBase)
+	}
+}
+
+// TestRejectLogRateLimitAcrossReconnects: the rejection log is
+// rate-limited per server, not per connection, so a front-end that
+// reconnects after every few bad messages cannot flood the log.
+func TestRejectLogRateLimitAcrossReconnects(t *testing.T) {
+	dev := vhost.NewNullDevice(testFeatures, testVrings)
+	l := newListening(t, dev, dev)
+	t0 := time.Now()
+	const conns, perConn = 40, 5
+	for i := 0; i < conns; i++ {
+		fe := l.dial(t, "ratelimit")
+		for j := 0; j < perConn; j++ {
+			if _, err := fe.Ack(vhost.Request(99), nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		fe.Close()
+	}
+	windows := int(time.Since(t0)/time.Second) + 2 // windows the run can touch
+	n := strings.Count(l.logs.String(), "rejected message")
+	if n > 10*windows {
+		t.Fatalf("%d rejection lines for %d rejected messages in %v: the rate limit does not hold across connections", n, conns*perConn, time.Since(t0))
 	}
 }
