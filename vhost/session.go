@@ -628,7 +628,16 @@ func (s *session) setVringFd(m *Msg) error {
 			unix.Close(v.kick)
 		}
 		v.kick, v.kickSet = fd, true
-		return s.start(i)
+		if err := s.start(i); err != nil {
+			// The device refused: the message is rejected, so the fd it
+			// brought is closed rather than kept for a ring that never ran.
+			if v.kick >= 0 {
+				unix.Close(v.kick)
+			}
+			v.kick, v.kickSet = -1, false
+			return err
+		}
+		return nil
 	case ReqSetVringCall:
 		if fd >= 0 {
 			m.takeFd(0)
