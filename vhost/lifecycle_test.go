@@ -424,3 +424,44 @@ func TestBadInput48Reset(t *testing.T) {
 		h.unchanged(before)
 	})
 }
+
+// refusingDevice is a NullDevice whose StartRing fails.
+type refusingDevice struct{ *vhost.NullDevice }
+
+func (refusingDevice) StartRing(vhost.RingSpec) error { return fmt.Errorf("refused") }
+
+// TestKickRefusedByDevice: when the device refuses to start a ring, the
+// SET_VRING_KICK is rejected like any other message: failure answer, log
+// line, and the kick fd it carried is closed, not kept.
+func TestKickRefusedByDevice(t *testing.T) {
+	nd := vhost.NewNullDevice(testFeatures, testVrings)
+	l := newListening(t, refusingDevice{nd}, nd)
+	fe := l.dial(t, uniqueName("refuse"))
+	defer fe.Close()
+	if err := fe.Negotiate(testFeatures, allProto); err != nil {
+		t.Fatal(err)
+	}
+	if err := fe.SetMemTable(vhosttest.Layout{Size: 1 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := fe.LayoutRing(0, 64, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fe.SetVringNum(0, 64); err != nil {
+		t.Fatal(err)
+	}
+	if err := fe.SetVringAddr(0); err != nil {
+		t.Fatal(err)
+	}
+	_ = r
+	p := pipeProbe(t)
+	v, err := fe.Ack(vhost.ReqSetVringKick, u64(0), p.Fd)
+	if err != nil || v == 0 {
+		t.Fatalf("SET_VRING_KICK refused by the device: ack %d, %v", v, err)
+	}
+	p.closedByPeer()
+	if !l.logs.hasLine("request=SET_VRING_KICK", "field=vring") {
+		t.Fatalf("log:\n%s", l.logs)
+	}
+}
