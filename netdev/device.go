@@ -27,7 +27,7 @@ const (
 type Device struct {
 	cfg     Config
 	log     hclog.Logger
-	tap     *tap.Device
+	tap     hostIf
 	offered uint64
 
 	// mu serialises the control plane (vhost calls, Close, Stats).
@@ -61,10 +61,36 @@ func Open(cfg Config) (*Device, error) {
 	if err != nil {
 		return nil, err
 	}
+	d, err := newDevice(cfg, log, td)
+	if err != nil {
+		td.Close()
+		return nil, err
+	}
+	log.Info("host interface ready", "kind", td.Kind().String(), "name", td.Name(), "queues", td.NumQueues(), "mtu", d.mtu)
+	return d, nil
+}
+
+// hostIf is the host side as the device uses it: *tap.Device, or a
+// stand-in in tests.
+type hostIf interface {
+	Name() string
+	NumQueues() int
+	Queue(i int) *tap.Queue
+	SetOffload(tap.Offloads) (tap.Offloads, error)
+	SetMTU(int) error
+	MTU() (int, error)
+	SetUp(bool) error
+	Close() error
+}
+
+// newDevice builds the device over an opened host interface.
+func newDevice(cfg Config, log hclog.Logger, td hostIf) (*Device, error) {
+	if td.NumQueues() < cfg.QueuePairs {
+		return nil, fmt.Errorf("%s has %d queues, %d queue pairs asked", td.Name(), td.NumQueues(), cfg.QueuePairs)
+	}
 	d := &Device{cfg: cfg, log: log, tap: td, offered: cfg.features()}
 	if cfg.MTU != 0 {
 		if err := td.SetMTU(cfg.MTU); err != nil {
-			td.Close()
 			return nil, fmt.Errorf("set mtu %d on %s: %w", cfg.MTU, td.Name(), err)
 		}
 		d.mtu = uint16(cfg.MTU)
@@ -72,14 +98,12 @@ func Open(cfg Config) (*Device, error) {
 		d.mtu = uint16(m)
 	}
 	if err := td.SetUp(true); err != nil {
-		td.Close()
 		return nil, fmt.Errorf("bring %s up: %w", td.Name(), err)
 	}
 	d.pairs = make([]*pair, cfg.QueuePairs)
 	for i := range d.pairs {
 		d.pairs[i] = newPair(d, i, td.Queue(i))
 	}
-	log.Info("host interface ready", "kind", td.Kind().String(), "name", td.Name(), "queues", td.NumQueues(), "mtu", d.mtu)
 	return d, nil
 }
 

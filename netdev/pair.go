@@ -194,11 +194,14 @@ func (p *pair) tapQueue() *tap.Queue {
 	return p.tq
 }
 
-func (p *pair) call(role int) {
-	if fd := p.rings[role].spec.Call; fd >= 0 {
-		signal(fd)
-		p.c.add(cCalls, 1)
+// countCall counts a call on the ring's call eventfd and reports whether
+// there is one to signal.
+func (p *pair) countCall(role int) bool {
+	if p.rings[role].spec.Call < 0 {
+		return false
 	}
+	p.c.add(cCalls, 1)
+	return true
 }
 
 func (p *pair) active(role int) bool {
@@ -212,6 +215,7 @@ func (p *pair) Poll(max int) (work int) {
 	if max > budget {
 		max = budget
 	}
+	var callTx, callRx bool
 	if p.active(txRing) {
 		n, err := p.tx.pop(max, &p.c)
 		if err != nil {
@@ -220,9 +224,7 @@ func (p *pair) Poll(max int) (work int) {
 		if p.tx.toTAP(p.tapQueue(), p.rings[txRing].enabled, &p.c) {
 			p.tapGone = true
 		}
-		if p.tx.complete() {
-			p.call(txRing)
-		}
+		callTx = p.tx.complete()
 		work += n
 	}
 	if p.active(rxRing) && p.rings[rxRing].enabled && !p.tapGone {
@@ -233,12 +235,20 @@ func (p *pair) Poll(max int) (work int) {
 		if gone {
 			p.tapGone = true
 		}
-		if p.rx.complete() {
-			p.call(rxRing)
-		}
+		callRx = p.rx.complete()
 		work += n
 	}
+	// Counters first, then the calls: whoever a call wakes sees the
+	// counters of what it was called for.
+	callTx = callTx && p.countCall(txRing)
+	callRx = callRx && p.countCall(rxRing)
 	p.c.publish()
+	if callTx {
+		signal(p.rings[txRing].spec.Call)
+	}
+	if callRx {
+		signal(p.rings[rxRing].spec.Call)
+	}
 	return work
 }
 

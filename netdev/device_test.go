@@ -1,0 +1,278 @@
+package netdev
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/vhostd/vhostd/tap"
+	"github.com/vhostd/vhostd/vhost"
+	"github.com/vhostd/vhostd/vhost/vhosttest"
+	"golang.org/x/sys/unix"
+)
+
+// fakeHost stands in for a TAP: one datagram socketpair per queue, the
+// test holding the far ends.
+type fakeHost struct {
+	queues []*tap.Queue
+	peers  []int
+	mtu    int
+	off    tap.Offloads
+}
+
+func newFakeHost(t testing.TB, n int) *fakeHost {
+	h := &fakeHost{mtu: 1500}
+	for i := 0; i < n; i++ {
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, fd := range fds {
+			unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 4<<20)
+			unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 4<<20)
+		}
+		h.queues = append(h.queues, tap.NewQueueFd(fds[0], i))
+		h.peers = append(h.peers, fds[1])
+	}
+	t.Cleanup(func() {
+		for _, fd := range h.peers {
+			unix.Close(fd)
+		}
+	})
+	return h
+}
+
+func (h *fakeHost) Name() string           { return "fake" }
+func (h *fakeHost) NumQueues() int         { return len(h.queues) }
+func (h *fakeHost) Queue(i int) *tap.Queue { return h.queues[i] }
+func (h *fakeHost) SetMTU(m int) error     { h.mtu = m; return nil }
+func (h *fakeHost) MTU() (int, error)      { return h.mtu, nil }
+func (h *fakeHost) SetUp(bool) error       { return nil }
+func (h *fakeHost) SetOffload(o tap.Offloads) (tap.Offloads, error) {
+	h.off = o.Effective()
+	return h.off, nil
+}
+func (h *fakeHost) Close() error {
+	for _, q := range h.queues {
+		q.Close()
+	}
+	return nil
+}
+
+// peerRead waits up to d for one frame on queue i's far end.
+func (h *fakeHost) peerRead(t testing.TB, i int, d time.Duration) []byte {
+	t.Helper()
+	pfd := []unix.PollFd{{Fd: int32(h.peers[i]), Events: unix.POLLIN}}
+	if n, _ := unix.Poll(pfd, int(d/time.Millisecond)); n != 1 {
+		t.Fatalf("no frame on TAP queue %d within %v", i, d)
+	}
+	b := make([]byte, 70000)
+	n, err := unix.Read(h.peers[i], b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b[:n]
+}
+
+type devRig struct {
+	dev  *Device
+	host *fakeHost
+	fe   *vhosttest.FrontEnd
+}
+
+// startDevice serves a Device over a fake host to a vhosttest front-end
+// that negotiates features (masked with what the device offers) and starts
+// 2*pairs rings of 256.
+func startDevice(t testing.TB, cfg Config, features uint64) *devRig {
+	t.Helper()
+	if cfg.QueuePairs == 0 {
+		cfg.QueuePairs = 1
+	}
+	cfg.TAP = "fake"
+	host := newFakeHost(t, cfg.QueuePairs)
+	dev, err := newDevice(cfg, hclog.NewNullLogger(), host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := vhost.NewServer(dev, nil)
+	fe, be, err := vhosttest.Pair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { srv.ServeConn(context.Background(), be); close(done) }()
+	t.Cleanup(func() {
+		fe.Close()
+		<-done
+		dev.Close()
+	})
+	features &= dev.Features() | 1<<vhost.FeatProtocolFeatures
+	proto := uint64(1<<vhost.ProtoReplyAck | 1<<vhost.ProtoMQ)
+	if err := fe.Start(features, proto, 2*cfg.QueuePairs, 256, vhosttest.Layout{Size: 32 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	return &devRig{dev: dev, host: host, fe: fe}
+}
+
+func allFeatures() uint64 { return ^uint64(0) }
+
+func TestDeviceMovesFramesBothWays(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		mask uint64
+	}{
+		{"mrg+eventidx", 0},
+		{"no mrg", bit(FMrgRxbuf)},
+		{"no eventidx", bit(FEventIdx)},
+		{"neither", bit(FMrgRxbuf) | bit(FEventIdx)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := startDevice(t, Config{QueuePairs: 1, BusyPoll: 0}, allFeatures()&^tc.mask)
+			// Guest TX: ring 1.
+			tx := r.fe.Ring(1).Driver
+			hdr := make([]byte, 12)
+			for i := 0; i < 10; i++ {
+				if _, err := tx.AddChain([][]byte{hdr, frameOf(60+i, byte(i))}, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tx.Publish() {
+				r.fe.Kick(1)
+			}
+			for i := 0; i < 10; i++ {
+				got := r.host.peerRead(t, 0, 5*time.Second)
+				if want := append(append([]byte{}, hdr...), frameOf(60+i, byte(i))...); !bytes.Equal(got, want) {
+					t.Fatalf("frame %d on the TAP: %x, want %x", i, got, want)
+				}
+			}
+			if err := r.fe.WaitCall(1, 5*time.Second); err != nil {
+				t.Fatalf("no TX call: %v", err)
+			}
+			if cs := tx.UsedAll(); len(cs) != 10 {
+				t.Fatalf("%d TX chains returned, want 10", len(cs))
+			}
+			// Guest RX: ring 0.
+			rx := r.fe.Ring(0).Driver
+			for i := 0; i < 16; i++ {
+				if _, err := rx.AddChain(nil, []int{2048}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if rx.Publish() {
+				r.fe.Kick(0)
+			}
+			var sent [][]byte
+			for i := 0; i < 5; i++ {
+				f := append(make([]byte, 12), frameOf(100+i, byte(i+50))...)
+				sent = append(sent, f)
+				if _, err := unix.Write(r.host.peers[0], f); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var got [][]byte
+			deadline := time.Now().Add(5 * time.Second)
+			for len(got) < 5 && time.Now().Before(deadline) {
+				r.fe.WaitCall(0, 100*time.Millisecond)
+				for _, c := range rx.UsedAll() {
+					got = append(got, c.Written)
+				}
+			}
+			if len(got) != 5 {
+				t.Fatalf("%d frames reached the guest, want 5", len(got))
+			}
+			for i, g := range got {
+				if nb := binary.LittleEndian.Uint16(g[10:]); nb != 1 {
+					t.Errorf("frame %d: num_buffers %d", i, nb)
+				}
+				if !bytes.Equal(g[12:], sent[i][12:]) {
+					t.Errorf("frame %d corrupted", i)
+				}
+			}
+			st := r.dev.Stats()[0].Values
+			if st["tx_packets"] != 10 || st["rx_packets"] != 5 {
+				t.Errorf("counters %v", st)
+			}
+			// GET_VRING_BASE: TX consumed 10; RX consumed 5 of the 16
+			// offered (stocked chains are handed back).
+			if b, err := r.fe.GetVringBase(1); err != nil || b != 10 {
+				t.Errorf("TX base %d (%v), want 10", b, err)
+			}
+			if b, err := r.fe.GetVringBase(0); err != nil || b != 5 {
+				t.Errorf("RX base %d (%v), want 5", b, err)
+			}
+		})
+	}
+}
+
+// TestDisabledRing: a started but disabled ring processes and discards TX
+// and delivers no RX (BAD-INPUTS 47); enabling it again resumes traffic
+// without a new kick.
+func TestDisabledRing(t *testing.T) {
+	r := startDevice(t, Config{QueuePairs: 1}, allFeatures())
+	if err := r.fe.Enable(1, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.fe.Enable(0, false); err != nil {
+		t.Fatal(err)
+	}
+	tx := r.fe.Ring(1).Driver
+	tx.AddChain([][]byte{make([]byte, 12), frameOf(60, 1)}, nil)
+	tx.Publish()
+	r.fe.Kick(1)
+	if err := r.fe.WaitCall(1, 5*time.Second); err != nil {
+		t.Fatalf("disabled TX ring did not complete the chain: %v", err)
+	}
+	if cs := tx.UsedAll(); len(cs) != 1 {
+		t.Fatalf("%d chains back", len(cs))
+	}
+	pfd := []unix.PollFd{{Fd: int32(r.host.peers[0]), Events: unix.POLLIN}}
+	if n, _ := unix.Poll(pfd, 100); n != 0 {
+		t.Fatalf("a frame from a disabled ring reached the TAP")
+	}
+	rx := r.fe.Ring(0).Driver
+	rx.AddChain(nil, []int{2048})
+	rx.Publish()
+	unix.Write(r.host.peers[0], append(make([]byte, 12), frameOf(80, 3)...))
+	time.Sleep(100 * time.Millisecond)
+	if cs := rx.UsedAll(); len(cs) != 0 {
+		t.Fatalf("a disabled RX ring delivered %d frames", len(cs))
+	}
+	// Enable without kicking: the frame waiting in the TAP arrives.
+	if err := r.fe.Enable(0, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.fe.WaitCall(0, 5*time.Second); err != nil {
+		t.Fatalf("no RX after enable: %v", err)
+	}
+	if cs := rx.UsedAll(); len(cs) != 1 || cs[0].Len != 92 {
+		t.Fatalf("used %+v", cs)
+	}
+	if d := r.dev.Stats()[0].Values["tx_discarded"]; d != 1 {
+		t.Errorf("tx_discarded %d, want 1", d)
+	}
+}
+
+// TestTwoQueuePairs: each pair moves its own traffic on its own TAP queue.
+func TestTwoQueuePairs(t *testing.T) {
+	r := startDevice(t, Config{QueuePairs: 2}, allFeatures())
+	for p := 0; p < 2; p++ {
+		tx := r.fe.Ring(2*p + 1).Driver
+		tx.AddChain([][]byte{make([]byte, 12), []byte(fmt.Sprintf("pair %d frame", p))}, nil)
+		tx.Publish()
+		r.fe.Kick(2*p + 1)
+	}
+	for p := 0; p < 2; p++ {
+		got := r.host.peerRead(t, p, 5*time.Second)
+		if want := fmt.Sprintf("pair %d frame", p); string(got[12:]) != want {
+			t.Fatalf("TAP queue %d got %q, want %q", p, got[12:], want)
+		}
+	}
+	st := r.dev.Stats()
+	if st[0].Values["tx_packets"] != 1 || st[1].Values["tx_packets"] != 1 {
+		t.Fatalf("per-pair counters %v %v", st[0].Values, st[1].Values)
+	}
+}
