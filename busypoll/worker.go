@@ -74,6 +74,10 @@ type Config struct {
 // Worker runs a set of pollers on one locked OS thread: it polls them in rounds, and when
 // it has been idle for the spin budget it arms them and sleeps in epoll until one of
 // their fds, or its own eventfd, becomes readable.
+//
+// Its control methods (Pause, Resume, Add, Remove, Stop) are for the control plane: they
+// may block until the worker reaches a safe point, so they must not be called from a
+// Poller method, where the worker would wait for itself. Wake and Stats never block.
 type Worker struct {
 	stats counters // written only by the worker goroutine; on its own cache lines
 
