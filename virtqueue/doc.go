@@ -1,15 +1,75 @@
 // Package virtqueue owns guest memory and the device side of split
-// virtqueues.
+// virtqueues (virtio 1.x section 2.7).
 //
 //	vhost memory table --> Memory (regions, GPA / front-end VA translation)
 //	                         |
-//	guest avail ring --> Queue.PopBatch --> Chain (copied, validated descriptors)
-//	                                          |  iovecs into guest memory
-//	Chain done --> Queue.PushBatch --> used ring --> call, if the guest asked
+//	guest avail ring --> Queue.PopBatch --> []Chain (copied, validated descriptors)
+//	                                          |  Out/In iovecs into guest memory
+//	chains done --> Queue.PushBatch([]Used) --> used ring (one used.idx publish)
+//	            --> Queue.NeedsNotify --> call eventfd, only if the guest asked
 //
 // Every address the guest or the front-end gives is translated through a
-// bounds-checked accessor. Descriptors and headers are copied out of guest
-// memory once and only the copies are used: the guest can rewrite its memory
-// while we read it. Code touching shared memory with atomics or unsafe lives
-// in files named *_unsafe.go.
+// bounds-checked accessor. Descriptors and ring entries are copied out of
+// guest memory once and only the copies are used: the guest can rewrite its
+// memory while we read it. Code touching shared memory with atomics or
+// unsafe lives in files named *_unsafe.go. Guest memory is little-endian;
+// the package builds only on little-endian hosts.
+//
+// # Using a Queue (one worker owns it)
+//
+//	chains := virtqueue.NewChains(64, 32)      // once: caller-owned, reused
+//	used := make([]virtqueue.Used, 0, 64)
+//	q, err := virtqueue.NewQueue(mem, cfg, base) // base: SET_VRING_BASE
+//	for {
+//		q.DisableNotify()
+//		n, err := q.PopBatch(chains) // len(chains) is the work budget
+//		for i := range chains[:n] {
+//			c := &chains[i]
+//			if c.Err != nil || c.CheckTX() != nil { // malformed: return it, len 0
+//				used = append(used, virtqueue.Used{Head: c.Head})
+//				continue
+//			}
+//			... c.Out / c.In, or AppendIovecs for writev/readv ...
+//			used = append(used, virtqueue.Used{Head: c.Head, Len: written})
+//		}
+//		q.PushBatch(used); used = used[:0]
+//		if q.NeedsNotify() { signal the call eventfd }
+//		if err != nil { count queue_broken, signal the error eventfd, stop }
+//		if n == 0 && !q.EnableNotify() { sleep on the kick eventfd }
+//	}
+//
+// On receive queues a worker may pop more chains than it has frames and
+// hand the rest back with Unpop.
+//
+// # Faults
+//
+// Guest faults are of two kinds (shared/BAD-INPUTS.md section D; the
+// mapping of items to tests is in BAD-INPUTS.md in this directory):
+//
+//   - DROP: one chain is malformed (a buffer outside guest memory, a
+//     readable descriptor after a writable one, more than 2^32-1 bytes, more
+//     iovecs than the Chain holds, an indirect table outside memory).
+//     PopBatch returns it with Chain.Err set and no iovecs; the caller pushes
+//     it with length 0 and the queue carries on.
+//   - BROKEN-Q: the ring itself is corrupt (avail.idx moved more than the
+//     queue size, a head or next index out of range, a descriptor loop, a
+//     malformed indirect descriptor). PopBatch returns an error matching
+//     ErrBroken, plus the faulting chain flagged if its head was valid;
+//     from then on PopBatch does nothing. PushBatch still works so popped
+//     chains can be returned.
+//
+// Decisions: a buffer that spans two adjacent memory regions becomes two
+// iovecs; an indirect table must lie inside one region (else DROP) but
+// needs no alignment; an indirect descriptor may end a chain of direct
+// ones (as Linux vhost allows) but not appear inside an indirect table;
+// zero-length descriptors map nothing and their address is not checked.
+//
+// # What the caller must do
+//
+// A Queue is never touched unless called: a stopped ring (before
+// SET_VRING_KICK / enable, after GET_VRING_BASE) is simply not called
+// (BAD-INPUTS 43). GET_VRING_BASE returns NextAvail once every popped chain
+// has been pushed (NextAvail == NextUsed). On a memory table change, call
+// SetMemory at a quiescent point; the old table may be unmapped only after
+// every chain popped through it is pushed.
 package virtqueue
