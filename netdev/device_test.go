@@ -98,6 +98,14 @@ func startDevice(t testing.TB, cfg Config, features uint64) *devRig {
 	if err != nil {
 		t.Fatal(err)
 	}
+	r := serveDevice(t, dev, cfg.QueuePairs, features)
+	r.host = host
+	return r
+}
+
+// serveDevice serves dev to a vhosttest front-end and starts its rings.
+func serveDevice(t testing.TB, dev *Device, pairs int, features uint64) *devRig {
+	t.Helper()
 	srv := vhost.NewServer(dev, nil)
 	fe, be, err := vhosttest.Pair()
 	if err != nil {
@@ -112,10 +120,10 @@ func startDevice(t testing.TB, cfg Config, features uint64) *devRig {
 	})
 	features &= dev.Features() | 1<<vhost.FeatProtocolFeatures
 	proto := uint64(1<<vhost.ProtoReplyAck | 1<<vhost.ProtoMQ)
-	if err := fe.Start(features, proto, 2*cfg.QueuePairs, 256, vhosttest.Layout{Size: 32 << 20}); err != nil {
+	if err := fe.Start(features, proto, 2*pairs, 256, vhosttest.Layout{Size: 32 << 20}); err != nil {
 		t.Fatal(err)
 	}
-	return &devRig{dev: dev, host: host, fe: fe}
+	return &devRig{dev: dev, fe: fe}
 }
 
 func allFeatures() uint64 { return ^uint64(0) }
