@@ -6,22 +6,19 @@ import (
 	"github.com/vhostd/vhostd/vhost"
 )
 
-// Negotiate runs QEMU's start-up negotiation: GET_FEATURES, SET_OWNER,
-// then, if the back-end offers VHOST_USER_F_PROTOCOL_FEATURES,
-// GET_PROTOCOL_FEATURES and SET_PROTOCOL_FEATURES(proto & offered), and
-// finally SET_FEATURES(features & offered, plus bit 30 when protocol
-// features were negotiated). The acked sets are left in f.Features and
-// f.Proto. Bits the back-end does not offer are dropped, not sent: use the
-// raw API to send them.
+// Negotiate runs QEMU's start-up negotiation: GET_FEATURES; if the
+// back-end offers VHOST_USER_F_PROTOCOL_FEATURES, GET_PROTOCOL_FEATURES and
+// SET_PROTOCOL_FEATURES(proto & offered); SET_OWNER; and finally
+// SET_FEATURES(features & offered, plus bit 30 when protocol features were
+// negotiated). The acked sets are left in f.Features and f.Proto. Bits the
+// back-end does not offer are dropped, not sent: use the raw API to send
+// them.
 func (f *FrontEnd) Negotiate(features, proto uint64) error {
 	off, err := f.GetU64(vhost.ReqGetFeatures)
 	if err != nil {
 		return err
 	}
 	f.Offered = off
-	if err := f.msg(vhost.ReqSetOwner, nil); err != nil {
-		return err
-	}
 	acked := features & off
 	f.Proto = 0
 	if off&(1<<vhost.FeatProtocolFeatures) != 0 {
@@ -30,11 +27,14 @@ func (f *FrontEnd) Negotiate(features, proto uint64) error {
 			return err
 		}
 		f.OfferedProto = p
-		f.Proto = proto & p
-		if err := f.Send(vhost.ReqSetProtocolFeatures, 0, U64(f.Proto)); err != nil {
+		if err := f.Send(vhost.ReqSetProtocolFeatures, 0, U64(proto&p)); err != nil {
 			return err
 		}
+		f.Proto = proto & p
 		acked |= 1 << vhost.FeatProtocolFeatures
+	}
+	if err := f.msg(vhost.ReqSetOwner, nil); err != nil {
+		return err
 	}
 	return f.SetFeatures(acked)
 }

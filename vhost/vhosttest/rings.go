@@ -115,36 +115,31 @@ func (f *FrontEnd) SetVringAddr(i int) error {
 	return f.msg(vhost.ReqSetVringAddr, VringAddr(uint32(i), 0, r.DescVA, r.UsedVA, r.AvailVA, 0))
 }
 
-func (f *FrontEnd) vringFd(req vhost.Request, i int, fd int) error {
-	if fd < 0 {
-		return f.msg(req, U64(uint64(i)|1<<8))
-	}
-	return f.msg(req, U64(uint64(i)), fd)
-}
+// SetVringKick, SetVringCall and SetVringErr send ring i's eventfd (fresh
+// ones if the ring was not laid out yet: QEMU sends CALL and ERR long
+// before the rings exist).
+func (f *FrontEnd) SetVringKick(i int) error { return f.vringFd(vhost.ReqSetVringKick, i, 0) }
+func (f *FrontEnd) SetVringCall(i int) error { return f.vringFd(vhost.ReqSetVringCall, i, 1) }
+func (f *FrontEnd) SetVringErr(i int) error  { return f.vringFd(vhost.ReqSetVringErr, i, 2) }
 
-// SetVringKick, SetVringCall and SetVringErr send ring i's eventfd (a
-// fresh one if the ring was not laid out).
-func (f *FrontEnd) SetVringKick(i int) error {
-	return f.vringFd(vhost.ReqSetVringKick, i, f.fdOf(i, 0))
-}
-func (f *FrontEnd) SetVringCall(i int) error {
-	return f.vringFd(vhost.ReqSetVringCall, i, f.fdOf(i, 1))
-}
-func (f *FrontEnd) SetVringErr(i int) error { return f.vringFd(vhost.ReqSetVringErr, i, f.fdOf(i, 2)) }
-
-// fdOf returns ring i's kick (0), call (1) or err (2) eventfd, creating a
-// placeholder ring entry with eventfds when the ring is not laid out yet
-// (QEMU sends CALL and ERR long before the rings exist).
-func (f *FrontEnd) fdOf(i, which int) int {
+func (f *FrontEnd) vringFd(req vhost.Request, i, which int) error {
 	r := f.rings[i]
 	if r == nil {
 		r = &Ring{Index: i, Kick: -1, Call: -1, Err: -1}
 		for _, fd := range []*int{&r.Kick, &r.Call, &r.Err} {
-			*fd, _ = NewEventfd()
+			var err error
+			if *fd, err = NewEventfd(); err != nil {
+				r.close()
+				return err
+			}
 		}
 		f.rings[i] = r
 	}
-	return [...]int{r.Kick, r.Call, r.Err}[which]
+	fd := [...]int{r.Kick, r.Call, r.Err}[which]
+	if fd < 0 {
+		return f.msg(req, U64(uint64(i)|1<<8))
+	}
+	return f.msg(req, U64(uint64(i)), fd)
 }
 
 // SetupRing lays out ring i and sends SET_VRING_NUM, SET_VRING_BASE (0),
