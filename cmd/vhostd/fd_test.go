@@ -1,0 +1,81 @@
+package main
+
+import (
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vhostd/vhostd/internal/privtest"
+	"github.com/vhostd/vhostd/vhost"
+	"github.com/vhostd/vhostd/vhost/vhosttest"
+)
+
+// TestInheritedFd runs the real binary with --fd: a listening socket
+// passed as fd 3, as a management layer would. A front-end negotiates over
+// it, and SIGTERM ends vhostd with status 0.
+func TestInheritedFd(t *testing.T) {
+	privtest.Require(t)
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "vhostd")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	sock := filepath.Join(dir, "s")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lf, err := ln.File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.SetUnlinkOnClose(false) // the socket lives on in fd 3
+	ln.Close()
+	tapName := "vhf" + privtest.Suffix(8)
+	cmd := exec.Command(bin, "--fd", "3", "--tap", tapName, "--log-level", "debug")
+	cmd.ExtraFiles = []*os.File{lf}
+	var log syncBuffer
+	cmd.Stderr = &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lf.Close()
+	defer cmd.Process.Kill()
+
+	var fe *vhosttest.FrontEnd
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if fe, err = vhosttest.Dial(sock); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dial: %v\n%s", err, log.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	f, err := fe.GetU64(vhost.ReqGetFeatures)
+	if err != nil {
+		t.Fatalf("GET_FEATURES over the inherited fd: %v\n%s", err, log.String())
+	}
+	if f&(1<<32) == 0 {
+		t.Fatalf("features %#x lack VERSION_1", f)
+	}
+	fe.Close()
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("vhostd on SIGTERM: %v\n%s", err, log.String())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("vhostd did not exit within 5 s of SIGTERM\n%s", log.String())
+	}
+	if _, err := net.InterfaceByName(tapName); err == nil {
+		t.Fatalf("TAP %s left behind", tapName)
+	}
+}
