@@ -148,13 +148,19 @@ const VhostdStopGrace = 10 * time.Second
 // cleanup it gets SIGTERM, then SIGKILL after VhostdStopGrace.
 func StartVhostd(t testing.TB, args ...string) *guest.Process {
 	t.Helper()
+	return startVhostd(t, "vhostd log", args...)
+}
+
+// startVhostd is StartVhostd with the name its log is printed under.
+func startVhostd(t testing.TB, logName string, args ...string) *guest.Process {
+	t.Helper()
 	bin := VhostdBinary(t)
 	p, err := guest.StartProcess("vhostd", nil, bin, args...)
 	if err != nil {
 		t.Fatalf("%v", err)
 	}
 	t.Logf("vhostd pid %d: %s %s", p.PID(), bin, strings.Join(args, " "))
-	AddLog(t, "vhostd log", p.Log)
+	AddLog(t, logName, p.Log)
 	t.Cleanup(func() {
 		if err := p.Stop(VhostdStopGrace); err != nil {
 			t.Logf("vhostd: %v", err)

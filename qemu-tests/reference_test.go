@@ -50,10 +50,10 @@ func TestReferenceBackend(t *testing.T) {
 		QEMU:    q,
 		NIC:     &guest.NIC{SocketPath: sock, MAC: mac},
 		GuestIP: sn.GuestCIDR(),
-		Files:   map[string][]byte{"etc/hip": []byte(sn.HostIP() + "\n")},
-		Script:  handshakeScript + pingScript,
+		Files:   GuestFiles(sn, nil),
+		Script:  WithLib(handshakeScript + pingScript),
 	})
-	m, err := g.WaitFor(ctx, regexp.MustCompile(`PING first_ok=(\d) tries=(\d+) rcv=(\d*)\n`))
+	m, err := g.WaitFor(ctx, regexp.MustCompile(pingLine))
 	if err != nil {
 		t.Fatalf("ping: %v", err)
 	}

@@ -63,6 +63,10 @@ type Options struct {
 	QEMUArgs []string
 	// KVM uses -accel kvm instead of TCG (off by default: see DESIGN.md).
 	KVM bool
+	// Reboot lets the guest reboot (no -no-reboot): "reboot -f" restarts the same kernel and
+	// initramfs on the same QEMU and the same vhost-user connection. By default a reboot (or a
+	// panic) ends QEMU.
+	Reboot bool
 	// Serial, when set, receives a copy of the guest's serial console as it arrives.
 	Serial io.Writer
 	// Dir is the working directory for the initramfs and logs; default a new temporary
@@ -162,12 +166,17 @@ func (g *Guest) qemuArgs(initrd string) []string {
 	a := []string{
 		"-nodefaults", "-accel", accel,
 		"-m", strconv.Itoa(o.MemoryMiB), "-smp", strconv.Itoa(o.CPUs),
-		"-display", "none", "-monitor", "none", "-no-reboot",
+		"-display", "none", "-monitor", "none",
+	}
+	if !o.Reboot {
+		a = append(a, "-no-reboot")
+	}
+	a = append(a,
 		"-chardev", "stdio,id=ser0,signal=off", "-serial", "chardev:ser0",
 		"-object", fmt.Sprintf("memory-backend-memfd,id=mem,size=%dM,share=on", o.MemoryMiB),
 		"-machine", "pc,memory-backend=mem",
 		"-kernel", o.Kernel, "-initrd", initrd, "-append", appendLine,
-	}
+	)
 	if n := o.NIC; n != nil {
 		qp := n.QueuePairs
 		if qp <= 0 {
@@ -234,9 +243,15 @@ var ErrExited = errors.New("qemu exited")
 // Output arrives in pieces: a pattern that captures to the end of a line should end in \n
 // (as WaitMarker's does), or it may match a line that is still being written.
 func (g *Guest) WaitFor(ctx context.Context, re *regexp.Regexp) ([]string, error) {
+	return g.WaitForFrom(ctx, re, 0)
+}
+
+// WaitForFrom is WaitFor on the serial log from byte offset from on (a len(Log()) taken
+// earlier): it finds only what the guest printed after that point.
+func (g *Guest) WaitForFrom(ctx context.Context, re *regexp.Regexp, from int) ([]string, error) {
 	for {
 		g.mu.Lock()
-		m := re.FindStringSubmatch(g.serial.String())
+		m := re.FindStringSubmatch(g.serial.String()[from:])
 		ch := g.changed
 		g.mu.Unlock()
 		if m != nil {
@@ -246,7 +261,7 @@ func (g *Guest) WaitFor(ctx context.Context, re *regexp.Regexp) ([]string, error
 		case <-ch:
 		case <-g.done:
 			g.mu.Lock()
-			m := re.FindStringSubmatch(g.serial.String())
+			m := re.FindStringSubmatch(g.serial.String()[from:])
 			g.mu.Unlock()
 			if m != nil {
 				return m, nil

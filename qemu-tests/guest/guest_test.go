@@ -103,7 +103,8 @@ func TestQEMUArgs(t *testing.T) {
 		o         Options
 		want, not []string
 	}{
-		{"no nic", Options{QEMU: q10, CPUs: 1, MemoryMiB: 256}, []string{"-m 256 ", "size=256M,share=on", "-accel tcg,thread=multi"}, []string{"-netdev", "-device"}},
+		{"no nic", Options{QEMU: q10, CPUs: 1, MemoryMiB: 256}, []string{"-m 256 ", "size=256M,share=on", "-accel tcg,thread=multi", " -no-reboot "}, []string{"-netdev", "-device"}},
+		{"reboot", Options{QEMU: q10, Reboot: true}, nil, []string{"-no-reboot"}},
 		{"client", Options{QEMU: q10, CPUs: 2, MemoryMiB: 512, NIC: &NIC{SocketPath: "/s", MAC: "52:54:00:01:02:03"}},
 			[]string{"-smp 2 ", "-chardev socket,id=c0,path=/s -netdev vhost-user,id=n0,chardev=c0,queues=1 ", "virtio-net-pci,netdev=n0,mac=52:54:00:01:02:03,romfile="},
 			[]string{"server=on", "vectors", "mq=on"}},

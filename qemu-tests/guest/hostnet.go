@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"net"
 	"os/exec"
+	"runtime"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // Subnet is a /24 in 10.0.0.0/8 for one test: .1 is the host's end, .2 the guest's.
@@ -137,4 +140,27 @@ func DelNetns(name string) error { return IP("netns", "del", name) }
 // InNetns returns a command that runs argv inside the namespace ns (ip netns exec).
 func InNetns(ns string, argv ...string) *exec.Cmd {
 	return exec.Command("ip", append([]string{"netns", "exec", ns}, argv...)...)
+}
+
+// RunInNetns runs f on an OS thread moved into the network namespace ns (/run/netns/ns) and
+// returns its error. Sockets f creates (net.Listen, net.Dial) belong to ns and can be used from
+// any goroutine afterwards. The thread is never moved back: it ends with its goroutine.
+func RunInNetns(ns string, f func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // not unlocked: the runtime discards the thread, still in ns
+		fd, err := unix.Open("/run/netns/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			errc <- fmt.Errorf("netns %s: %w", ns, err)
+			return
+		}
+		err = unix.Setns(fd, unix.CLONE_NEWNET)
+		unix.Close(fd)
+		if err != nil {
+			errc <- fmt.Errorf("setns %s: %w", ns, err)
+			return
+		}
+		errc <- f()
+	}()
+	return <-errc
 }

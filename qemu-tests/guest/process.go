@@ -85,9 +85,14 @@ func (p *Process) Exited() (bool, error) {
 
 // WaitFor waits until the output matches re and returns the submatches.
 func (p *Process) WaitFor(ctx context.Context, re *regexp.Regexp) ([]string, error) {
+	return p.WaitForFrom(ctx, re, 0)
+}
+
+// WaitForFrom is WaitFor on the output from byte offset from on (a len(Log()) taken earlier).
+func (p *Process) WaitForFrom(ctx context.Context, re *regexp.Regexp, from int) ([]string, error) {
 	for {
 		p.mu.Lock()
-		m := re.FindStringSubmatch(p.log.String())
+		m := re.FindStringSubmatch(p.log.String()[from:])
 		ch := p.changed
 		p.mu.Unlock()
 		if m != nil {
@@ -97,7 +102,7 @@ func (p *Process) WaitFor(ctx context.Context, re *regexp.Regexp) ([]string, err
 		case <-ch:
 		case <-p.done:
 			// Output is complete once Wait returned (exec copies it before Wait returns).
-			if m := re.FindStringSubmatch(p.Log()); m != nil {
+			if m := re.FindStringSubmatch(p.Log()[from:]); m != nil {
 				return m, nil
 			}
 			return nil, fmt.Errorf("%s: waiting for %q: exited (%v)", p.Name, re, p.werr)

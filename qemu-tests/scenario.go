@@ -1,0 +1,495 @@
+package qemutests
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	_ "embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vhostd/vhostd/qemu-tests/guest"
+)
+
+// guestLib is /etc/vhq.sh in every scenario guest: pingcheck, waithost, mkdata, send, recv.
+//
+//go:embed guestlib.sh
+var guestLib []byte
+
+// GuestFiles returns files plus what guestlib.sh needs: itself as /etc/vhq.sh, and the
+// subnet's host and guest addresses in /etc/hip and /etc/gip.
+func GuestFiles(sn guest.Subnet, files map[string][]byte) map[string][]byte {
+	f := maps.Clone(files)
+	if f == nil {
+		f = map[string][]byte{}
+	}
+	f["etc/vhq.sh"] = guestLib
+	f["etc/hip"] = []byte(sn.HostIP() + "\n")
+	f["etc/gip"] = []byte(sn.GuestIP() + "\n")
+	return f
+}
+
+// WithLib makes script source /etc/vhq.sh (GuestFiles) first.
+func WithLib(script string) string { return ". /etc/vhq.sh\n" + script }
+
+// Bed is one scenario's set-up: vhostd serving a TAP (or a macvtap) on a random subnet and a
+// guest whose eth0 has the subnet's .2, with the host's end at .1.
+type Bed struct {
+	T      *testing.T
+	Ctx    context.Context
+	Net    guest.Subnet
+	Sock   string
+	Tap    string // the host interface vhostd serves: its TAP, or the macvtap
+	Netns  string // where the host end lives when it is not this namespace (macvtap)
+	Vhostd *guest.Process
+	Guest  *guest.Guest
+
+	args     []string // vhostd's command line, for Restart
+	restarts int
+}
+
+// BedConfig says what differs from the default bed (server-mode vhostd with one queue pair and
+// a TAP of its own, the host address on the TAP).
+type BedConfig struct {
+	// Timeout bounds the whole scenario (default 3 * guest.BootTimeout).
+	Timeout time.Duration
+	// VhostdArgs are added to vhostd's command line.
+	VhostdArgs []string
+	// Client runs vhostd --client against a listening QEMU (server=on,wait=on).
+	Client bool
+	// Macvtap makes vhostd serve this existing macvtap (--macvtap) whose host end is in the
+	// namespace Netns; no address is put on it.
+	Macvtap, Netns string
+	// NIC is the guest's device; StartBed fills in SocketPath and the server flags.
+	NIC guest.NIC
+	// Guest is the guest; StartBed adds /etc/vhq.sh (sourced before Script), /etc/hip,
+	// /etc/gip and the address.
+	Guest guest.Options
+}
+
+// StartBed starts vhostd and the guest as c says, in the order the mode needs, waits for
+// vhostd's interface and gives the host its address. Everything is undone at cleanup.
+func StartBed(t *testing.T, c BedConfig) *Bed {
+	t.Helper()
+	q := Gate(t)
+	if c.Timeout == 0 {
+		c.Timeout = 3 * guest.BootTimeout
+	}
+	b := &Bed{T: t, Ctx: Context(t, c.Timeout), Net: Subnet(t), Sock: filepath.Join(TempDir(t), "vu.sock"), Netns: c.Netns}
+	qp := max(c.NIC.QueuePairs, 1)
+	b.args = []string{"--socket-path", b.Sock, "--queues", strconv.Itoa(qp), "--log-level", "debug"}
+	if c.Macvtap != "" {
+		b.Tap = c.Macvtap
+		b.args = append(b.args, "--macvtap", b.Tap)
+	} else {
+		b.Tap = TapName()
+		b.args = append(b.args, "--tap", b.Tap)
+	}
+	b.args = append(b.args, c.VhostdArgs...)
+
+	o := c.Guest
+	o.QEMU = q
+	nic := c.NIC
+	nic.SocketPath = b.Sock
+	o.NIC = &nic
+	o.GuestIP = b.Net.GuestCIDR()
+	o.Files = GuestFiles(b.Net, o.Files)
+	o.Script = WithLib(o.Script)
+
+	if c.Client {
+		nic.Server, nic.ServerWait = true, true
+		b.Guest = StartGuest(t, o)
+		if err := waitSocket(b.Ctx, b.Guest, b.Sock); err != nil {
+			t.Fatalf("qemu socket: %v", err)
+		}
+		b.Vhostd = b.startVhostd(append([]string{"--client"}, b.args...))
+	} else {
+		b.Vhostd = b.startVhostd(b.args)
+		if err := guest.WaitFile(b.Ctx, b.Sock, b.Vhostd); err != nil {
+			t.Fatalf("vhostd socket: %v", err)
+		}
+		b.Guest = StartGuest(t, o)
+	}
+	if c.Macvtap == "" {
+		b.waitTap()
+		HostAddr(t, b.Tap, b.Net.HostCIDR())
+	}
+	t.Logf("host %s on %s, guest %s", b.Net.HostCIDR(), b.Tap, b.Net.GuestCIDR())
+	return b
+}
+
+func (b *Bed) startVhostd(args []string) *guest.Process {
+	if b.restarts == 0 {
+		return StartVhostd(b.T, args...)
+	}
+	return startVhostd(b.T, fmt.Sprintf("vhostd log (start %d)", b.restarts+1), args...)
+}
+
+// waitTap waits for vhostd's TAP: vhostd may create it at start or when QEMU connects.
+func (b *Bed) waitTap() {
+	b.T.Helper()
+	if err := guest.WaitFile(b.Ctx, "/sys/class/net/"+b.Tap, b.Vhostd); err != nil {
+		b.T.Fatalf("vhostd's TAP %s: %v", b.Tap, err)
+	}
+}
+
+// Restart SIGKILLs vhostd and starts it again with the same arguments (same socket path, same
+// TAP name), waits for its socket and TAP and puts the host address back on the new TAP. It
+// returns when the new vhostd was started.
+func (b *Bed) Restart(pause time.Duration) time.Time {
+	b.T.Helper()
+	if err := b.Vhostd.Signal(syscall.SIGKILL); err != nil {
+		b.T.Fatalf("kill vhostd: %v", err)
+	}
+	<-b.Vhostd.Done()
+	b.T.Logf("vhostd pid %d killed (SIGKILL)", b.Vhostd.PID())
+	time.Sleep(pause)
+	b.restarts++
+	start := time.Now()
+	b.Vhostd = b.startVhostd(b.args)
+	if err := guest.WaitFile(b.Ctx, b.Sock, b.Vhostd); err != nil {
+		b.T.Fatalf("restarted vhostd's socket: %v", err)
+	}
+	b.waitTap()
+	if err := guest.AddAddr(b.Tap, b.Net.HostCIDR()); err != nil {
+		b.T.Fatalf("%v", err)
+	}
+	b.T.Logf("restarted vhostd: socket and TAP %s with %s after %.2f s", b.Tap, b.Net.HostCIDR(), time.Since(start).Seconds())
+	return start
+}
+
+// WaitLine waits for re in the guest's serial log from offset from on, and fails the test if
+// it does not come.
+func (b *Bed) WaitLine(re string, from int) []string {
+	b.T.Helper()
+	m, err := b.Guest.WaitForFrom(b.Ctx, regexp.MustCompile(re), from)
+	if err != nil {
+		b.T.Fatalf("guest: %v", err)
+	}
+	return m
+}
+
+var pingLine = `PING first_ok=(\d) tries=(\d+) rcv=(\d*)\n`
+
+// GuestPinged checks the PING line of the guest's pingcheck printed after offset from.
+func (b *Bed) GuestPinged(from int) {
+	b.T.Helper()
+	m := b.WaitLine(pingLine, from)
+	if m[1] != "1" {
+		b.T.Fatalf("the guest got no reply from %s in %s tries", b.Net.HostIP(), m[2])
+	}
+	if m[3] != "3" {
+		b.T.Errorf("the guest got %s/3 replies after the first one", m[3])
+	}
+}
+
+// HostPing pings the guest from the host's end (in Netns when set) 3 times with the extra
+// ping options and fails the test unless all 3 replies come.
+func (b *Bed) HostPing(opts ...string) {
+	b.T.Helper()
+	argv := append([]string{"ping", "-c", "3", "-i", "0.3", "-W", "2"}, opts...)
+	argv = append(argv, b.Net.GuestIP())
+	var cmd *exec.Cmd
+	if b.Netns != "" {
+		cmd = guest.InNetns(b.Netns, argv...)
+	} else {
+		cmd = exec.CommandContext(b.Ctx, argv[0], argv[1:]...)
+	}
+	out, err := cmd.CombinedOutput()
+	b.T.Logf("host: %s\n%s", strings.Join(argv, " "), out)
+	if m := regexp.MustCompile(`(\d+) (packets )?received`).FindSubmatch(out); err != nil || m == nil || string(m[1]) != "3" {
+		b.T.Fatalf("host ping to the guest: %v (want 3 replies)", err)
+	}
+}
+
+// Release connects to the guest's waithost PORT and closes: the guest's script goes on.
+func (b *Bed) Release(port int) {
+	b.T.Helper()
+	c, err := b.dial(net.JoinHostPort(b.Net.GuestIP(), strconv.Itoa(port)))
+	if err != nil {
+		b.T.Fatalf("release the guest (waithost %d): %v", port, err)
+	}
+	c.Close()
+}
+
+// PingBothWays is the guest's half of the ping scenario; CheckPingBothWays the host's.
+const PingBothWays = "pingcheck $PINGOPTS $HIP || exit 1\nwaithost 5000\n"
+
+// CheckPingBothWays checks the guest's pings of the host, pings the guest from the host, lets
+// the guest power off and checks QEMU's exit.
+func (b *Bed) CheckPingBothWays(from int, hostPingOpts ...string) {
+	b.T.Helper()
+	b.GuestPinged(from)
+	b.HostPing(hostPingOpts...)
+	b.Release(5000)
+	b.WaitExit()
+}
+
+// WaitExit waits for the guest to power off and QEMU to exit 0.
+func (b *Bed) WaitExit() {
+	b.T.Helper()
+	if rc, err := b.Guest.WaitScript(b.Ctx); err != nil {
+		b.T.Errorf("script: %v", err)
+	} else if rc != 0 {
+		b.T.Errorf("guest script exit status %d", rc)
+	}
+	if err := b.Guest.Wait(b.Ctx); err != nil {
+		b.T.Errorf("qemu exit: %v", err)
+	}
+}
+
+// dial connects to addr from the host's end, retrying while the guest does not listen yet.
+func (b *Bed) dial(addr string) (net.Conn, error) {
+	for {
+		var c net.Conn
+		err := b.inHostNetns(func() (err error) {
+			d := net.Dialer{Timeout: 5 * time.Second}
+			c, err = d.DialContext(b.Ctx, "tcp", addr)
+			return err
+		})
+		if err == nil {
+			return c, nil
+		}
+		select {
+		case <-b.Ctx.Done():
+			return nil, err
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func (b *Bed) inHostNetns(f func() error) error {
+	if b.Netns == "" {
+		return f()
+	}
+	return guest.RunInNetns(b.Netns, f)
+}
+
+// Flow is one TCP transfer between the host's end and the guest: MiB mebibytes of random
+// data, to the guest or from it, on Port (the host listens for flows from the guest, the
+// guest for flows to it).
+type Flow struct {
+	ToGuest bool
+	Port    int
+	MiB     int
+}
+
+func (f Flow) String() string {
+	if f.ToGuest {
+		return fmt.Sprintf("host->guest:%d", f.Port)
+	}
+	return fmt.Sprintf("guest->host:%d", f.Port)
+}
+
+// FlowScript is the guest's half of flows: all at once when parallel, else one after the
+// other in order.
+func FlowScript(parallel bool, flows ...Flow) string {
+	var s strings.Builder
+	bg := ""
+	if parallel {
+		bg = " &"
+	}
+	for _, f := range flows {
+		name := fmt.Sprintf("f%d", f.Port)
+		if f.ToGuest {
+			fmt.Fprintf(&s, "recv %s %d%s\n", name, f.Port, bg)
+		} else {
+			fmt.Fprintf(&s, "mkdata %s %d\nsend %s %d%s\n", name, f.MiB, name, f.Port, bg)
+		}
+	}
+	if parallel {
+		s.WriteString("wait\n")
+	}
+	return s.String()
+}
+
+// FlowResult is what the host saw of one flow.
+type FlowResult struct {
+	Flow
+	Bytes int64
+	SHA   string        // of what the host sent or received
+	Time  time.Duration // host side: accept to EOF, or connect to the guest's close
+	Err   error
+}
+
+// MBps is the host's throughput figure in MB/s (informational: never assert it).
+func (r FlowResult) MBps() float64 { return float64(r.Bytes) / 1e6 / r.Time.Seconds() }
+
+// RunFlows runs the host's half of flows, all at once (the guest's script orders them), and
+// checks each against the guest's XFER line: same byte count, same SHA-256. It logs each
+// flow's throughput and returns the results.
+func (b *Bed) RunFlows(flows ...Flow) []FlowResult {
+	b.T.Helper()
+	res := make([]FlowResult, len(flows))
+	var wg sync.WaitGroup
+	for i, f := range flows {
+		res[i].Flow = f
+		if f.ToGuest {
+			wg.Go(func() { b.sendFlow(&res[i]) })
+			continue
+		}
+		var ln net.Listener
+		err := b.inHostNetns(func() (err error) {
+			ln, err = net.Listen("tcp", net.JoinHostPort(b.Net.HostIP(), strconv.Itoa(f.Port)))
+			return err
+		})
+		if err != nil {
+			b.T.Fatalf("flow %v: %v", f, err)
+		}
+		stop := context.AfterFunc(b.Ctx, func() { ln.Close() })
+		wg.Go(func() {
+			defer stop()
+			defer ln.Close()
+			b.receiveFlow(ln, &res[i])
+		})
+	}
+	wg.Wait()
+	for _, r := range res {
+		if r.Err != nil {
+			b.T.Errorf("flow %v: %v", r.Flow, r.Err)
+			continue
+		}
+		b.T.Logf("flow %v: %.1f MiB in %.2f s: %.1f MB/s, sha256 %s matches", r.Flow, float64(r.Bytes)/(1<<20), r.Time.Seconds(), r.MBps(), r.SHA[:16])
+	}
+	return res
+}
+
+var xferLine = `XFER %s port=%d sha=(\w*) bytes=(\d+).*\n`
+
+// guestXfer waits for the guest's XFER line about flow r and compares it with the host's side.
+func (b *Bed) guestXfer(r *FlowResult, what string) {
+	m, err := b.Guest.WaitFor(b.Ctx, regexp.MustCompile(fmt.Sprintf(xferLine, what, r.Port)))
+	if err != nil {
+		r.Err = err
+		return
+	}
+	want := int64(r.MiB) << 20
+	if n, _ := strconv.ParseInt(m[2], 10, 64); m[1] != r.SHA || n != r.Bytes || n != want {
+		r.Err = fmt.Errorf("guest %s %s bytes sha256 %s; the host %d bytes sha256 %s (want %d bytes)", what, m[2], m[1], r.Bytes, r.SHA, want)
+	}
+}
+
+func (b *Bed) receiveFlow(ln net.Listener, r *FlowResult) {
+	c, err := ln.Accept()
+	if err != nil {
+		r.Err = fmt.Errorf("accept: %w", err)
+		return
+	}
+	defer c.Close()
+	stop := context.AfterFunc(b.Ctx, func() { c.Close() })
+	defer stop()
+	start := time.Now()
+	h := sha256.New()
+	r.Bytes, err = io.Copy(h, c)
+	r.Time = time.Since(start)
+	r.SHA = hex.EncodeToString(h.Sum(nil))
+	if err != nil {
+		r.Err = fmt.Errorf("receive after %d bytes: %w", r.Bytes, err)
+		return
+	}
+	b.guestXfer(r, "sent")
+}
+
+func (b *Bed) sendFlow(r *FlowResult) {
+	if _, err := b.Guest.WaitFor(b.Ctx, regexp.MustCompile(fmt.Sprintf(`XFER listen port=%d\n`, r.Port))); err != nil {
+		r.Err = err
+		return
+	}
+	start := time.Now()
+	c, err := b.dial(net.JoinHostPort(b.Net.GuestIP(), strconv.Itoa(r.Port)))
+	if err != nil {
+		r.Err = err
+		return
+	}
+	defer c.Close()
+	stop := context.AfterFunc(b.Ctx, func() { c.Close() })
+	defer stop()
+	h := sha256.New()
+	buf := make([]byte, 1<<20)
+	for range r.MiB {
+		rand.Read(buf)
+		h.Write(buf)
+		n, err := c.Write(buf)
+		r.Bytes += int64(n)
+		if err != nil {
+			r.Err = fmt.Errorf("send after %d bytes: %w", r.Bytes, err)
+			return
+		}
+	}
+	r.SHA = hex.EncodeToString(h.Sum(nil))
+	// The guest's nc exits once it has read our EOF: its close ends the transfer.
+	c.(interface{ CloseWrite() error }).CloseWrite()
+	if _, err := io.Copy(io.Discard, c); err != nil {
+		r.Err = fmt.Errorf("waiting for the guest to close: %w", err)
+		return
+	}
+	r.Time = time.Since(start)
+	b.guestXfer(r, "received")
+}
+
+// QueueStats are one queue pair's counters from vhostd's SIGUSR1 output.
+type QueueStats map[string]uint64
+
+var queueLine = regexp.MustCompile(`(?m)^queue (\d+):(.*)\n`)
+
+// Stats sends vhostd SIGUSR1 and parses the "queue N: name=value ..." lines it prints, one per
+// queue pair; it waits for pairs lines.
+func (b *Bed) Stats(pairs int) []QueueStats {
+	b.T.Helper()
+	from := len(b.Vhostd.Log())
+	if err := b.Vhostd.Signal(syscall.SIGUSR1); err != nil {
+		b.T.Fatalf("SIGUSR1 to vhostd: %v", err)
+	}
+	last := regexp.MustCompile(fmt.Sprintf(`(?m)^queue %d:.*\n`, pairs-1))
+	if _, err := b.Vhostd.WaitForFrom(b.Ctx, last, from); err != nil {
+		b.T.Fatalf("vhostd's counters: %v", err)
+	}
+	st := make([]QueueStats, pairs)
+	for _, m := range queueLine.FindAllStringSubmatch(b.Vhostd.Log()[from:], -1) {
+		i, _ := strconv.Atoi(m[1])
+		if i >= pairs || st[i] != nil {
+			continue
+		}
+		st[i] = QueueStats{}
+		for _, kv := range strings.Fields(m[2]) {
+			k, v, _ := strings.Cut(kv, "=")
+			st[i][k], _ = strconv.ParseUint(v, 10, 64)
+		}
+	}
+	for i, s := range st {
+		if s == nil {
+			b.T.Fatalf("no counters for queue %d in vhostd's output", i)
+		}
+	}
+	return st
+}
+
+// errExitTimeout says a process did not exit in time.
+var errExitTimeout = errors.New("did not exit in time")
+
+// waitExit waits up to d for p to exit and returns its exit status.
+func waitExit(p *guest.Process, d time.Duration) error {
+	select {
+	case <-p.Done():
+		_, err := p.Exited()
+		return err
+	case <-time.After(d):
+		return errExitTimeout
+	}
+}
+
+// guestOpts is a guest that runs script.
+func guestOpts(script string) guest.Options { return guest.Options{Script: script} }
