@@ -33,8 +33,12 @@ type Config struct {
 	// BusyPoll is how long a worker spins without work before it sleeps;
 	// 0 is pure event mode, a negative value never sleeps.
 	BusyPoll time.Duration
-	// CPUs, when set, pins the worker of queue pair i to CPUs[i%len(CPUs)].
+	// CPUs, when set, pins the workers round-robin: queue pair i's worker
+	// to CPUs[i%len(CPUs)] (inline), or its ring and TAP workers to
+	// CPUs[2i%len] and CPUs[(2i+1)%len] (split).
 	CPUs []int
+	// Threads chooses one worker per queue pair (Inline) or two (Split).
+	Threads Threads
 	// Log receives control-plane messages; nil discards them.
 	Log hclog.Logger
 }

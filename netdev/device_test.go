@@ -129,17 +129,29 @@ func serveDevice(t testing.TB, dev *Device, pairs int, features uint64) *devRig 
 func allFeatures() uint64 { return ^uint64(0) }
 
 func TestDeviceMovesFramesBothWays(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		mask uint64
-	}{
-		{"mrg+eventidx", 0},
-		{"no mrg", bit(FMrgRxbuf)},
-		{"no eventidx", bit(FEventIdx)},
-		{"neither", bit(FMrgRxbuf) | bit(FEventIdx)},
-	} {
+	type tcase struct {
+		name    string
+		mask    uint64
+		threads Threads
+		spin    time.Duration
+	}
+	var cases []tcase
+	for _, th := range []Threads{Inline, Split} {
+		for _, f := range []tcase{
+			{name: "mrg+eventidx"},
+			{name: "no mrg", mask: bit(FMrgRxbuf)},
+			{name: "no eventidx", mask: bit(FEventIdx)},
+			{name: "neither", mask: bit(FMrgRxbuf) | bit(FEventIdx)},
+			{name: "busy-poll", spin: 50 * time.Microsecond},
+		} {
+			f.threads = th
+			f.name = th.String() + "/" + f.name
+			cases = append(cases, f)
+		}
+	}
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			r := startDevice(t, Config{QueuePairs: 1, BusyPoll: 0}, allFeatures()&^tc.mask)
+			r := startDevice(t, Config{QueuePairs: 1, BusyPoll: tc.spin, Threads: tc.threads}, allFeatures()&^tc.mask)
 			// Guest TX: ring 1.
 			tx := r.fe.Ring(1).Driver
 			hdr := make([]byte, 12)

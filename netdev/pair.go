@@ -1,6 +1,8 @@
 package netdev
 
 import (
+	"sync/atomic"
+
 	"github.com/vhostd/vhostd/tap"
 	"github.com/vhostd/vhostd/vhost"
 	"github.com/vhostd/vhostd/virtqueue"
@@ -23,11 +25,14 @@ type pair struct {
 	tx    *txPath
 	rx    *rxPath
 	rings [2]ringState
-	c     counters
-	w     runner // nil until the first ring starts
-	// tapGone is set when the TAP queue stopped carrying traffic; the
-	// pair stops polling it (BAD-INPUTS 51).
-	tapGone bool
+	// c counts the ring side's events, ct the TAP side's: each block has
+	// one writer, also when the two sides run on separate threads.
+	c  counters
+	ct counters
+	w  runner // nil until the first ring starts
+	// tapGone is set by the TAP side when the TAP queue stopped carrying
+	// traffic; the pair stops polling it (BAD-INPUTS 51).
+	tapGone atomic.Bool
 }
 
 type ringState struct {
@@ -116,7 +121,7 @@ func (p *pair) stop(role int) (base uint16) {
 			// Finish what was popped (BAD-INPUTS 46): written to the TAP,
 			// or dropped if the TAP is gone, and returned to the guest.
 			for p.tx.inflight > 0 {
-				p.tx.toTAP(p.tapQueue(), rs.enabled, &p.c)
+				p.tx.toTAP(p.tapQueue(), rs.enabled, &p.ct)
 				p.tx.complete()
 			}
 			base = rs.q.NextAvail()
@@ -128,6 +133,7 @@ func (p *pair) stop(role int) (base uint16) {
 			p.rx.reset(nil, false, 0)
 		}
 		p.c.publish()
+		p.ct.publish()
 		*rs = ringState{spec: rs.spec}
 		rs.spec.Base = base
 	})
@@ -188,7 +194,7 @@ func (p *pair) breakRing(role int) {
 
 // tapQueue is the TAP queue, or nil once it is gone.
 func (p *pair) tapQueue() *tap.Queue {
-	if p.tapGone {
+	if p.tapGone.Load() {
 		return nil
 	}
 	return p.tq
@@ -215,31 +221,69 @@ func (p *pair) Poll(max int) (work int) {
 	if max > budget {
 		max = budget
 	}
-	var callTx, callRx bool
+	work = p.ringPop(max)
+	work += p.tapStep(max)
+	p.ct.publish()
+	p.ringComplete()
+	return work
+}
+
+// ringPop is the ring side's first half: pop guest TX chains and prepare
+// them, pop guest RX buffers into the stock. It returns the chains popped.
+func (p *pair) ringPop(max int) (work int) {
 	if p.active(txRing) {
 		n, err := p.tx.pop(max, &p.c)
 		if err != nil {
 			p.breakRing(txRing)
 		}
-		if p.tx.toTAP(p.tapQueue(), p.rings[txRing].enabled, &p.c) {
-			p.tapGone = true
-		}
-		callTx = p.tx.complete()
 		work += n
 	}
-	if p.active(rxRing) && p.rings[rxRing].enabled && !p.tapGone {
-		if _, err := p.rx.refill(max, &p.c); err != nil {
+	if p.rxOn() {
+		n, err := p.rx.refill(max, &p.c)
+		if err != nil {
 			p.breakRing(rxRing)
 		}
-		n, _, gone := p.rx.fromTAP(p.tq, max, &p.c)
-		if gone {
-			p.tapGone = true
-		}
-		callRx = p.rx.complete()
 		work += n
 	}
-	// Counters first, then the calls: whoever a call wakes sees the
-	// counters of what it was called for.
+	return work
+}
+
+// tapStep is the TAP side: write prepared TX frames, read frames into
+// stocked RX buffers. It returns the frames moved. Its counters are ct.
+func (p *pair) tapStep(max int) (work int) {
+	if p.rings[txRing].running {
+		n, gone := p.tx.toTAP(p.tapQueue(), p.rings[txRing].enabled, &p.ct)
+		if gone {
+			p.tapGone.Store(true)
+		}
+		work += n
+	}
+	if p.rxOn() {
+		n, _, gone := p.rx.fromTAP(p.tq, max, &p.ct)
+		if gone {
+			p.tapGone.Store(true)
+		}
+		work += n
+	}
+	return work
+}
+
+// ringComplete is the ring side's second half: return finished chains to
+// the used rings, publish the counters, then signal the calls (whoever a
+// call wakes sees the counters of what it was called for). It returns the
+// chains returned.
+func (p *pair) ringComplete() (work int) {
+	var callTx, callRx bool
+	if p.rings[txRing].running {
+		var n int
+		n, callTx = p.tx.complete()
+		work += n
+	}
+	if p.rings[rxRing].running {
+		var n int
+		n, callRx = p.rx.complete()
+		work += n
+	}
 	callTx = callTx && p.countCall(txRing)
 	callRx = callRx && p.countCall(rxRing)
 	p.c.publish()
@@ -252,31 +296,58 @@ func (p *pair) Poll(max int) (work int) {
 	return work
 }
 
+// rxOn reports whether frames may be delivered to the guest now.
+func (p *pair) rxOn() bool {
+	return p.active(rxRing) && p.rings[rxRing].enabled && !p.tapGone.Load()
+}
+
 // Arm re-enables the wake-ups the worker sleeps on and reports whether
 // work arrived meanwhile (then the worker polls again instead of
 // sleeping). Worker only.
 func (p *pair) Arm() (pending bool) {
+	ring := p.ringArm()
+	return p.tapArm() || ring
+}
+
+// ringArm enables the rings' kicks and reports work already waiting for
+// the ring side: new chains it has room to pop, or finished ones to return.
+func (p *pair) ringArm() (pending bool) {
 	for role := range p.rings {
 		if p.active(role) && p.rings[role].spec.Kick < 0 {
 			// The front-end gave no kick fd: it asked for polling.
 			return true
 		}
 	}
-	if p.active(txRing) && p.rings[txRing].q.EnableNotify() {
-		pending = true
-	}
-	if p.active(rxRing) && p.rings[rxRing].enabled && !p.tapGone {
-		if p.rx.stock.Empty() {
-			// No guest buffers: sleep on the RX kick, not on the TAP
-			// (BAD-INPUTS 44: no spinning while frames wait).
-			if p.rings[rxRing].q.EnableNotify() {
-				pending = true
-			}
-		} else if readable(p.tq.Fd()) {
+	if p.active(txRing) {
+		if p.rings[txRing].q.EnableNotify() && p.tx.inflight < slotCount {
+			pending = true
+		}
+		if !p.tx.done.Empty() {
 			pending = true
 		}
 	}
+	if p.rxOn() {
+		// With buffers in stock the RX kick is not needed, but it costs
+		// the guest little and keeps the stock topped up.
+		if p.rings[rxRing].q.EnableNotify() && p.rx.inflight < slotCount {
+			pending = true
+		}
+	}
+	if p.rings[rxRing].running && !p.rx.done.Empty() {
+		pending = true
+	}
 	return pending
+}
+
+// tapArm reports work waiting for the TAP side: prepared TX frames, or
+// frames in the TAP while there are buffers to put them in. With no
+// buffers the TAP side sleeps even if frames wait (BAD-INPUTS 44): the RX
+// kick wakes the ring side, whose refill wakes the TAP side.
+func (p *pair) tapArm() bool {
+	if p.rings[txRing].running && !p.tx.toTap.Empty() {
+		return true
+	}
+	return p.rxOn() && !p.rx.stock.Empty() && readable(p.tq.Fd())
 }
 
 // Disarm suppresses kicks again while the worker polls, and drains the kick
@@ -299,6 +370,11 @@ func (p *pair) Disarm() {
 // holding frames the guest has no buffers for does not keep the worker
 // awake (Arm sleeps on the RX kick instead). Worker only, at a safe point.
 func (p *pair) Fds() []int {
+	return append(p.kickFds(), p.tapFds()...)
+}
+
+// kickFds are the kick eventfds of running rings.
+func (p *pair) kickFds() []int {
 	var fds []int
 	for role := range p.rings {
 		rs := &p.rings[role]
@@ -306,8 +382,13 @@ func (p *pair) Fds() []int {
 			fds = append(fds, rs.spec.Kick)
 		}
 	}
-	if !p.tapGone && p.rings[rxRing].running {
-		fds = append(fds, p.tq.Fd())
-	}
 	return fds
+}
+
+// tapFds is the TAP queue, while RX runs and the TAP is there.
+func (p *pair) tapFds() []int {
+	if p.tapGone.Load() || !p.rings[rxRing].running {
+		return nil
+	}
+	return []int{p.tq.Fd()}
 }

@@ -90,7 +90,8 @@ func (r *rig) runTX(tx *txPath) (notify bool) {
 			r.t.Fatalf("pop: %v", err)
 		}
 		tx.toTAP(r.tq, true, &r.c)
-		notify = tx.complete() || notify
+		_, n2 := tx.complete()
+		notify = n2 || notify
 		if n == 0 {
 			return notify
 		}

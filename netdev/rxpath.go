@@ -34,7 +34,8 @@ type rxPath struct {
 	inflight int // popped, not yet returned to the guest
 	stock    *ptrring.Ring[rxSlot]
 	done     *ptrring.Ring[rxSlot]
-	batch    []*rxSlot
+	batch    []*rxSlot // ring side: refills
+	cbatch   []*rxSlot // ring side: completions
 	used     []virtqueue.Used
 	overflow []byte
 	parts    []*rxSlot // the chains of the frame being spilled
@@ -50,6 +51,7 @@ func newRxPath() *rxPath {
 		chains:   virtqueue.NewChains(slotCount, maxSegs),
 		slots:    make([]rxSlot, slotCount),
 		batch:    make([]*rxSlot, slotCount),
+		cbatch:   make([]*rxSlot, slotCount),
 		used:     make([]virtqueue.Used, slotCount),
 		overflow: make([]byte, maxGSOFrame+tap.VnetHdrLen),
 		parts:    make([]*rxSlot, 0, slotCount),
@@ -208,17 +210,17 @@ func (r *rxPath) spill(s *rxSlot, size uint32, c *counters) bool {
 
 // complete returns filled chains to the guest and reports whether the
 // guest wants a call.
-func (r *rxPath) complete() (notify bool) {
-	n := r.done.ConsumeBatch(r.batch)
+func (r *rxPath) complete() (n int, notify bool) {
+	n = r.done.ConsumeBatch(r.cbatch)
 	if n == 0 {
-		return false
+		return 0, false
 	}
 	for i := 0; i < n; i++ {
-		r.used[i] = virtqueue.Used{Head: r.batch[i].chain.Head, Len: r.batch[i].len}
+		r.used[i] = virtqueue.Used{Head: r.cbatch[i].chain.Head, Len: r.cbatch[i].len}
 	}
 	r.q.PushBatch(r.used[:n])
 	r.inflight -= n
-	return r.q.NeedsNotify()
+	return n, r.q.NeedsNotify()
 }
 
 // reset empties the path for a new ring.

@@ -16,7 +16,7 @@ type QueueStats struct {
 func (d *Device) Stats() []QueueStats {
 	out := make([]QueueStats, len(d.pairs))
 	for i, p := range d.pairs {
-		s := p.c.snapshot()
+		s := p.snapshot()
 		m := make(map[string]uint64, numCounters)
 		for k, v := range s {
 			m[counterNames[k]] = v
@@ -31,7 +31,7 @@ func (d *Device) Stats() []QueueStats {
 func (d *Device) StatsText() string {
 	var b strings.Builder
 	for i, p := range d.pairs {
-		s := p.c.snapshot()
+		s := p.snapshot()
 		fmt.Fprintf(&b, "queue %d:", i)
 		for k, v := range s {
 			if v != 0 || k <= cTxBytes {
@@ -41,4 +41,13 @@ func (d *Device) StatsText() string {
 		b.WriteByte('\n')
 	}
 	return b.String()
+}
+
+// snapshot adds up the pair's two counter blocks.
+func (p *pair) snapshot() [numCounters]uint64 {
+	s, t := p.c.snapshot(), p.ct.snapshot()
+	for i := range s {
+		s[i] += t[i]
+	}
+	return s
 }

@@ -59,7 +59,9 @@ type txPath struct {
 	inflight int // slots popped and not yet returned to the guest
 	toTap    *ptrring.Ring[txSlot]
 	done     *ptrring.Ring[txSlot]
-	batch    []*txSlot
+	batch    []*txSlot // ring side's pops, then the TAP side's batch
+	pbatch   []*txSlot // the ring side's, when the sides run apart
+	cbatch   []*txSlot // completions (ring side)
 	frames   [][]unix.Iovec
 	frameOf  []int
 	used     []virtqueue.Used
@@ -71,6 +73,8 @@ func newTxPath() *txPath {
 		chains:  virtqueue.NewChains(slotCount, maxSegs),
 		slots:   make([]txSlot, slotCount),
 		batch:   make([]*txSlot, slotCount),
+		pbatch:  make([]*txSlot, slotCount),
+		cbatch:  make([]*txSlot, slotCount),
 		frames:  make([][]unix.Iovec, 0, slotCount),
 		frameOf: make([]int, 0, slotCount),
 		used:    make([]virtqueue.Used, slotCount),
@@ -108,10 +112,10 @@ func (t *txPath) pop(max int, c *counters) (int, error) {
 	for i := 0; i < n; i++ {
 		s := &t.slots[t.next+i]
 		t.prepare(s, c)
-		t.batch[i] = s
+		t.pbatch[i] = s
 	}
 	if n > 0 {
-		t.toTap.ProduceBatch(t.batch[:n]) // cannot fail: at most slotCount in flight
+		t.toTap.ProduceBatch(t.pbatch[:n]) // cannot fail: at most slotCount in flight
 		t.next = (t.next + n) % slotCount
 		t.inflight += n
 	}
@@ -174,10 +178,10 @@ func (t *txPath) prepare(s *txSlot, c *counters) {
 // ring is "started but disabled": frames are consumed and discarded
 // (vhost-user.rst, Ring states). When q is nil the TAP is gone and frames
 // are dropped (BAD-INPUTS 51). It reports whether the TAP went away.
-func (t *txPath) toTAP(q *tap.Queue, enabled bool, c *counters) (gone bool) {
-	n := t.toTap.ConsumeBatch(t.batch)
+func (t *txPath) toTAP(q *tap.Queue, enabled bool, c *counters) (n int, gone bool) {
+	n = t.toTap.ConsumeBatch(t.batch)
 	if n == 0 {
-		return false
+		return 0, false
 	}
 	t.frames, t.frameOf = t.frames[:0], t.frameOf[:0]
 	for i := 0; i < n; i++ {
@@ -226,22 +230,22 @@ func (t *txPath) toTAP(q *tap.Queue, enabled bool, c *counters) (gone bool) {
 		}
 	}
 	t.done.ProduceBatch(t.batch[:n])
-	return gone
+	return n, gone
 }
 
 // complete returns finished chains to the guest (length 0: the device
-// wrote nothing) and reports whether the guest wants a call.
-func (t *txPath) complete() (notify bool) {
-	n := t.done.ConsumeBatch(t.batch)
+// wrote nothing); it reports how many and whether the guest wants a call.
+func (t *txPath) complete() (n int, notify bool) {
+	n = t.done.ConsumeBatch(t.cbatch)
 	if n == 0 {
-		return false
+		return 0, false
 	}
 	for i := 0; i < n; i++ {
-		t.used[i] = virtqueue.Used{Head: t.batch[i].chain.Head}
+		t.used[i] = virtqueue.Used{Head: t.cbatch[i].chain.Head}
 	}
 	t.q.PushBatch(t.used[:n])
 	t.inflight -= n
-	return t.q.NeedsNotify()
+	return n, t.q.NeedsNotify()
 }
 
 // reset empties the path for a new ring; nothing may be in flight.

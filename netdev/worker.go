@@ -6,49 +6,144 @@ import (
 	"github.com/vhostd/vhostd/busypoll"
 )
 
-// runner is what a pair needs from its worker: a busypoll.Worker running
-// the pair as its one poller.
+// runner is what a pair needs from its worker(s).
 type runner interface {
-	Pause()  // returns once the worker is at a safe point, outside every poller call
-	Resume() // lets it run again; the pair's fds are registered anew
-	Wake()   // makes a sleeping worker poll at once
-	Stop()   // ends it; idempotent
+	Pause()  // returns once the workers are at a safe point, outside every poller call
+	Resume() // lets them run again; the pair's fds are registered anew
+	Wake()   // makes sleeping workers poll at once
+	Stop()   // ends them; idempotent
 }
 
-// pairWorker runs one pair on a busypoll.Worker. The pair's fds change when
-// rings start and stop, and busypoll reads a poller's fds when it is added,
-// so every paused section takes the pair out and puts it back.
-type pairWorker struct {
-	w *busypoll.Worker
-	p *pair
+// Threads says how a queue pair's work is spread over OS threads.
+type Threads uint8
+
+const (
+	// Inline runs the ring side and the TAP side of a pair on one worker
+	// thread, one after the other in each poll.
+	Inline Threads = iota
+	// Split runs the ring side (virtqueues) and the TAP side (syscalls) on
+	// two workers, handing frames over through the pair's ptrrings.
+	Split
+)
+
+func (t Threads) String() string {
+	if t == Split {
+		return "split"
+	}
+	return "inline"
 }
 
-func newRunner(p *pair) (runner, error) {
+// workerConfig is the busypoll configuration of a pair's worker number n
+// (0, or 0 and 1 when split), pinned to the n-th CPU of its share.
+func workerConfig(p *pair, n int) busypoll.Config {
 	cfg := busypoll.Config{SpinBudget: p.dev.cfg.BusyPoll, Budget: budget}
 	if cfg.SpinBudget < 0 {
 		cfg.SpinBudget = busypoll.SpinForever
 	}
 	if cpus := p.dev.cfg.CPUs; len(cpus) > 0 {
-		cfg.CPUs = []int{cpus[p.index%len(cpus)]}
+		per := 1
+		if p.dev.cfg.Threads == Split {
+			per = 2
+		}
+		cfg.CPUs = []int{cpus[(p.index*per+n)%len(cpus)]}
 	}
-	w, err := busypoll.Start(cfg, p)
-	if err != nil {
-		return nil, fmt.Errorf("queue pair %d worker: %w", p.index, err)
-	}
-	return &pairWorker{w: w, p: p}, nil
+	return cfg
 }
 
-func (r *pairWorker) Pause() {
-	r.w.Pause()
-	r.w.Remove(r.p)
+// pairWorkers runs a pair on one busypoll worker (the pair is the poller)
+// or two (a ringPoller and a tapPoller). The pair's fds change when rings
+// start and stop, and busypoll reads a poller's fds when it is added, so
+// every paused section takes the pollers out and puts them back.
+type pairWorkers struct {
+	p       *pair
+	ws      []*busypoll.Worker
+	pollers []busypoll.Poller
 }
 
-func (r *pairWorker) Resume() {
-	if err := r.w.Add(r.p); err != nil {
-		r.p.dev.log.Error("queue pair worker lost its poller", "pair", r.p.index, "error", err)
+func newRunner(p *pair) (runner, error) {
+	r := &pairWorkers{p: p}
+	if p.dev.cfg.Threads == Split {
+		r.pollers = []busypoll.Poller{&ringPoller{p: p, peer: r}, &tapPoller{p: p, peer: r}}
+	} else {
+		r.pollers = []busypoll.Poller{p}
 	}
-	r.w.Resume()
+	for i, pl := range r.pollers {
+		w, err := busypoll.Start(workerConfig(p, i), pl)
+		if err != nil {
+			r.Stop()
+			return nil, fmt.Errorf("queue pair %d worker: %w", p.index, err)
+		}
+		r.ws = append(r.ws, w)
+	}
+	return r, nil
 }
 
-func (r *pairWorker) Wake() { r.w.Wake() }
-func (r *pairWorker) Stop() { r.w.Stop() }
+func (r *pairWorkers) Pause() {
+	for i, w := range r.ws {
+		w.Pause()
+		w.Remove(r.pollers[i])
+	}
+}
+
+func (r *pairWorkers) Resume() {
+	for i, w := range r.ws {
+		if err := w.Add(r.pollers[i]); err != nil {
+			r.p.dev.log.Error("queue pair worker lost its poller", "pair", r.p.index, "error", err)
+		}
+		w.Resume()
+	}
+}
+
+func (r *pairWorkers) Wake() {
+	for _, w := range r.ws {
+		w.Wake()
+	}
+}
+
+func (r *pairWorkers) Stop() {
+	for _, w := range r.ws {
+		w.Stop()
+	}
+}
+
+// ringPoller is the ring side of a split pair: it pops chains and returns
+// finished ones, and wakes the TAP side when it handed it work.
+type ringPoller struct {
+	p    *pair
+	peer *pairWorkers
+}
+
+func (r *ringPoller) Poll(max int) int {
+	n := r.p.ringPop(max)
+	if n > 0 {
+		r.peer.ws[1].Wake()
+	}
+	return n + r.p.ringComplete()
+}
+
+func (r *ringPoller) Arm() bool  { return r.p.ringArm() }
+func (r *ringPoller) Disarm()    { r.p.Disarm() }
+func (r *ringPoller) Fds() []int { return r.p.kickFds() }
+
+// tapPoller is the TAP side of a split pair: the syscalls. It wakes the
+// ring side when frames are done.
+type tapPoller struct {
+	p    *pair
+	peer *pairWorkers
+}
+
+func (t *tapPoller) Poll(max int) int {
+	if max > budget {
+		max = budget
+	}
+	n := t.p.tapStep(max)
+	t.p.ct.publish()
+	if n > 0 {
+		t.peer.ws[0].Wake()
+	}
+	return n
+}
+
+func (t *tapPoller) Arm() bool  { return t.p.tapArm() }
+func (t *tapPoller) Disarm()    {}
+func (t *tapPoller) Fds() []int { return t.p.tapFds() }

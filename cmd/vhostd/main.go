@@ -44,6 +44,7 @@ type options struct {
 	noUFO        bool
 	noUSO        bool
 	configSpace  bool
+	threads      string
 	noMrgRxbuf   bool
 	noEventIdx   bool
 	noIndirect   bool
@@ -72,6 +73,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.noTSO, "no-tso", false, "offer no TCP segmentation offload")
 	fs.BoolVar(&o.noUFO, "no-ufo", false, "offer no UDP fragmentation offload")
 	fs.BoolVar(&o.noUSO, "no-uso", false, "offer no UDP segmentation offload")
+	fs.StringVar(&o.threads, "threads", "inline", "per queue pair: inline (one worker thread) or split (ring and TAP sides on two threads)")
 	fs.BoolVar(&o.configSpace, "config-space", false, "offer the device config space (VHOST_USER_PROTOCOL_F_CONFIG); QEMU's virtio-net does not use it")
 	fs.BoolVar(&o.noMrgRxbuf, "no-mrg-rxbuf", false, "do not offer VIRTIO_NET_F_MRG_RXBUF")
 	fs.BoolVar(&o.noEventIdx, "no-event-idx", false, "do not offer VIRTIO_RING_F_EVENT_IDX")
@@ -101,6 +103,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, errors.New("--tap and --macvtap are incompatible")
 	case o.busyPoll < -1:
 		return nil, fmt.Errorf("--busy-poll %d: want microseconds >= 0, or -1", o.busyPoll)
+	case o.threads != "inline" && o.threads != "split":
+		return nil, fmt.Errorf("--threads %q: want inline or split", o.threads)
 	case o.reconnect <= 0:
 		return nil, fmt.Errorf("--reconnect %v: must be positive", o.reconnect)
 	}
@@ -141,6 +145,9 @@ func (o *options) netdevConfig(log hclog.Logger) (netdev.Config, error) {
 		Offload:     netdev.Offload{NoCsum: o.noCsum, NoTSO: o.noTSO, NoUFO: o.noUFO, NoUSO: o.noUSO},
 		ConfigSpace: o.configSpace, NoMrgRxbuf: o.noMrgRxbuf, NoEventIdx: o.noEventIdx, NoIndirect: o.noIndirect,
 		BusyPoll: time.Duration(o.busyPoll) * time.Microsecond, Log: log,
+	}
+	if o.threads == "split" {
+		cfg.Threads = netdev.Split
 	}
 	if o.mac != "" {
 		mac, err := net.ParseMAC(o.mac)

@@ -42,6 +42,7 @@ func TestFlagErrors(t *testing.T) {
 		{[]string{"--socket-path", "s", "--tap", "a", "--mac", "zz"}, "--mac"},
 		{[]string{"--socket-path", "s", "--tap", "a", "--cpus", "1-0"}, "--cpus"},
 		{[]string{"--socket-path", "s", "--tap", "a", "extra"}, "unexpected arguments"},
+		{[]string{"--socket-path", "s", "--tap", "a", "--threads", "many"}, "--threads"},
 	} {
 		var out, errb bytes.Buffer
 		rc := run(tc.args, &out, &errb)
