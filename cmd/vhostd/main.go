@@ -185,6 +185,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, capabilities)
 		return 0
 	}
+	// Signals are caught from here on, so a SIGTERM during start-up still
+	// ends with a clean shutdown.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1)
+	defer signal.Stop(sigs)
 	log := hclog.New(&hclog.LoggerOptions{Name: "vhostd", Level: hclog.LevelFromString(o.logLevel), Output: stderr})
 	cfg, err := o.netdevConfig(log.Named("netdev"))
 	if err != nil {
@@ -217,8 +222,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	log.Info("ready", "interface", dev.Name(), "queue_pairs", o.queues, "features", netdev.FeatureString(dev.Features()))
 
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1)
 	var tick <-chan time.Time
 	if o.statsEvery > 0 {
 		t := time.NewTicker(o.statsEvery)
