@@ -54,7 +54,7 @@ type fakePoller struct {
 	w        *Worker // for Wake, with noFd
 }
 
-func newFake(t *testing.T) *fakePoller {
+func newFake(t testing.TB) *fakePoller {
 	t.Helper()
 	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
