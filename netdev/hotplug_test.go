@@ -7,6 +7,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/vhostd/vhostd/vhost"
 	"github.com/vhostd/vhostd/vhost/vhosttest"
+	"golang.org/x/sys/unix"
 )
 
 // roundTrip sends one TX frame and waits for it on the TAP stand-in.
@@ -48,11 +49,27 @@ func TestBadInput54MemoryHotplug(t *testing.T) {
 	}
 	r := &devRig{dev: dev, host: host, fe: fe}
 	r.roundTrip(t, 1)
+	// RX buffers in stock across the memory change: they are handed back
+	// and popped again through the new table.
+	rx := fe.Ring(0).Driver
+	for i := 0; i < 8; i++ {
+		rx.AddChain(nil, []int{2048})
+	}
+	rx.Publish()
+	fe.Kick(0)
+	time.Sleep(50 * time.Millisecond)
 	added, err := fe.AddMemReg(vhosttest.Layout{GPA: 1 << 32, Size: 8 << 20})
 	if err != nil {
 		t.Fatalf("ADD_MEM_REG: %v", err)
 	}
 	r.roundTrip(t, 2)
+	unix.Write(host.peers[0], append(make([]byte, 12), frameOf(70, 9)...))
+	if err := fe.WaitCall(0, 5*time.Second); err != nil {
+		t.Fatalf("no RX after the memory change: %v", err)
+	}
+	if cs := rx.UsedAll(); len(cs) != 1 || cs[0].Len != 82 {
+		t.Fatalf("RX used %+v", cs)
+	}
 	if err := fe.RemMemReg(added); err != nil {
 		t.Fatalf("REM_MEM_REG: %v", err)
 	}
@@ -65,4 +82,8 @@ func TestBadInput54MemoryHotplug(t *testing.T) {
 	}
 	first.Live = true
 	r.roundTrip(t, 4)
+	// Seven RX buffers are still unfilled: GET_VRING_BASE hands them back.
+	if b, err := fe.GetVringBase(0); err != nil || b != 1 {
+		t.Fatalf("RX base %d (%v), want 1", b, err)
+	}
 }

@@ -117,23 +117,15 @@ func (p *pair) stop(role int) (base uint16) {
 			base = rs.spec.Base
 			return
 		}
-		if role == txRing {
-			// Finish what was popped (BAD-INPUTS 46): written to the TAP,
-			// or dropped if the TAP is gone, and returned to the guest.
-			for p.tx.inflight > 0 {
-				p.tx.toTAP(p.tapQueue(), rs.enabled, &p.ct)
-				p.tx.complete()
-			}
-			base = rs.q.NextAvail()
-		} else {
-			// Return filled chains; chains stocked but unfilled are
-			// handed back by reporting the base before them.
-			p.rx.complete()
-			base = rs.q.NextAvail() - uint16(p.rx.inflight)
+		// Finish or hand back what was popped (BAD-INPUTS 46): TX chains
+		// are written to the TAP (or dropped if it is gone) and returned;
+		// RX chains stocked but unfilled are rewound, so the base reported
+		// is the first one not consumed.
+		p.settle()
+		base = rs.q.NextAvail()
+		if role == rxRing {
 			p.rx.reset(nil, false, 0)
 		}
-		p.c.publish()
-		p.ct.publish()
 		*rs = ringState{spec: rs.spec}
 		rs.spec.Base = base
 	})
@@ -152,11 +144,16 @@ func (p *pair) setErr(role int, fd int)  { p.paused(func() { p.rings[role].spec.
 
 // setMemory moves running rings to a new table. vhost has checked that
 // every running ring translates in it; a failure here breaks the ring.
+// Chains in flight hold iovecs into the old table, which vhost unmaps as
+// soon as this returns: TX chains are finished first (written to the TAP
+// and returned), RX buffers taken but not filled are handed back to the
+// ring to be popped again through the new table.
 func (p *pair) setMemory(mem *virtqueue.Memory) {
 	if mem == nil {
 		return
 	}
 	p.paused(func() {
+		p.settle()
 		for i := range p.rings {
 			rs := &p.rings[i]
 			if rs.running && rs.q.SetMemory(mem) != nil {
@@ -164,6 +161,25 @@ func (p *pair) setMemory(mem *virtqueue.Memory) {
 			}
 		}
 	})
+}
+
+// settle leaves no chain in flight: TX frames are written (or dropped)
+// and returned, filled RX buffers returned, unfilled ones rewound. Only
+// with the workers paused.
+func (p *pair) settle() {
+	if rs := &p.rings[txRing]; rs.running {
+		for p.tx.inflight > 0 {
+			p.tx.toTAP(p.tapQueue(), rs.enabled, &p.ct)
+			p.tx.complete()
+		}
+	}
+	if rs := &p.rings[rxRing]; rs.running {
+		p.rx.complete()
+		rs.q.Rewind(p.rx.inflight)
+		p.rx.reset(rs.q, p.rx.mrg, p.rx.maxFrame)
+	}
+	p.c.publish()
+	p.ct.publish()
 }
 
 // shutdown stops the worker for good.
