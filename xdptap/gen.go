@@ -1,0 +1,3 @@
+package xdptap
+
+//go:generate sh gen.sh
