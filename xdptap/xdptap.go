@@ -139,6 +139,10 @@ func Attach(ifindex int, c Config) (*Attachment, error) {
 	if ifindex <= 0 {
 		return nil, fmt.Errorf("xdptap: attach: bad ifindex %d", ifindex)
 	}
+	if c.Macvtap && (c.Mode == ModeGuard || c.Mode == ModeReflect || c.Mode == ModeSwitch) {
+		// See the package doc, "macvtap".
+		return nil, fmt.Errorf("xdptap: attach: %v does not work on a macvtap: frames the guest writes leave through the lower device's transmit path and never reach XDP on the macvtap; use a TAP", c.Mode)
+	}
 	flags, used, err := attachFlags(c)
 	if err != nil {
 		return nil, err
