@@ -152,6 +152,9 @@ func parseRule(f []string) (Rule, error) {
 	} else {
 		var a netip.Addr
 		a, err = netip.ParseAddr(f[1])
+		if err == nil && a.Zone() != "" {
+			return r, fmt.Errorf("%v has a zone", a)
+		}
 		if err == nil {
 			r.Prefix = netip.PrefixFrom(a, a.BitLen())
 		}
