@@ -1,0 +1,174 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/vhostd/vhostd/perf/internal/fe"
+	"github.com/vhostd/vhostd/perf/internal/frames"
+	"github.com/vhostd/vhostd/perf/internal/rawtap"
+)
+
+// Report is the JSON line a child prints when it stops.
+type Report struct {
+	Frames, Bytes, Errors uint64  `json:",omitempty"`
+	Kicks                 uint64  `json:",omitempty"`
+	HostTSO, GuestTSO     bool    `json:",omitempty"`
+	Ping                  *fe.PingResult `json:",omitempty"`
+}
+
+func emit(r Report) {
+	json.NewEncoder(os.Stdout).Encode(r)
+}
+
+// stopOn returns a channel closed on SIGTERM/SIGINT or after d (0: never).
+func stopOn(d time.Duration) chan struct{} {
+	c := make(chan struct{})
+	s := make(chan os.Signal, 1)
+	signal.Notify(s, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		if d > 0 {
+			select {
+			case <-s:
+			case <-time.After(d):
+			}
+		} else {
+			<-s
+		}
+		close(c)
+	}()
+	return c
+}
+
+// frameFor returns the header and frame a loop sends for size (TSO for
+// frames.TSOFrame when tso is allowed, else an MTU-sized frame).
+func frameFor(size int, tso bool) ([frames.VnetHdrLen]byte, []byte) {
+	if size >= frames.TSOFrame {
+		if tso {
+			return frames.TSO(frames.OtherMAC, frames.GuestMAC)
+		}
+		size = 1514
+	}
+	return [frames.VnetHdrLen]byte{}, frames.UDP(size, frames.OtherMAC, frames.GuestMAC)
+}
+
+func feMain(args []string) error {
+	fs := flag.NewFlagSet("fe", flag.ContinueOnError)
+	sock := fs.String("socket", "", "vhost-user socket of the back-end")
+	mode := fs.String("mode", "tx", "tx, rx, ping or idle")
+	size := fs.Int("size", 64, "frame size (65549: 64 KiB TSO)")
+	dur := fs.Duration("duration", 0, "stop after this long (0: on SIGTERM)")
+	dstMAC := fs.String("dst-mac", "", "ping: the TAP's MAC")
+	src := fs.String("src", "", "ping: guest IPv4")
+	dst := fs.String("dst", "", "ping: host IPv4 (on the TAP)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	tso := *size >= frames.TSOFrame
+	slab := uint64(2048)
+	if tso {
+		slab = (frames.TSOFrame + frames.VnetHdrLen + 4095) &^ 4095
+	}
+	c, err := fe.Dial(*sock, slab, tso)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	stop := stopOn(*dur)
+	var n fe.Counters
+	rep := Report{HostTSO: c.HostTSO, GuestTSO: c.GuestTSO}
+	switch *mode {
+	case "tx":
+		hdr, fr := frameFor(*size, c.HostTSO)
+		c.TxLoop(hdr, fr, stop, &n)
+		rep.Kicks = c.TX.Kicks
+	case "rx":
+		c.RxLoop(stop, &n)
+		rep.Kicks = c.RX.Kicks
+	case "ping":
+		mac, err := net.ParseMAC(*dstMAC)
+		if err != nil {
+			return err
+		}
+		s, d := net.ParseIP(*src), net.ParseIP(*dst)
+		if s == nil || d == nil {
+			return fmt.Errorf("ping needs --src and --dst")
+		}
+		id := uint16(os.Getpid())
+		r := c.Ping(frames.ICMPEcho(mac, s, d, id), id, *dur)
+		rep.Ping = &r
+	case "idle":
+		c.PostRx()
+		<-stop
+	default:
+		return fmt.Errorf("unknown mode %q", *mode)
+	}
+	rep.Frames, rep.Bytes = n.Frames.Load(), n.Bytes.Load()
+	emit(rep)
+	return nil
+}
+
+func rawMain(cmd string, args []string) error {
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	name := fs.String("tap", "", "TAP to create")
+	size := fs.Int("size", 64, "frame size (65549: 64 KiB TSO)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	tso := *size >= frames.TSOFrame
+	fd, err := rawtap.Open(*name, tso)
+	if err != nil {
+		return err
+	}
+	if err := linkUp(*name); err != nil {
+		return err
+	}
+	stop := stopOn(0)
+	var flag atomic.Bool
+	go func() { <-stop; flag.Store(true) }()
+	var n rawtap.Counters
+	if cmd == "rawtx" {
+		hdr, fr := frameFor(*size, true)
+		rawtap.WriteLoop(fd, append(hdr[:], fr...), &flag, &n)
+	} else {
+		rawtap.ReadLoop(fd, 65536+4096, &flag, &n)
+	}
+	emit(Report{Frames: n.Frames.Load(), Bytes: n.Bytes.Load(), Errors: n.Errors.Load()})
+	return nil
+}
+
+func injectMain(args []string) error {
+	fs := flag.NewFlagSet("inject", flag.ContinueOnError)
+	name := fs.String("tap", "", "interface to send through")
+	size := fs.Int("size", 64, "frame size (65549: 64 KiB TSO)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	tso := *size >= frames.TSOFrame
+	in, err := rawtap.NewInjector(*name, tso)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	var buf []byte
+	if tso {
+		hdr, fr := frames.TSO(frames.GuestMAC, frames.OtherMAC)
+		buf = append(hdr[:], fr...)
+	} else {
+		buf = frames.UDP(*size, frames.GuestMAC, frames.OtherMAC)
+	}
+	stop := stopOn(0)
+	var flag atomic.Bool
+	go func() { <-stop; flag.Store(true) }()
+	var n rawtap.Counters
+	in.Loop(buf, &flag, &n)
+	emit(Report{Frames: n.Frames.Load(), Errors: n.Errors.Load()})
+	return nil
+}

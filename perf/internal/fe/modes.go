@@ -1,0 +1,168 @@
+package fe
+
+import (
+	"sort"
+	"sync/atomic"
+	"time"
+
+	"github.com/vhostd/vhostd/perf/internal/frames"
+)
+
+// Counters are what a loop moved; read atomically by a reporter.
+type Counters struct {
+	Frames, Bytes atomic.Uint64
+}
+
+// TxLoop fills every TX descriptor with hdr+frame and transmits until stop
+// is closed: publish what the ring has room for, count what comes back.
+func (c *Conn) TxLoop(hdr [frames.VnetHdrLen]byte, frame []byte, stop <-chan struct{}, n *Counters) {
+	r := c.TX
+	l := uint32(len(hdr) + len(frame))
+	for i := uint16(0); i < r.size; i++ {
+		s := r.Slab(i)
+		copy(s, hdr[:])
+		copy(s[len(hdr):], frame)
+		r.SetDesc(i, l, false)
+	}
+	var done uint64
+	for k := 0; ; k++ {
+		if k&1023 == 0 {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+		}
+		u := r.UsedIdx()
+		if d := u - r.lastUsed; d != 0 {
+			r.lastUsed = u
+			done += uint64(d)
+			n.Frames.Store(done)
+			n.Bytes.Store(done * uint64(len(frame)))
+		}
+		room := r.size - r.InFlight()
+		if room >= 32 || (room > 0 && r.InFlight() == 0) {
+			old := r.availIdx
+			for ; room > 0; room-- {
+				r.Put(r.availIdx & r.mask)
+			}
+			r.Publish(old)
+		}
+	}
+}
+
+// PostRx makes every RX descriptor a device-writable slab and publishes
+// them all.
+func (c *Conn) PostRx() {
+	r := c.RX
+	for i := uint16(0); i < r.size; i++ {
+		r.SetDesc(i, uint32(r.slab), true)
+	}
+	old := r.availIdx
+	for i := uint16(0); i < r.size; i++ {
+		r.Put(i)
+	}
+	r.Publish(old)
+}
+
+// RxLoop receives until stop is closed, handing buffers straight back.
+func (c *Conn) RxLoop(stop <-chan struct{}, n *Counters) {
+	r := c.RX
+	c.PostRx()
+	var fr, by uint64
+	for k := 0; ; k++ {
+		if k&1023 == 0 {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+		}
+		u := r.UsedIdx()
+		if u == r.lastUsed {
+			continue
+		}
+		old := r.availIdx
+		for ; r.lastUsed != u; r.lastUsed++ {
+			head, l := r.Used(r.lastUsed)
+			// Slabs hold the largest frame, so every frame is one buffer.
+			fr++
+			if l > frames.VnetHdrLen {
+				by += uint64(l - frames.VnetHdrLen)
+			}
+			r.Put(head)
+		}
+		r.Publish(old)
+		n.Frames.Store(fr)
+		n.Bytes.Store(by)
+	}
+}
+
+// PingResult is the ping-pong outcome.
+type PingResult struct {
+	Sent, Received int
+	P50, P99, Min  time.Duration
+}
+
+// Ping sends ICMP echo requests from the guest to the host one at a time
+// for d, each answered by the host's stack through the back-end, and
+// returns round-trip percentiles. The guest busy-polls its RX used ring.
+func (c *Conn) Ping(echo []byte, id uint16, d time.Duration) PingResult {
+	rx, tx := c.RX, c.TX
+	c.PostRx()
+	l := uint32(frames.VnetHdrLen + len(echo))
+	for i := uint16(0); i < tx.size; i++ {
+		tx.SetDesc(i, l, false)
+	}
+	rtts := make([]time.Duration, 0, 1<<16)
+	end := time.Now().Add(d)
+	var res PingResult
+	for seq := uint16(1); time.Now().Before(end); seq++ {
+		head := tx.availIdx & tx.mask
+		s := tx.Slab(head)
+		clear(s[:frames.VnetHdrLen])
+		copy(s[frames.VnetHdrLen:], echo)
+		frames.SetEchoSeq(s[frames.VnetHdrLen:], id, seq)
+		old := tx.availIdx
+		t0 := time.Now()
+		tx.Put(head)
+		tx.Publish(old)
+		res.Sent++
+		deadline := t0.Add(100 * time.Millisecond)
+	wait:
+		for k := 0; ; k++ {
+			tx.lastUsed = tx.UsedIdx()
+			u := rx.UsedIdx()
+			if u != rx.lastUsed {
+				old := rx.availIdx
+				got := false
+				for ; rx.lastUsed != u; rx.lastUsed++ {
+					h, n := rx.Used(rx.lastUsed)
+					if n > frames.VnetHdrLen {
+						b := rx.Slab(h)[frames.VnetHdrLen:n]
+						if sq, ok := frames.IsEchoReply(b, id); ok && sq == seq {
+							got = true
+						}
+					}
+					rx.Put(h)
+				}
+				rx.Publish(old)
+				if got {
+					rtts = append(rtts, time.Since(t0))
+					res.Received++
+					break wait
+				}
+			}
+			if k&255 == 0 && time.Now().After(deadline) {
+				break
+			}
+		}
+	}
+	if len(rtts) > 0 {
+		sort.Slice(rtts, func(i, j int) bool { return rtts[i] < rtts[j] })
+		res.Min = rtts[0]
+		res.P50 = rtts[len(rtts)/2]
+		res.P99 = rtts[len(rtts)*99/100]
+	}
+	return res
+}

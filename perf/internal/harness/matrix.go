@@ -1,0 +1,87 @@
+package harness
+
+import "fmt"
+
+// Backend kinds.
+const (
+	kVhostd  = "vhostd"
+	kTestpmd = "testpmd"
+	kRawTx   = "rawtx"
+	kRawRx   = "rawrx"
+)
+
+// Subject is one thing measured: a back-end in one configuration, or a
+// limit (a raw loop standing in for the back-end).
+type Subject struct {
+	Name     string
+	Kind     string
+	BusyPoll int // vhostd --busy-poll
+}
+
+var (
+	sBP     = Subject{Name: "vhostd-bp50", Kind: kVhostd, BusyPoll: 50}
+	sEvent  = Subject{Name: "vhostd-event", Kind: kVhostd, BusyPoll: 0}
+	sSpin   = Subject{Name: "vhostd-spin", Kind: kVhostd, BusyPoll: -1}
+	sDPDK   = Subject{Name: "testpmd", Kind: kTestpmd}
+	sRawTx  = Subject{Name: "raw-write", Kind: kRawTx}
+	sRawRx  = Subject{Name: "raw-read", Kind: kRawRx}
+	tsoSize = 14 + 65535
+)
+
+// Group is a set of subjects measured the same way, interleaved round by
+// round (A B C A B C ...).
+type Group struct {
+	Name     string
+	Dir      string // tx (guest TX), rx (guest RX), ping, idle
+	FE       string // go (perf/internal/fe) or dpdk (testpmd virtio-user)
+	Size     int    // frame bytes; tsoSize for 64 KiB TSO
+	Subjects []Subject
+}
+
+// Primary is the figure a group is judged by.
+func (g Group) Primary() string {
+	switch {
+	case g.Dir == "ping":
+		return "rtt_p50_us"
+	case g.Dir == "idle":
+		return "backend_cores"
+	case g.Size == tsoSize:
+		return "gbps"
+	}
+	return "mpps"
+}
+
+func sizeName(n int) string {
+	if n == tsoSize {
+		return "64k-tso"
+	}
+	return fmt.Sprint(n)
+}
+
+// matrix is the whole scenario matrix.
+func matrix() []Group {
+	var gs []Group
+	for _, dir := range []string{"tx", "rx"} {
+		raw := sRawTx
+		if dir == "rx" {
+			raw = sRawRx
+		}
+		for _, fe := range []string{"go", "dpdk"} {
+			for _, size := range []int{64, 1518, tsoSize} {
+				if fe == "dpdk" && size == tsoSize {
+					continue // testpmd's txonly cannot ask for TSO
+				}
+				subj := []Subject{sBP, sDPDK, raw}
+				if size == 64 {
+					subj = []Subject{sBP, sEvent, sDPDK, raw}
+				}
+				gs = append(gs, Group{Name: fmt.Sprintf("%s-%s-%s", dir, sizeName(size), fe), Dir: dir, FE: fe, Size: size, Subjects: subj})
+			}
+		}
+	}
+	gs = append(gs,
+		Group{Name: "ping-go", Dir: "ping", FE: "go", Size: 64, Subjects: []Subject{sBP, sEvent, sSpin, sDPDK}},
+		Group{Name: "idle-go", Dir: "idle", FE: "go", Size: 64, Subjects: []Subject{sBP, sEvent, sDPDK}},
+	)
+	return gs
+}

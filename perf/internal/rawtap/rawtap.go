@@ -1,0 +1,158 @@
+// Package rawtap holds the limits and the traffic source the back-ends are
+// measured against: a raw loop that writes prebuilt frames into a TAP with
+// one write(2) each (the TAP path's limit for guest TX), a raw loop that
+// reads frames out of a TAP with one read(2) each (its limit for guest
+// RX), and an injector that sends frames out through the TAP (AF_PACKET,
+// qdisc bypassed) so that its reader receives them: the guest-RX source.
+package rawtap
+
+import (
+	"fmt"
+	"net"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
+
+// Open creates (or attaches to) TAP name with IFF_VNET_HDR and a 12-byte
+// header, non-blocking (tun's fast path, see DESIGN.md). tso sets the
+// offloads that let the TAP hand 64 KiB frames to its reader.
+func Open(name string, tso bool) (int, error) {
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("open /dev/net/tun: %w", err)
+	}
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
+	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("TUNSETIFF %s: %w", name, err)
+	}
+	if err := unix.IoctlSetPointerInt(fd, unix.TUNSETVNETHDRSZ, 12); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("TUNSETVNETHDRSZ: %w", err)
+	}
+	off := 0
+	if tso {
+		off = unix.TUN_F_CSUM | unix.TUN_F_TSO4
+	}
+	if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, off); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("TUNSETOFFLOAD: %w", err)
+	}
+	return fd, nil
+}
+
+// Counters are what a loop moved.
+type Counters struct {
+	Frames, Bytes, Errors atomic.Uint64
+}
+
+// WriteLoop writes buf (header and frame) into fd until stop is set.
+func WriteLoop(fd int, buf []byte, stop *atomic.Bool, n *Counters) {
+	var fr, er uint64
+	frame := uint64(len(buf) - 12)
+	for k := 0; ; k++ {
+		if k&255 == 0 {
+			if stop.Load() {
+				return
+			}
+			n.Frames.Store(fr)
+			n.Bytes.Store(fr * frame)
+			n.Errors.Store(er)
+		}
+		if _, err := unix.Write(fd, buf); err != nil {
+			er++
+			continue
+		}
+		fr++
+	}
+}
+
+// ReadLoop reads frames from fd until stop is set, spinning on EAGAIN
+// (a busy-polling reader, like a back-end under load).
+func ReadLoop(fd int, bufSize int, stop *atomic.Bool, n *Counters) {
+	buf := make([]byte, bufSize)
+	var fr, by uint64
+	for k := 0; ; k++ {
+		if k&255 == 0 {
+			if stop.Load() {
+				return
+			}
+			n.Frames.Store(fr)
+			n.Bytes.Store(by)
+		}
+		m, err := unix.Read(fd, buf)
+		if err != nil || m <= 12 {
+			continue
+		}
+		fr++
+		by += uint64(m - 12)
+	}
+}
+
+// Injector sends frames out through interface ifname: what the
+// interface's TAP reader (the back-end) receives as guest RX.
+type Injector struct {
+	fd int
+}
+
+// NewInjector opens an AF_PACKET socket bound to ifname that bypasses the
+// qdisc; vnet makes every write start with a virtio-net header (TSO
+// frames; the kernel segments them unless the TAP takes TSO).
+func NewInjector(ifname string, vnet bool) (*Injector, error) {
+	ifi, err := net.InterfaceByName(ifname)
+	if err != nil {
+		return nil, err
+	}
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("AF_PACKET: %w", err)
+	}
+	if vnet {
+		if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VNET_HDR, 1); err != nil {
+			unix.Close(fd)
+			return nil, fmt.Errorf("PACKET_VNET_HDR: %w", err)
+		}
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_QDISC_BYPASS, 1); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("PACKET_QDISC_BYPASS: %w", err)
+	}
+	sa := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifi.Index}
+	if err := unix.Bind(fd, sa); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("bind %s: %w", ifname, err)
+	}
+	return &Injector{fd: fd}, nil
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// Loop sends buf until stop is set; a full TAP queue drops frames in the
+// kernel (they never reach the reader), which is the point of a source
+// that outruns the reader.
+func (in *Injector) Loop(buf []byte, stop *atomic.Bool, n *Counters) {
+	var fr, er uint64
+	for k := 0; ; k++ {
+		if k&255 == 0 {
+			if stop.Load() {
+				return
+			}
+			n.Frames.Store(fr)
+			n.Errors.Store(er)
+		}
+		if _, err := unix.Write(in.fd, buf); err != nil {
+			er++
+			continue
+		}
+		fr++
+	}
+}
+
+// Close closes the socket.
+func (in *Injector) Close() error { return unix.Close(in.fd) }
