@@ -1,9 +1,12 @@
 package xdptap
 
 import (
+	"bytes"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/cilium/ebpf"
 )
@@ -95,10 +98,10 @@ func (g *guardState) setGuard(c GuardConfig) error {
 		s6[xdpLpm6{Prefixlen: uint32(p.Bits()), Addr: p.Addr().As16()}] = struct{}{}
 	}
 	var err error
-	if g.haveSrc4, err = syncSet(g.src4, g.haveSrc4, s4, maxSources); err != nil {
+	if g.haveSrc4, err = syncSet(g.src4, g.haveSrc4, s4, maxSources, nil); err != nil {
 		return fmt.Errorf("xdptap: guard: allowed IPv4 sources: %w", err)
 	}
-	if g.haveSrc6, err = syncSet(g.src6, g.haveSrc6, s6, maxSources); err != nil {
+	if g.haveSrc6, err = syncSet(g.src6, g.haveSrc6, s6, maxSources, nil); err != nil {
 		return fmt.Errorf("xdptap: guard: allowed IPv6 sources: %w", err)
 	}
 	return nil
@@ -106,10 +109,10 @@ func (g *guardState) setGuard(c GuardConfig) error {
 
 func (g *guardState) setACL(want4 map[xdpAcl4]struct{}, want6 map[xdpAcl6]struct{}) error {
 	var err error
-	if g.rules4, err = syncSet(g.acl4, g.rules4, want4, MaxRules); err != nil {
+	if g.rules4, err = syncSet(g.acl4, g.rules4, want4, MaxRules, compareACL4); err != nil {
 		return fmt.Errorf("xdptap: ACL (IPv4): %w", err)
 	}
-	if g.rules6, err = syncSet(g.acl6, g.rules6, want6, MaxRules); err != nil {
+	if g.rules6, err = syncSet(g.acl6, g.rules6, want6, MaxRules, compareACL6); err != nil {
 		return fmt.Errorf("xdptap: ACL (IPv6): %w", err)
 	}
 	return nil
@@ -149,6 +152,18 @@ func acl4Key(r Rule) xdpAcl4 {
 
 func acl6Key(r Rule) xdpAcl6 {
 	return xdpAcl6{Prefixlen: 32 + uint32(r.Prefix.Bits()), Proto: r.Proto, Port: be16(r.Port), Addr: r.Prefix.Addr().As16()}
+}
+
+// compareACL4 orders keys as the trie sees their bits: proto, pad, port (network order),
+// address, then the shorter prefix first.
+func compareACL4(a, b xdpAcl4) int {
+	return cmp.Or(cmp.Compare(a.Proto, b.Proto), cmp.Compare(a.Pad, b.Pad), cmp.Compare(be16(a.Port), be16(b.Port)),
+		bytes.Compare(a.Addr[:], b.Addr[:]), cmp.Compare(a.Prefixlen, b.Prefixlen))
+}
+
+func compareACL6(a, b xdpAcl6) int {
+	return cmp.Or(cmp.Compare(a.Proto, b.Proto), cmp.Compare(a.Pad, b.Pad), cmp.Compare(be16(a.Port), be16(b.Port)),
+		bytes.Compare(a.Addr[:], b.Addr[:]), cmp.Compare(a.Prefixlen, b.Prefixlen))
 }
 
 // UpdateACL replaces the guard's denied destinations with rules, without reloading the
@@ -204,7 +219,11 @@ func (a *Attachment) guardLocked() error {
 
 // syncSet makes m hold exactly the keys in want (values 1), given that it holds have
 // (nil: unknown). It returns what m holds afterwards: want, or nil after a failure.
-func syncSet[K comparable](m *ebpf.Map, have, want map[K]struct{}, max int) (map[K]struct{}, error) {
+//
+// Additions are sorted by key (order, if not nil) before they go in: an LPM trie insert
+// walks the trie from the root, and keys in order walk paths the previous insert left in
+// the cache (about 1.3 to 1.6 times faster than random order; BenchmarkACLInsert).
+func syncSet[K comparable](m *ebpf.Map, have, want map[K]struct{}, max int, order func(a, b K) int) (map[K]struct{}, error) {
 	if have == nil {
 		if err := clearMap[K](m); err != nil {
 			return nil, err
@@ -222,6 +241,9 @@ func syncSet[K comparable](m *ebpf.Map, have, want map[K]struct{}, max int) (map
 		if _, ok := want[k]; !ok {
 			del = append(del, k)
 		}
+	}
+	if order != nil {
+		slices.SortFunc(add, order)
 	}
 	if union > max { // make room first
 		if err := deleteBatch(m, del); err != nil {

@@ -1,0 +1,139 @@
+package xdptap
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"testing"
+
+	"github.com/cilium/ebpf"
+)
+
+// benchRules returns n distinct IPv4 rules: random /24 to /32 prefixes, a third with a
+// protocol, a third with a protocol and port (a fixed seed: every run inserts the same).
+func benchRules(n int) []Rule {
+	r := rand.New(rand.NewPCG(1, 2))
+	seen := make(map[Rule]struct{}, n)
+	out := make([]Rule, 0, n)
+	for len(out) < n {
+		a := netip.AddrFrom4([4]byte{byte(r.UintN(224)), byte(r.UintN(256)), byte(r.UintN(256)), byte(r.UintN(256))})
+		p := netip.PrefixFrom(a, 24+r.IntN(9)).Masked()
+		rule := Rule{Prefix: p}
+		switch r.IntN(3) {
+		case 1:
+			rule.Proto = protoUDP
+		case 2:
+			rule.Proto, rule.Port = protoTCP, uint16(1+r.UintN(65535))
+		}
+		if _, ok := seen[rule]; !ok {
+			seen[rule] = struct{}{}
+			out = append(out, rule)
+		}
+	}
+	return out
+}
+
+// newACLMap creates an empty map like the guard's guard_acl4.
+func newACLMap(b testing.TB) *ebpf.Map {
+	spec, err := builtin()
+	if err != nil {
+		panic(err)
+	}
+	m, err := ebpf.NewMap(spec.Maps[xdpMapGuardAcl4])
+	if err != nil {
+		panic(err)
+	}
+	return m
+}
+
+// BenchmarkACLInsert measures how fast rules go into the guard's ACL (an LPM trie): one
+// BPF_MAP_UPDATE_ELEM per rule against BPF_MAP_UPDATE_BATCH in batches of 256, 4096 and
+// all n, each in random and in sorted key order, and the whole UpdateACL path (build and
+// diff the key set, sort, batched updates). Each iteration fills an empty map with the same
+// n rules; the figure to read is rules/s, and the ratios within one run (the machines are
+// shared and noisy).
+//
+//	go test -run '^$' -bench ACLInsert -benchtime 3x ./xdptap/
+func BenchmarkACLInsert(b *testing.B) {
+	requireXDP(b)
+	for _, n := range []int{1 << 16, 1 << 20} {
+		rules := benchRules(n)
+		keys := make([]xdpAcl4, n)
+		for i, r := range rules {
+			keys[i] = acl4Key(r)
+		}
+		sorted := slices.Clone(keys)
+		slices.SortFunc(sorted, compareACL4)
+		for _, order := range []struct {
+			name string
+			keys []xdpAcl4
+		}{{"random", keys}, {"sorted", sorted}} {
+			b.Run(fmt.Sprintf("n=%d/%s/single", n, order.name), func(b *testing.B) {
+				benchInsert(b, func(m *ebpf.Map) error {
+					one := uint32(1)
+					for i := range order.keys {
+						if err := m.Put(&order.keys[i], &one); err != nil {
+							return err
+						}
+					}
+					return nil
+				})
+			})
+			for _, batch := range []int{256, 4096, n} {
+				b.Run(fmt.Sprintf("n=%d/%s/batch=%d", n, order.name, batch), func(b *testing.B) {
+					benchInsert(b, func(m *ebpf.Map) error {
+						for i := 0; i < n; i += batch {
+							if err := updateBatch(m, order.keys[i:min(i+batch, n)]); err != nil {
+								return err
+							}
+						}
+						return nil
+					})
+				})
+			}
+		}
+		b.Run(fmt.Sprintf("n=%d/UpdateACL", n), func(b *testing.B) {
+			benchInsert(b, func(m *ebpf.Map) error {
+				g := &guardState{acl4: m, rules4: map[xdpAcl4]struct{}{}, rules6: map[xdpAcl6]struct{}{}}
+				k4, k6, err := aclKeys(rules)
+				if err != nil {
+					return err
+				}
+				return g.setACL(k4, k6) // k6 is empty: acl6 is not touched
+			})
+		})
+	}
+}
+
+// benchInsert times fill on a fresh ACL map per iteration and reports rules/s.
+func benchInsert(b *testing.B, fill func(*ebpf.Map) error) {
+	var n int
+	for b.Loop() {
+		b.StopTimer()
+		m := newACLMap(b)
+		b.StartTimer()
+		if err := fill(m); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		n = countKeys(b, m)
+		m.Close()
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "rules/s")
+}
+
+func countKeys(b *testing.B, m *ebpf.Map) int {
+	var k xdpAcl4
+	var v uint32
+	n := 0
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		n++
+	}
+	if err := it.Err(); err != nil {
+		b.Fatal(err)
+	}
+	return n
+}
