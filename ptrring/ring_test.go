@@ -353,13 +353,17 @@ func TestZeroAllocs(t *testing.T) {
 // TestStress moves 1..N from one goroutine to another through small rings with mixed
 // single and batch calls, checking order and completeness.
 func TestStress(t *testing.T) {
-	n := 2_000_000
+	full := 2_000_000
 	if testing.Short() || raceEnabled {
-		n = 100_000
+		full = 100_000
 	}
-	items := vals(n)
+	items := vals(full)
 	for _, size := range []int{1, 2, 16, 256} {
 		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			n := full
+			if size <= 2 {
+				n /= 8 // every item is a hand-off between the two goroutines
+			}
 			r := mustNew[int](t, size)
 			done := make(chan error, 1)
 			go func() {
@@ -373,9 +377,7 @@ func TestStress(t *testing.T) {
 					}
 					in += k
 					if k == 0 {
-						if spin++; spin%64 == 0 {
-							runtime.Gosched()
-						}
+						stressBackoff(&spin)
 					}
 				}
 				done <- nil
@@ -391,13 +393,8 @@ func TestStress(t *testing.T) {
 					dst[0] = p
 					got = dst[:1]
 				}
-				if len(got) == 0 {
-					if spin++; spin%64 == 0 {
-						runtime.Gosched()
-						if time.Now().After(deadline) {
-							t.Fatalf("stalled after %d of %d items", out, n)
-						}
-					}
+				if len(got) == 0 && stressBackoff(&spin) && time.Now().After(deadline) {
+					t.Fatalf("stalled after %d of %d items", out, n)
 				}
 				for _, p := range got {
 					out++
@@ -412,6 +409,22 @@ func TestStress(t *testing.T) {
 			}
 		})
 	}
+}
+
+// stressBackoff yields every 64 failed attempts and sleeps every 4096, so that on a
+// machine with other work the side that waits gives its core to the side it waits for.
+// It reports whether it yielded.
+func stressBackoff(spin *int) bool {
+	*spin++
+	switch {
+	case *spin%4096 == 0:
+		time.Sleep(10 * time.Microsecond)
+	case *spin%64 == 0:
+		runtime.Gosched()
+	default:
+		return false
+	}
+	return true
 }
 
 // TestBatchRelease checks when ConsumeBatch hands slots back: after 64 unreleased items on
