@@ -36,8 +36,8 @@
 //     guard_src4, or 0.0.0.0 for DHCP 68->67 with AllowDHCP (drop_src_ipv4), then the ACL
 //     (drop_acl_ipv4); ARP: Ethernet/IPv4 only, sender MAC the guest's, sender IP allowed
 //     or 0.0.0.0 for a probe (drop_arp); IPv6: up to 6 extension headers walked, source in
-//     guard_src6, or :: only for neighbor solicitations and MLDv2 reports (duplicate
-//     address detection) (drop_src_ipv6); Neighbor Discovery: no router advertisements or
+//     guard_src6, or :: only for neighbor and router solicitations and MLDv2 reports
+//     (duplicate address detection, autoconfiguration) (drop_src_ipv6); Neighbor Discovery: no router advertisements or
 //     redirects, link-layer address options must name the guest's MAC, advertisements only
 //     for allowed addresses, at most 4 options (drop_nd); then the ACL (drop_acl_ipv6).
 //     Truncated or impossible headers: drop_malformed. Other EtherTypes pass. Counters:

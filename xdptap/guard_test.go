@@ -1,6 +1,7 @@
 package xdptap
 
 import (
+	"net"
 	"errors"
 	"net/netip"
 	"os"
@@ -50,6 +51,7 @@ func TestGuard(t *testing.T) {
 		{"arp probe", arpFrame(t, guestMAC, guestMAC, "0.0.0.0", guestIP4), "xdp_guard_pass"},
 		{"neighbor solicitation", ndFrame(t, guestMAC, guestLL, "fe80::1", layers.ICMPv6TypeNeighborSolicitation, guestMAC), "xdp_guard_pass"},
 		{"neighbor advertisement", ndFrame(t, guestMAC, guestLL, guestIP6, layers.ICMPv6TypeNeighborAdvertisement, guestMAC), "xdp_guard_pass"},
+		{"router solicitation from ::", rsFrame(t), "xdp_guard_pass"},
 		{"dad solicitation", ndFrame(t, guestMAC, "::", guestIP6, layers.ICMPv6TypeNeighborSolicitation, guestMAC)[:78], "xdp_guard_pass"},
 		{"other ethertype", tag(rawFrame(guestMAC, hostMAC, "other")), "xdp_guard_pass"},
 
@@ -79,6 +81,19 @@ func TestGuard(t *testing.T) {
 	if t.Failed() {
 		t.Logf("counters: %v", counters(t, a))
 	}
+}
+
+func TestEUI64LinkLocal(t *testing.T) {
+	if got := EUI64LinkLocal(guestMAC); got != netip.MustParsePrefix(guestLL+"/128") {
+		t.Fatalf("EUI64LinkLocal(%v) = %v, want %s/128", guestMAC, got, guestLL)
+	}
+}
+
+func rsFrame(t testing.TB) []byte {
+	ip := &layers.IPv6{Version: 6, HopLimit: 255, NextHeader: layers.IPProtocolICMPv6, SrcIP: net.ParseIP("::"), DstIP: net.ParseIP("ff02::2")}
+	icmp := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(layers.ICMPv6TypeRouterSolicitation, 0)}
+	icmp.SetNetworkLayerForChecksum(ip)
+	return serialize(t, eth(guestMAC, layers.EthernetTypeIPv6), ip, icmp, &layers.ICMPv6RouterSolicitation{})
 }
 
 func vlanFrame() []byte {

@@ -100,7 +100,7 @@ type Config struct {
 // GuardConfig is what the guest may send as: its MAC, and the source prefixes it may use.
 // An empty IPv4 (IPv6) list means the guest may send no IPv4 (IPv6) at all, apart from
 // DHCP (AllowDHCP), ARP probes and duplicate address detection. IPv6 link-local addresses
-// are not implied: list fe80::/64 or the guest's own link-local address to allow them.
+// are not implied: list the guest's own (EUI64LinkLocal) or fe80::/64 to allow them.
 type GuardConfig struct {
 	MAC  net.HardwareAddr
 	IPv4 []netip.Prefix
@@ -108,6 +108,18 @@ type GuardConfig struct {
 	// AllowDHCP lets the guest send from 0.0.0.0 UDP port 68 to port 67 (a DHCP client
 	// without an address yet).
 	AllowDHCP bool
+}
+
+// EUI64LinkLocal is the IPv6 link-local address (as a /128) a guest derives from its MAC
+// with modified EUI-64 (RFC 4291 appendix A), the one Linux guests use by default
+// (addr_gen_mode 0). Guests with stable-privacy addresses need their own address listed.
+func EUI64LinkLocal(mac net.HardwareAddr) netip.Prefix {
+	var a [16]byte
+	a[0], a[1] = 0xfe, 0x80
+	if len(mac) == 6 {
+		a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15] = mac[0]^2, mac[1], mac[2], 0xff, 0xfe, mac[3], mac[4], mac[5]
+	}
+	return netip.PrefixFrom(netip.AddrFrom16(a), 128)
 }
 
 // maxSources is the capacity of the allowed source sets (guard_src4/6 in bpf/xdptap.c).

@@ -32,6 +32,7 @@
 #define IPPROTO_SCTP 132
 
 // ICMPv6 and Neighbor Discovery, RFC 4861 and RFC 3810.
+#define ND_ROUTER_SOLICIT 133
 #define ND_ROUTER_ADVERT 134
 #define ND_NEIGHBOR_SOLICIT 135
 #define ND_NEIGHBOR_ADVERT 136
@@ -496,8 +497,10 @@ static __always_inline int guard_ip6(void *l3, void *end, struct guard_config *c
 	if (next == IPPROTO_ICMPV6 && first) {
 		if ((void *)(l4 + 4) > end)
 			return verdict(GUARD_DROP_MALFORMED);
-		// The unspecified source is for duplicate address detection and its MLD reports.
-		if (unspecified && l4[0] != ND_NEIGHBOR_SOLICIT && l4[0] != MLD2_REPORT)
+		// The unspecified source is for duplicate address detection, its MLD reports, and
+		// router solicitations before an address is configured (RFC 4861 4.1).
+		if (unspecified && l4[0] != ND_NEIGHBOR_SOLICIT && l4[0] != MLD2_REPORT &&
+		    l4[0] != ND_ROUTER_SOLICIT)
 			return verdict(GUARD_DROP_SRC_IPV6);
 		nd = guard_nd(l4, end, cfg);
 		if (nd != GUARD_PASS)
