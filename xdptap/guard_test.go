@@ -1,8 +1,8 @@
 package xdptap
 
 import (
-	"net"
 	"errors"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
