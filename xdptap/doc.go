@@ -30,7 +30,9 @@
 //     guest's MAC, flags), guard_src4 / guard_src6 (LPM tries, 1024 each: allowed source
 //     prefixes), guard_acl4 / guard_acl6 (LPM tries, MaxRules each: denied destinations,
 //     key = proto, pad, port, address; three lookups per packet: with the port, with the
-//     protocol alone, with neither), guard_stats (per-CPU array). Checks, in order: the
+//     protocol alone, with neither; a non-first IPv4 or IPv6 fragment has no port, so only
+//     prefix and protocol rules apply to it, while its first fragment meets the port
+//     rules), guard_stats (per-CPU array). Checks, in order: the
 //     Ethernet source is the guest's MAC (else drop_src_mac); VLAN-tagged frames are
 //     dropped (drop_vlan: their inner addresses would escape the checks); IPv4: source in
 //     guard_src4, or 0.0.0.0 for DHCP 68->67 with AllowDHCP (drop_src_ipv4), then the ACL

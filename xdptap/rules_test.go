@@ -152,3 +152,23 @@ func FuzzParseRules(f *testing.F) {
 		}
 	})
 }
+
+func TestParseAddrList(t *testing.T) {
+	v4, v6, err := ParseAddrList(" 10.0.0.2, 2001:db8::2/128,,fe80::1/64 ,192.168.1.7/24")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := netip.MustParsePrefix
+	if !reflect.DeepEqual(v4, []netip.Prefix{p("10.0.0.2/32"), p("192.168.1.0/24")}) ||
+		!reflect.DeepEqual(v6, []netip.Prefix{p("2001:db8::2/128"), p("fe80::/64")}) {
+		t.Fatalf("got %v %v", v4, v6)
+	}
+	for _, bad := range []string{"10.0.0", "10.0.0.0/33", "fe80::1%eth0", "::ffff:10.0.0.1", "x"} {
+		if _, _, err := ParseAddrList(bad); err == nil {
+			t.Errorf("ParseAddrList(%q) accepted", bad)
+		}
+	}
+	if v4, v6, err := ParseAddrList(""); v4 != nil || v6 != nil || err != nil {
+		t.Errorf("empty list: %v %v %v", v4, v6, err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 
 	"github.com/cilium/ebpf"
@@ -270,3 +271,40 @@ var errClosed = errors.New("xdptap: attachment closed")
 // removeMemlock lifts RLIMIT_MEMLOCK for kernels that still charge BPF memory to it
 // (before 5.11); a no-op on kernels with memcg accounting.
 func removeMemlock() { _ = rlimit.RemoveMemlock() }
+
+// ParseAddrList parses a comma-separated list of addresses and prefixes, as a flag would
+// give the guard's allowed sources ("10.0.0.2,2001:db8::2/128,fe80::/64"), into IPv4 and
+// IPv6 prefixes. A bare address is a /32 or /128; host bits are cleared. Spaces around
+// items and empty items are ignored.
+func ParseAddrList(s string) (ipv4, ipv6 []netip.Prefix, err error) {
+	for _, item := range strings.Split(s, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		var p netip.Prefix
+		if strings.Contains(item, "/") {
+			p, err = netip.ParsePrefix(item)
+		} else {
+			var a netip.Addr
+			if a, err = netip.ParseAddr(item); err == nil {
+				if a.Zone() != "" {
+					return nil, nil, fmt.Errorf("xdptap: address %q has a zone", item)
+				}
+				p = netip.PrefixFrom(a, a.BitLen())
+			}
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("xdptap: address list: %w", err)
+		}
+		switch a := p.Addr(); {
+		case a.Is4In6():
+			return nil, nil, fmt.Errorf("xdptap: address list: %v is IPv4-mapped IPv6: write the IPv4 form", p)
+		case a.Is4():
+			ipv4 = append(ipv4, p.Masked())
+		default:
+			ipv6 = append(ipv6, p.Masked())
+		}
+	}
+	return ipv4, ipv6, nil
+}
