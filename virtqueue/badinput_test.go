@@ -500,7 +500,8 @@ func TestBadInput34ChainOver4GiB(t *testing.T) {
 			r.raw(ds...)
 			cs, err := r.pop(1)
 			if err != nil || len(cs) != 1 || cs[0].Err != tc.want {
-				t.Fatalf("PopBatch = %+v, %v; want %v", cs, err, tc.want)
+				// Never print the chain: its iovecs are gigabytes long.
+				t.Fatalf("PopBatch = %d chains, %v; chain error %v, want %v", len(cs), err, cs[0].Err, tc.want)
 			}
 			if tc.want == nil && cs[0].OutLen != 1<<32-1 {
 				t.Fatalf("OutLen = %d", cs[0].OutLen)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"sync"
 	"testing"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -274,7 +275,13 @@ func TestConcurrentDriverDevice(t *testing.T) {
 				progressed = true
 			}
 			if !progressed && !r.drv.EnableInterrupts() {
-				<-call
+				select {
+				case <-call:
+				case <-time.After(20 * time.Second):
+					// Generous: a shared machine under -race can stall,
+					// but a lost wake-up stalls forever.
+					t.Fatalf("eventIdx=%v: no call after %d of %d completions: lost wake-up", eventIdx, got, total)
+				}
 			}
 		}
 		close(done)
