@@ -84,7 +84,7 @@ func FuzzPopChains(f *testing.F) {
 	seeds := []struct {
 		sizeLog   uint8
 		nextAvail uint16
-		opts      uint8 // bit 0: indirect negotiated, bit 1: EVENT_IDX
+		opts      uint8 // bit 0: indirect negotiated, bit 1: EVENT_IDX, bit 2: avail at +2
 		avail     []byte
 		descs     []byte
 	}{
@@ -105,6 +105,7 @@ func FuzzPopChains(f *testing.F) {
 		{3, 0, 1, availBytes(1, 0), descBytes(D{Addr: 0x10ff0, Len: 0x20})},                                               // 33 hole
 		{3, 0, 1, availBytes(1, 0), descBytes(D{Addr: 1<<64 - 16, Len: 0x20})},                                            // 33 overflow
 		{3, 0, 1, availBytes(1, 0), descBytes(D{Addr: 0x8000, Len: 4, Flags: fW | fN, Next: 1}, D{Addr: 0x8000, Len: 4})}, // 35
+		{3, 0, 5, availBytes(2, 0, 0), descBytes(D{Addr: 0x8000, Len: 1})},
 		{8, 0, 3, availBytes(4, 0, 1, 2, 3), descBytes(D{Addr: 0x20000, Len: 0xffff, Flags: fN, Next: 1}, D{Addr: 0x20000, Len: 0xffff})},
 	}
 	for _, s := range seeds {
@@ -121,6 +122,11 @@ func FuzzPopChains(f *testing.F) {
 		copy(fm.mem[fuzzDesc:], descs[:tbl])
 		copy(fm.mem[fuzzExtra:0x10000], descs[tbl:])
 		c := Config{Size: size, Desc: fuzzDesc, Avail: fuzzAvail, Used: fuzzUsed, Indirect: opts&1 != 0, EventIdx: opts&2 != 0}
+		if opts&4 != 0 {
+			// A 2-aligned avail ring: exercises the non-atomic paths.
+			c.Avail += 2
+			copy(fm.mem[c.Avail:c.Avail+6+2*uint64(size)], avail)
+		}
 		q, err := NewQueue(fm.m, c, nextAvail)
 		if err != nil {
 			t.Fatal(err)

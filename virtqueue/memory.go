@@ -128,7 +128,8 @@ func (r *Region) Close() error {
 
 // Memory is an immutable table of guest memory regions. A new table is built
 // for every change (SET_MEM_TABLE, ADD_MEM_REG, REM_MEM_REG) and swapped in
-// whole, so readers never see a half-updated table.
+// whole, so readers never see a half-updated table. A nil *Memory is an
+// empty table: nothing translates.
 type Memory struct {
 	regions []*Region // sorted by GPA
 }
@@ -176,6 +177,9 @@ func (m *Memory) Len() int {
 // whose end overflows is refused (BAD-INPUTS 33). n == 0 is valid inside a
 // region and returns an empty slice.
 func (m *Memory) Slice(gpa, n uint64) (b []byte, ok bool) {
+	if m == nil {
+		return nil, false
+	}
 	for _, r := range m.regions {
 		if gpa < r.GPA {
 			break
@@ -197,6 +201,9 @@ func (m *Memory) Slice(gpa, n uint64) (b []byte, ok bool) {
 // is walked by calling Contiguous again at gpa+len(b). ok is false when gpa
 // itself is outside every region.
 func (m *Memory) Contiguous(gpa, n uint64) (b []byte, ok bool) {
+	if m == nil {
+		return nil, false
+	}
 	for _, r := range m.regions {
 		if gpa < r.GPA {
 			break
@@ -216,6 +223,9 @@ func (m *Memory) Contiguous(gpa, n uint64) (b []byte, ok bool) {
 // VAToGPA translates a front-end virtual address range to a guest physical
 // address. The whole range must lie inside one region (BAD-INPUTS 24).
 func (m *Memory) VAToGPA(va, n uint64) (gpa uint64, ok bool) {
+	if m == nil {
+		return 0, false
+	}
 	for _, r := range m.regions {
 		if va < r.UserAddr {
 			continue
