@@ -32,9 +32,6 @@ type Config struct {
 	Indirect bool   // VIRTIO_RING_F_INDIRECT_DESC negotiated
 }
 
-// Size note: a uint16 cannot hold 65536, and 32768 is the spec maximum, so
-// Size == 0 is the only out-of-range value besides non-powers of two above.
-
 // DescBytes, AvailBytes and UsedBytes are the extents of the three parts
 // of a split ring of c.Size entries (virtio 1.x 2.7, the EVENT_IDX fields
 // included whether or not the feature was negotiated, as vhost does).
