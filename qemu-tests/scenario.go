@@ -400,6 +400,7 @@ func (b *Bed) receiveFlow(ln net.Listener, r *FlowResult) {
 		r.Err = fmt.Errorf("receive after %d bytes: %w", r.Bytes, err)
 		return
 	}
+	c.Close() // the guest's nc exits on our close, then prints its line
 	b.guestXfer(r, "sent")
 }
 
