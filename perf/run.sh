@@ -36,6 +36,7 @@ for a in "$@"; do
 done
 cd "$root"
 if [ -n "$out" ]; then
-	exec "$bin/vperf" run --vhostd "$bin/vhostd" --out "$out" "$@"
+	"$bin/vperf" run --vhostd "$bin/vhostd" --out "$out" "$@"
+else
+	"$bin/vperf" run --vhostd "$bin/vhostd" "$@"
 fi
-"$bin/vperf" run --vhostd "$bin/vhostd" "$@"

@@ -63,7 +63,7 @@ func feMain(args []string) error {
 	fs := flag.NewFlagSet("fe", flag.ContinueOnError)
 	sock := fs.String("socket", "", "vhost-user socket of the back-end")
 	mode := fs.String("mode", "tx", "tx, rx, ping or idle")
-	size := fs.Int("size", 64, "frame size (65549: 64 KiB TSO)")
+	size := fs.Int("size", 64, "frame size (65480: 64 KiB TSO)")
 	dur := fs.Duration("duration", 0, "stop after this long (0: on SIGTERM)")
 	dstMAC := fs.String("dst-mac", "", "ping: the TAP's MAC")
 	src := fs.String("src", "", "ping: guest IPv4")
@@ -118,7 +118,7 @@ func feMain(args []string) error {
 func rawMain(cmd string, args []string) error {
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	name := fs.String("tap", "", "TAP to create")
-	size := fs.Int("size", 64, "frame size (65549: 64 KiB TSO)")
+	size := fs.Int("size", 64, "frame size (65480: 64 KiB TSO)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -147,22 +147,34 @@ func rawMain(cmd string, args []string) error {
 func injectMain(args []string) error {
 	fs := flag.NewFlagSet("inject", flag.ContinueOnError)
 	name := fs.String("tap", "", "interface to send through")
-	size := fs.Int("size", 64, "frame size (65549: 64 KiB TSO)")
+	size := fs.Int("size", 64, "frame size (65480: 64 KiB TSO)")
+	bypass := fs.Int("qdisc-bypass", 1, "PACKET_QDISC_BYPASS")
+	udpGSO := fs.String("udp-gso", "", "send 64 KiB UDP GSO datagrams to this IPv4 address instead (routed through the TAP)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	tso := *size >= frames.TSOFrame
-	in, err := rawtap.NewInjector(*name, tso)
+	var in *rawtap.Injector
+	var err error
+	if *udpGSO != "" {
+		in, err = rawtap.NewUDPGSO(*udpGSO)
+	} else {
+		in, err = rawtap.NewInjector(*name, tso, *bypass)
+	}
 	if err != nil {
 		return err
 	}
 	defer in.Close()
 	var buf []byte
-	if tso {
+	switch {
+	case *udpGSO != "":
+		buf = make([]byte, rawtap.UDPGSOPayload)
+	case tso:
 		hdr, fr := frames.TSO(frames.GuestMAC, frames.OtherMAC)
 		buf = append(hdr[:], fr...)
-	} else {
-		buf = frames.UDP(*size, frames.GuestMAC, frames.OtherMAC)
+	default:
+		// An MTU of 1500 takes frames of up to 1514 bytes from a socket.
+		buf = frames.UDP(min(*size, 1514), frames.GuestMAC, frames.OtherMAC)
 	}
 	stop := stopOn(0)
 	var flag atomic.Bool

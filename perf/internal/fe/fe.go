@@ -33,6 +33,9 @@ const (
 	FeatGuestTSO4 = 7
 	FeatHostTSO4  = 11
 	FeatMrgRxbuf  = 15
+	FeatGuestTSO6 = 8
+	FeatGuestUSO4 = 54
+	FeatGuestUSO6 = 55
 )
 
 var le = binary.LittleEndian
@@ -48,6 +51,9 @@ type Conn struct {
 	// TSO is true when the back-end acked HOST_TSO4 (guest TX may send
 	// 64 KiB frames) and GUEST_TSO4 (guest RX may receive them).
 	HostTSO, GuestTSO bool
+	// GuestUSO is true when the back-end acked GUEST_USO4 (guest RX may
+	// receive 64 KiB UDP GSO frames).
+	GuestUSO bool
 }
 
 // Dial connects to the back-end at path and starts one queue pair with
@@ -70,7 +76,7 @@ func Dial(path string, slab uint64, tso bool) (*Conn, error) {
 	f.Slab = slab
 	feats := uint64(1)<<vhost.FeatVersion1 | 1<<vhost.FeatRingEventIdx | 1<<FeatMrgRxbuf
 	if tso {
-		feats |= 1<<FeatCsum | 1<<FeatGuestCsum | 1<<FeatGuestTSO4 | 1<<FeatHostTSO4
+		feats |= 1<<FeatCsum | 1<<FeatGuestCsum | 1<<FeatGuestTSO4 | 1<<FeatHostTSO4 | 1<<FeatGuestUSO4 | 1<<FeatGuestUSO6 | 1<<FeatGuestTSO6
 	}
 	mem := uint64(2*RingSize)*slab + 4<<20
 	mem = (mem + 1<<21 - 1) &^ (1<<21 - 1)
@@ -81,6 +87,7 @@ func Dial(path string, slab uint64, tso bool) (*Conn, error) {
 	c := &Conn{F: f}
 	c.HostTSO = f.Features&(1<<FeatHostTSO4) != 0
 	c.GuestTSO = f.Features&(1<<FeatGuestTSO4) != 0
+	c.GuestUSO = f.Features&(1<<FeatGuestUSO4) != 0
 	reg := f.Regions()[0]
 	for i, rp := range []**Ring{&c.RX, &c.TX} {
 		r := f.Ring(i)

@@ -19,9 +19,11 @@ const (
 	GSOTCPv4      = 1
 )
 
-// TSOFrame is the size of the "64 KiB" TSO frame: the largest IPv4 packet
-// (65535 bytes) behind an Ethernet header.
-const TSOFrame = 14 + 65535
+// TSOFrame is the size of the "64 KiB" TSO frame. It stays below the
+// kernel's default gso_max_size (65536, checked against the whole skb):
+// a larger GSO skb sent out through a TAP is segmented in software, or
+// dropped.
+const TSOFrame = 65480
 
 // MSS is the gso_size the TSO frames ask for (an MTU of 1500).
 const MSS = 1448

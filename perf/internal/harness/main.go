@@ -115,7 +115,10 @@ func Main(args []string) error {
 	if err := os.MkdirAll(filepath.Join(*out, "plots"), 0o755); err != nil {
 		return err
 	}
-	b, _ := json.MarshalIndent(res, "", "  ")
+	b, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return fmt.Errorf("results.json: %w", err)
+	}
 	if err := os.WriteFile(filepath.Join(*out, "results.json"), append(b, '\n'), 0o644); err != nil {
 		return err
 	}
@@ -206,7 +209,7 @@ var metrics = []string{"mpps", "gbps", "backend_ns", "fe_ns", "inject_ns", "back
 
 func median(v []float64) float64 {
 	if len(v) == 0 {
-		return math.NaN()
+		return 0
 	}
 	s := append([]float64(nil), v...)
 	sort.Float64s(s)

@@ -1,6 +1,10 @@
 package harness
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/vhostd/vhostd/perf/internal/frames"
+)
 
 // Backend kinds.
 const (
@@ -25,7 +29,7 @@ var (
 	sDPDK   = Subject{Name: "testpmd", Kind: kTestpmd}
 	sRawTx  = Subject{Name: "raw-write", Kind: kRawTx}
 	sRawRx  = Subject{Name: "raw-read", Kind: kRawRx}
-	tsoSize = 14 + 65535
+	tsoSize = frames.TSOFrame
 )
 
 // Group is a set of subjects measured the same way, interleaved round by

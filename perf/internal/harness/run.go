@@ -172,7 +172,7 @@ func (h *harness) runOne(g Group, s Subject, round int) (r Run) {
 	os.WriteFile("/proc/sys/net/ipv6/conf/"+tap+"/disable_ipv6", []byte("1"), 0)
 
 	var hostIP, guestIP string
-	if g.Dir == "ping" {
+	if g.Dir == "ping" || (g.Dir == "rx" && g.Size == tsoSize) {
 		h.netSeq++
 		n := h.netSeq % 64
 		hostIP = fmt.Sprintf("10.%d.%d.%d", h.net8[0], h.net8[1], 4*n+1)
@@ -208,7 +208,11 @@ func (h *harness) runOne(g Group, s Subject, round int) (r Run) {
 		}
 	}
 	if g.Dir == "rx" {
-		if inj, err = start("inject", 0, h.o.Self, "inject", "--tap", tap, "--size", size); err != nil {
+		argv := []string{h.o.Self, "inject", "--tap", tap, "--size", size}
+		if g.Size == tsoSize {
+			argv = append(argv, "--udp-gso", guestIP)
+		}
+		if inj, err = start("inject", 0, argv...); err != nil {
 			return fail(err)
 		}
 	}
@@ -248,8 +252,12 @@ func (h *harness) runOne(g Group, s Subject, round int) (r Run) {
 	} else {
 		p0, _ := count()
 		moving := func() bool { p, _ := count(); return p > p0+100 }
-		if err := waitFor("traffic", 20*time.Second, moving, procs...); err != nil {
-			r.Note = "no traffic within 20 s (" + err.Error() + "); measured anyway"
+		wait := 20 * time.Second
+		if h.o.Smoke {
+			wait = 5 * time.Second
+		}
+		if err := waitFor("traffic", wait, moving, procs...); err != nil {
+			r.Note = fmt.Sprintf("no traffic within %v (%v); measured anyway", wait, err)
 		}
 		time.Sleep(h.o.Warmup)
 	}

@@ -38,13 +38,53 @@ func Open(name string, tso bool) (int, error) {
 	}
 	off := 0
 	if tso {
-		off = unix.TUN_F_CSUM | unix.TUN_F_TSO4
+		off = unix.TUN_F_CSUM | unix.TUN_F_TSO4 | unix.TUN_F_TSO6 | tunFUSO4 | tunFUSO6
 	}
 	if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, off); err != nil {
 		unix.Close(fd)
 		return -1, fmt.Errorf("TUNSETOFFLOAD: %w", err)
 	}
 	return fd, nil
+}
+
+// TUN_F_USO4 and TUN_F_USO6 (include/uapi/linux/if_tun.h); the kernel
+// takes them only together.
+const (
+	tunFUSO4 = 0x20
+	tunFUSO6 = 0x40
+)
+
+// UDPGSOPayload is the payload of one UDP GSO send: 44 segments of 1472
+// bytes (an MTU of 1500), a 64810-byte frame before segmentation.
+const UDPGSOPayload = 44 * 1472
+
+// NewUDPGSO returns a UDP socket connected to dst:9 that sends
+// UDPGSOPayload-byte datagrams with UDP_SEGMENT 1472: the kernel hands the
+// TAP one 64 KiB GSO frame (VIRTIO_NET_HDR_GSO_UDP_L4) when its reader
+// took USO, or 44 segments when it did not. AF_PACKET cannot do the same
+// with TSO frames: a GSO skb from a packet socket is marked untrusted
+// (SKB_GSO_DODGY) and was dropped on its way out through the TAP.
+func NewUDPGSO(dst string) (*Injector, error) {
+	ip := net.ParseIP(dst).To4()
+	if ip == nil {
+		return nil, fmt.Errorf("udp gso: bad address %q", dst)
+	}
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_UDP, unix.UDP_SEGMENT, 1472); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("UDP_SEGMENT: %w", err)
+	}
+	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 4<<20)
+	sa := &unix.SockaddrInet4{Port: 9}
+	copy(sa.Addr[:], ip)
+	if err := unix.Connect(fd, sa); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("connect %s: %w", dst, err)
+	}
+	return &Injector{fd: fd}, nil
 }
 
 // Counters are what a loop moved.
@@ -104,7 +144,7 @@ type Injector struct {
 // NewInjector opens an AF_PACKET socket bound to ifname that bypasses the
 // qdisc; vnet makes every write start with a virtio-net header (TSO
 // frames; the kernel segments them unless the TAP takes TSO).
-func NewInjector(ifname string, vnet bool) (*Injector, error) {
+func NewInjector(ifname string, vnet bool, bypass int) (*Injector, error) {
 	ifi, err := net.InterfaceByName(ifname)
 	if err != nil {
 		return nil, err
@@ -119,11 +159,11 @@ func NewInjector(ifname string, vnet bool) (*Injector, error) {
 			return nil, fmt.Errorf("PACKET_VNET_HDR: %w", err)
 		}
 	}
-	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_QDISC_BYPASS, 1); err != nil {
+	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_QDISC_BYPASS, bypass); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("PACKET_QDISC_BYPASS: %w", err)
 	}
-	sa := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifi.Index}
+	sa := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_IP), Ifindex: ifi.Index}
 	if err := unix.Bind(fd, sa); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("bind %s: %w", ifname, err)
