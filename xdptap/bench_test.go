@@ -98,7 +98,7 @@ func BenchmarkACLInsert(b *testing.B) {
 		}
 		b.Run(fmt.Sprintf("n=%d/UpdateACL", n), func(b *testing.B) {
 			benchInsert(b, func(m *ebpf.Map) error {
-				g := &guardState{acl4: m, rules4: map[xdpAcl4]struct{}{}, rules6: map[xdpAcl6]struct{}{}}
+				g := &guardState{acl4: newMapSet(m, MaxRules, compareACL4), acl6: newMapSet[xdpAcl6](nil, MaxRules, compareACL6)}
 				k4, k6, err := aclKeys(rules)
 				if err != nil {
 					return err

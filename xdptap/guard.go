@@ -1,12 +1,9 @@
 package xdptap
 
 import (
-	"bytes"
 	"cmp"
 	"encoding/binary"
-	"errors"
 	"fmt"
-	"slices"
 
 	"github.com/cilium/ebpf"
 )
@@ -14,17 +11,14 @@ import (
 // guardAllowDHCP4 is GUARD_ALLOW_DHCP4 in bpf/xdptap.c.
 const guardAllowDHCP4 = 1
 
-// guardState is what the guard's maps hold, as last written, so that an update writes
-// only the difference. A nil set means the map's content is unknown (a failed update):
-// the next update clears the map first.
+// guardState is the guard's maps; the sets remember what they hold, so that an update
+// writes only the difference.
 type guardState struct {
-	cfg        *ebpf.Map
-	src4, src6 *ebpf.Map
-	acl4, acl6 *ebpf.Map
-	haveSrc4   map[xdpLpm4]struct{}
-	haveSrc6   map[xdpLpm6]struct{}
-	rules4     map[xdpAcl4]struct{}
-	rules6     map[xdpAcl6]struct{}
+	cfg  *ebpf.Map
+	src4 *mapSet[xdpLpm4]
+	src6 *mapSet[xdpLpm6]
+	acl4 *mapSet[xdpAcl4]
+	acl6 *mapSet[xdpAcl6]
 }
 
 func (a *Attachment) loadGuard(c Config) (*ebpf.Program, error) {
@@ -41,10 +35,11 @@ func (a *Attachment) loadGuard(c Config) (*ebpf.Program, error) {
 	}
 	m := a.objs.Maps
 	a.guard = &guardState{
-		cfg: m[xdpMapGuardConfig], src4: m[xdpMapGuardSrc4], src6: m[xdpMapGuardSrc6],
-		acl4: m[xdpMapGuardAcl4], acl6: m[xdpMapGuardAcl6],
-		haveSrc4: map[xdpLpm4]struct{}{}, haveSrc6: map[xdpLpm6]struct{}{},
-		rules4: map[xdpAcl4]struct{}{}, rules6: map[xdpAcl6]struct{}{},
+		cfg:  m[xdpMapGuardConfig],
+		src4: newMapSet(m[xdpMapGuardSrc4], maxSources, compareLpm4),
+		src6: newMapSet(m[xdpMapGuardSrc6], maxSources, compareLpm6),
+		acl4: newMapSet(m[xdpMapGuardAcl4], MaxRules, compareACL4),
+		acl6: newMapSet(m[xdpMapGuardAcl6], MaxRules, compareACL6),
 	}
 	if err := a.guard.setGuard(c.Guard); err != nil {
 		return nil, err
@@ -87,52 +82,56 @@ func (g *guardState) setGuard(c GuardConfig) error {
 	if err := g.cfg.Put(uint32(0), &v); err != nil {
 		return fmt.Errorf("xdptap: guard: write config: %w", err)
 	}
-	s4 := make(map[xdpLpm4]struct{}, len(c.IPv4))
+	s4 := make([]xdpLpm4, 0, len(c.IPv4))
 	for _, p := range c.IPv4 {
 		p = p.Masked()
-		s4[xdpLpm4{Prefixlen: uint32(p.Bits()), Addr: p.Addr().As4()}] = struct{}{}
+		s4 = append(s4, xdpLpm4{Prefixlen: uint32(p.Bits()), Addr: p.Addr().As4()})
 	}
-	s6 := make(map[xdpLpm6]struct{}, len(c.IPv6))
+	s6 := make([]xdpLpm6, 0, len(c.IPv6))
 	for _, p := range c.IPv6 {
 		p = p.Masked()
-		s6[xdpLpm6{Prefixlen: uint32(p.Bits()), Addr: p.Addr().As16()}] = struct{}{}
+		s6 = append(s6, xdpLpm6{Prefixlen: uint32(p.Bits()), Addr: p.Addr().As16()})
 	}
-	var err error
-	if g.haveSrc4, err = syncSet(g.src4, g.haveSrc4, s4, maxSources, nil); err != nil {
+	if err := g.src4.sync(sortKeys(s4, compareLpm4)); err != nil {
 		return fmt.Errorf("xdptap: guard: allowed IPv4 sources: %w", err)
 	}
-	if g.haveSrc6, err = syncSet(g.src6, g.haveSrc6, s6, maxSources, nil); err != nil {
+	if err := g.src6.sync(sortKeys(s6, compareLpm6)); err != nil {
 		return fmt.Errorf("xdptap: guard: allowed IPv6 sources: %w", err)
 	}
 	return nil
 }
 
-func (g *guardState) setACL(want4 map[xdpAcl4]struct{}, want6 map[xdpAcl6]struct{}) error {
-	var err error
-	if g.rules4, err = syncSet(g.acl4, g.rules4, want4, MaxRules, compareACL4); err != nil {
+// setACL makes the ACL maps hold want4 and want6 (sorted: aclKeys).
+func (g *guardState) setACL(want4 []xdpAcl4, want6 []xdpAcl6) error {
+	if err := g.acl4.sync(want4); err != nil {
 		return fmt.Errorf("xdptap: ACL (IPv4): %w", err)
 	}
-	if g.rules6, err = syncSet(g.acl6, g.rules6, want6, MaxRules, compareACL6); err != nil {
+	if err := g.acl6.sync(want6); err != nil {
 		return fmt.Errorf("xdptap: ACL (IPv6): %w", err)
 	}
 	return nil
 }
 
 // aclKeys turns rules into the guard's LPM keys (struct acl4/acl6 in bpf/xdptap.c:
-// the prefix covers proto, pad and port, 32 bits, then the address).
-func aclKeys(rules []Rule) (map[xdpAcl4]struct{}, map[xdpAcl6]struct{}, error) {
-	k4 := make(map[xdpAcl4]struct{})
-	k6 := make(map[xdpAcl6]struct{})
+// the prefix covers proto, pad and port, 32 bits, then the address), sorted, without
+// duplicates.
+func aclKeys(rules []Rule) ([]xdpAcl4, []xdpAcl6, error) {
+	var k4 []xdpAcl4
+	var k6 []xdpAcl6
 	for _, r := range rules {
 		if err := r.Validate(); err != nil {
 			return nil, nil, fmt.Errorf("xdptap: ACL rule %q: %w", r, err)
 		}
 		if r.Prefix.Addr().Is4() {
-			k4[acl4Key(r)] = struct{}{}
+			if k4 == nil {
+				k4 = make([]xdpAcl4, 0, len(rules))
+			}
+			k4 = append(k4, acl4Key(r))
 		} else {
-			k6[acl6Key(r)] = struct{}{}
+			k6 = append(k6, acl6Key(r))
 		}
 	}
+	k4, k6 = sortKeys(k4, compareACL4), sortKeys(k6, compareACL6)
 	if len(k4) > MaxRules || len(k6) > MaxRules {
 		return nil, nil, fmt.Errorf("xdptap: ACL: more than %d rules of one family", MaxRules)
 	}
@@ -154,16 +153,51 @@ func acl6Key(r Rule) xdpAcl6 {
 	return xdpAcl6{Prefixlen: 32 + uint32(r.Prefix.Bits()), Proto: r.Proto, Port: be16(r.Port), Addr: r.Prefix.Addr().As16()}
 }
 
+// compareLpm4 and compareLpm6 order source prefixes as the trie sees their bits.
+func compareLpm4(a, b xdpLpm4) int {
+	if c := cmp.Compare(binary.BigEndian.Uint32(a.Addr[:]), binary.BigEndian.Uint32(b.Addr[:])); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.Prefixlen, b.Prefixlen)
+}
+
+func compareLpm6(a, b xdpLpm6) int {
+	if c := cmp.Compare(binary.BigEndian.Uint64(a.Addr[:8]), binary.BigEndian.Uint64(b.Addr[:8])); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(binary.BigEndian.Uint64(a.Addr[8:]), binary.BigEndian.Uint64(b.Addr[8:])); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.Prefixlen, b.Prefixlen)
+}
+
 // compareACL4 orders keys as the trie sees their bits: proto, pad, port (network order),
 // address, then the shorter prefix first.
 func compareACL4(a, b xdpAcl4) int {
-	return cmp.Or(cmp.Compare(a.Proto, b.Proto), cmp.Compare(a.Pad, b.Pad), cmp.Compare(be16(a.Port), be16(b.Port)),
-		bytes.Compare(a.Addr[:], b.Addr[:]), cmp.Compare(a.Prefixlen, b.Prefixlen))
+	if c := cmp.Compare(acl4Bits(a), acl4Bits(b)); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.Prefixlen, b.Prefixlen)
+}
+
+// acl4Bits is an acl4 key's data as one big-endian number.
+func acl4Bits(k xdpAcl4) uint64 {
+	return uint64(k.Proto)<<56 | uint64(k.Pad)<<48 | uint64(be16(k.Port))<<32 | uint64(binary.BigEndian.Uint32(k.Addr[:]))
 }
 
 func compareACL6(a, b xdpAcl6) int {
-	return cmp.Or(cmp.Compare(a.Proto, b.Proto), cmp.Compare(a.Pad, b.Pad), cmp.Compare(be16(a.Port), be16(b.Port)),
-		bytes.Compare(a.Addr[:], b.Addr[:]), cmp.Compare(a.Prefixlen, b.Prefixlen))
+	ha := uint64(a.Proto)<<24 | uint64(a.Pad)<<16 | uint64(be16(a.Port))
+	hb := uint64(b.Proto)<<24 | uint64(b.Pad)<<16 | uint64(be16(b.Port))
+	if c := cmp.Compare(ha, hb); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(binary.BigEndian.Uint64(a.Addr[:8]), binary.BigEndian.Uint64(b.Addr[:8])); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(binary.BigEndian.Uint64(a.Addr[8:]), binary.BigEndian.Uint64(b.Addr[8:])); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.Prefixlen, b.Prefixlen)
 }
 
 // UpdateACL replaces the guard's denied destinations with rules, without reloading the
@@ -215,122 +249,4 @@ func (a *Attachment) guardLocked() error {
 		return fmt.Errorf("xdptap: %s is not the guard", a.prog)
 	}
 	return nil
-}
-
-// syncSet makes m hold exactly the keys in want (values 1), given that it holds have
-// (nil: unknown). It returns what m holds afterwards: want, or nil after a failure.
-//
-// Additions are sorted by key (order, if not nil) before they go in: an LPM trie insert
-// walks the trie from the root, and keys in order walk paths the previous insert left in
-// the cache (about 1.3 to 1.6 times faster than random order; BenchmarkACLInsert).
-func syncSet[K comparable](m *ebpf.Map, have, want map[K]struct{}, max int, order func(a, b K) int) (map[K]struct{}, error) {
-	if have == nil {
-		if err := clearMap[K](m); err != nil {
-			return nil, err
-		}
-		have = map[K]struct{}{}
-	}
-	var add, del []K
-	for k := range want {
-		if _, ok := have[k]; !ok {
-			add = append(add, k)
-		}
-	}
-	union := len(have) + len(add)
-	for k := range have {
-		if _, ok := want[k]; !ok {
-			del = append(del, k)
-		}
-	}
-	if order != nil {
-		slices.SortFunc(add, order)
-	}
-	if union > max { // make room first
-		if err := deleteBatch(m, del); err != nil {
-			return nil, err
-		}
-		del = nil
-	}
-	if err := updateBatch(m, add); err != nil {
-		return nil, err
-	}
-	if err := deleteBatch(m, del); err != nil {
-		return nil, err
-	}
-	return want, nil
-}
-
-// batchSize bounds one BPF_MAP_*_BATCH call: the kernel walks the elements one by one
-// either way (generic_map_update_batch), so larger batches save nothing measurable and
-// cost a larger marshalling buffer (BenchmarkACLInsert: 4096 and 1M per call are even).
-const batchSize = 1 << 14
-
-// updateBatch writes keys with value 1, batchSize keys per BPF_MAP_UPDATE_BATCH (one
-// element at a time only where the kernel has no batch operations for the map).
-func updateBatch[K any](m *ebpf.Map, keys []K) error {
-	if len(keys) == 0 {
-		return nil
-	}
-	vals := make([]uint32, min(len(keys), batchSize))
-	for i := range vals {
-		vals[i] = 1
-	}
-	for done := 0; done < len(keys); {
-		chunk := keys[done:min(done+batchSize, len(keys))]
-		n, err := m.BatchUpdate(chunk, vals[:len(chunk)], nil)
-		if errors.Is(err, ebpf.ErrNotSupported) {
-			for i := done + n; i < len(keys); i++ {
-				if err := m.Put(&keys[i], &vals[0]); err != nil {
-					return fmt.Errorf("update %v: %w", keys[i], err)
-				}
-			}
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("batch update (%d of %d done): %w", done+n, len(keys), err)
-		}
-		if n == 0 {
-			return fmt.Errorf("batch update (%d of %d done): no progress", done, len(keys))
-		}
-		done += n
-	}
-	return nil
-}
-
-func deleteBatch[K any](m *ebpf.Map, keys []K) error {
-	for done := 0; done < len(keys); {
-		chunk := keys[done:min(done+batchSize, len(keys))]
-		n, err := m.BatchDelete(chunk, nil)
-		if errors.Is(err, ebpf.ErrNotSupported) {
-			for i := done + n; i < len(keys); i++ {
-				if err := m.Delete(&keys[i]); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-					return fmt.Errorf("delete %v: %w", keys[i], err)
-				}
-			}
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("batch delete (%d of %d done): %w", done+n, len(keys), err)
-		}
-		if n == 0 {
-			return fmt.Errorf("batch delete (%d of %d done): no progress", done, len(keys))
-		}
-		done += n
-	}
-	return nil
-}
-
-// clearMap deletes every key in m.
-func clearMap[K any](m *ebpf.Map) error {
-	var keys []K
-	var k K
-	var v []byte
-	it := m.Iterate()
-	for it.Next(&k, &v) {
-		keys = append(keys, k)
-	}
-	if err := it.Err(); err != nil {
-		return fmt.Errorf("list keys: %w", err)
-	}
-	return deleteBatch(m, keys)
 }

@@ -1,6 +1,8 @@
 package xdptap
 
 import (
+	"bytes"
+	"cmp"
 	"encoding/binary"
 	"net/netip"
 	"reflect"
@@ -99,7 +101,7 @@ func TestACLKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	want4 := xdpAcl4{Prefixlen: 40, Proto: protoTCP, Port: be16(0x1234), Addr: [4]byte{10}}
-	if _, ok := k4[want4]; !ok || len(k4) != 1 {
+	if len(k4) != 1 || k4[0] != want4 {
 		t.Errorf("k4 = %v, want %v", k4, want4)
 	}
 	var b [2]byte
@@ -108,7 +110,7 @@ func TestACLKeys(t *testing.T) {
 		t.Errorf("port bytes %x, want network order 12 34", b[:])
 	}
 	want6 := xdpAcl6{Prefixlen: 64, Addr: [16]byte{0x20, 0x01, 0x0d, 0xb8}}
-	if _, ok := k6[want6]; !ok || len(k6) != 1 {
+	if len(k6) != 1 || k6[0] != want6 {
 		t.Errorf("k6 = %v, want %v", k6, want6)
 	}
 	if _, _, err := aclKeys([]Rule{{Prefix: netip.MustParsePrefix("10.1.0.0/8")}}); err == nil {
@@ -170,5 +172,33 @@ func TestParseAddrList(t *testing.T) {
 	}
 	if v4, v6, err := ParseAddrList(""); v4 != nil || v6 != nil || err != nil {
 		t.Errorf("empty list: %v %v %v", v4, v6, err)
+	}
+}
+
+// The key orders agree with the byte order the trie walks.
+func TestCompareACL(t *testing.T) {
+	keyBytes := func(proto, pad uint8, port uint16, addr []byte) []byte {
+		return append([]byte{proto, pad, byte(port >> 8), byte(port)}, addr...)
+	}
+	rules := benchRules(2000)
+	for i := 1; i < len(rules); i++ {
+		ra, rb := rules[i-1], rules[i]
+		a, b := acl4Key(ra), acl4Key(rb)
+		want := cmp.Or(bytes.Compare(keyBytes(a.Proto, a.Pad, ra.Port, a.Addr[:]), keyBytes(b.Proto, b.Pad, rb.Port, b.Addr[:])), cmp.Compare(a.Prefixlen, b.Prefixlen))
+		if got := compareACL4(a, b); got != want {
+			t.Fatalf("compareACL4(%v, %v) = %d, want %d", ra, rb, got, want)
+		}
+		// The same rules moved into IPv6 (2001:db8::/32 + the IPv4 address).
+		to6 := func(r Rule) Rule {
+			a16 := [16]byte{0x20, 0x01, 0x0d, 0xb8}
+			copy(a16[12:], r.Prefix.Addr().AsSlice())
+			return Rule{Prefix: netip.PrefixFrom(netip.AddrFrom16(a16), 96+r.Prefix.Bits()), Proto: r.Proto, Port: r.Port}
+		}
+		r6a, r6b := to6(ra), to6(rb)
+		a6, b6 := acl6Key(r6a), acl6Key(r6b)
+		want6 := cmp.Or(bytes.Compare(keyBytes(a6.Proto, a6.Pad, r6a.Port, a6.Addr[:]), keyBytes(b6.Proto, b6.Pad, r6b.Port, b6.Addr[:])), cmp.Compare(a6.Prefixlen, b6.Prefixlen))
+		if got := compareACL6(a6, b6); got != want6 {
+			t.Fatalf("compareACL6(%v, %v) = %d, want %d", r6a, r6b, got, want6)
+		}
 	}
 }
