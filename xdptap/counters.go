@@ -38,7 +38,7 @@ func (a *Attachment) Counters() (map[string]uint64, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.closed {
-		return nil, errClosed
+		return nil, ErrClosed
 	}
 	out := map[string]uint64{}
 	var err error

@@ -243,7 +243,7 @@ func (a *Attachment) UpdateGuard(g GuardConfig) error {
 
 func (a *Attachment) guardLocked() error {
 	if a.closed {
-		return errClosed
+		return ErrClosed
 	}
 	if a.guard == nil {
 		return fmt.Errorf("xdptap: %s is not the guard", a.prog)

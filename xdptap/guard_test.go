@@ -195,7 +195,7 @@ func TestGuardACL(t *testing.T) {
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.UpdateACL(nil); !errors.Is(err, errClosed) {
+	if err := a.UpdateACL(nil); !errors.Is(err, ErrClosed) {
 		t.Fatalf("UpdateACL after Close = %v", err)
 	}
 }
@@ -216,5 +216,16 @@ func TestGuardConfigRejected(t *testing.T) {
 	}
 	if err := guestGuard().validate(); err != nil {
 		t.Fatal(err)
+	}
+	// Refused before anything is loaded: no privileges needed.
+	rules := []Rule{{Prefix: netip.MustParsePrefix("10.0.0.0/8")}}
+	if _, err := Attach(1, Config{Mode: ModeCount, ACL: rules}); err == nil {
+		t.Error("an ACL with mode count accepted")
+	}
+	if _, err := Attach(1, Config{Mode: ModeGuard, Macvtap: true, Guard: guestGuard()}); err == nil {
+		t.Error("the guard on a macvtap accepted")
+	}
+	if _, err := Attach(0, Config{Mode: ModeCount}); err == nil {
+		t.Error("ifindex 0 accepted")
 	}
 }

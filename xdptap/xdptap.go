@@ -152,6 +152,9 @@ func Attach(ifindex int, c Config) (*Attachment, error) {
 	if ifindex <= 0 {
 		return nil, fmt.Errorf("xdptap: attach: bad ifindex %d", ifindex)
 	}
+	if len(c.ACL) > 0 && c.Mode != ModeGuard {
+		return nil, fmt.Errorf("xdptap: attach: an ACL needs mode guard, not %v", c.Mode)
+	}
 	if c.Macvtap && (c.Mode == ModeGuard || c.Mode == ModeReflect || c.Mode == ModeSwitch) {
 		// See the package doc, "macvtap".
 		return nil, fmt.Errorf("xdptap: attach: %v does not work on a macvtap: frames the guest writes leave through the lower device's transmit path and never reach XDP on the macvtap; use a TAP", c.Mode)
@@ -266,7 +269,9 @@ func (a *Attachment) release() {
 	a.guard = nil
 }
 
-var errClosed = errors.New("xdptap: attachment closed")
+// ErrClosed is returned by an Attachment's methods after Close: the program is detached
+// and its maps are gone; Attach again to get them back.
+var ErrClosed = errors.New("xdptap: attachment closed")
 
 // removeMemlock lifts RLIMIT_MEMLOCK for kernels that still charge BPF memory to it
 // (before 5.11); a no-op on kernels with memcg accounting.
