@@ -6,8 +6,8 @@
 #
 # Needs clang and llvm-strip (Debian 12: clang 14, llvm 14), the kernel UAPI and libbpf
 # headers (linux-libc-dev, libbpf-dev), and the Go module proxy (or a module cache holding
-# github.com/cilium/ebpf v0.22.0) for bpf2go. The objects depend on the clang version:
-# regenerate with the version named in CLANG_VERSION.
+# github.com/cilium/ebpf at go.mod's version and its dependencies) for bpf2go. The objects
+# depend on the clang version: regenerate with the version named in CLANG_VERSION.
 set -eu
 cd "$(dirname "$0")"
 out=$(mkdir -p "${1:-.}" && cd "${1:-.}" && pwd)
@@ -23,8 +23,11 @@ if [ "$have" != "$want" ]; then
 	echo "gen.sh: warning: clang $have, the committed objects came from clang $want; output may differ" >&2
 fi
 
+# bpf2go at the version of cilium/ebpf that go.mod requires, so the bindings match the
+# library they are built against (go run pkg@version leaves go.mod and go.sum alone).
+ebpf=$(go list -m -f '{{.Version}}' github.com/cilium/ebpf)
 GOPACKAGE=xdptap BPF2GO_CC="$cc" BPF2GO_STRIP="$strip" \
-	go run github.com/cilium/ebpf/cmd/bpf2go@v0.22.0 -target bpfel -output-dir "$out" \
+	go run "github.com/cilium/ebpf/cmd/bpf2go@$ebpf" -target bpfel -output-dir "$out" \
 	-cflags "$cflags" xdp bpf/xdptap.c
 
 mkdir -p "$out/testdata"
