@@ -297,3 +297,44 @@ func TestMacvtap(t *testing.T) {
 		}
 	}
 }
+
+// Two switches opened on the same pin path (two vhostd processes) share their ports.
+func TestSwitchPinned(t *testing.T) {
+	requireXDP(t)
+	dir := t.TempDir()
+	if err := unix.Mount("bpf", dir, "bpf", 0, ""); err != nil {
+		privtest.Missing(t, "mount a BPF filesystem on %s: %v", dir, err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(dir, 0); err != nil {
+			t.Errorf("unmount %s: %v", dir, err)
+		}
+	})
+	s1, err := OpenSwitch(SwitchConfig{PinPath: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s1.Close()
+	s2, err := OpenSwitch(SwitchConfig{PinPath: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	lo, err := net.InterfaceByName("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s1.AddPort(lo.Index, guestMAC); err != nil {
+		t.Fatal(err)
+	}
+	var ifindex uint32
+	if err := s2.fdb.Lookup(&xdpMacKey{Addr: [6]byte(guestMAC)}, &ifindex); err != nil || ifindex != uint32(lo.Index) {
+		t.Fatalf("the second switch sees %v -> %d, %v; want ifindex %d", guestMAC, ifindex, err, lo.Index)
+	}
+	if err := s2.RemovePort(lo.Index); err != nil {
+		t.Fatal(err)
+	}
+	if err := s1.fdb.Lookup(&xdpMacKey{Addr: [6]byte(guestMAC)}, &ifindex); err == nil {
+		t.Fatal("the port removed through one switch is still in the other")
+	}
+}
