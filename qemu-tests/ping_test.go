@@ -13,6 +13,7 @@ const pingScript = "pingcheck $HIP\n"
 func TestPing(t *testing.T) {
 	b := StartBed(t, BedConfig{Guest: guestOpts(PingBothWays)})
 	b.CheckPingBothWays(0)
+	b.WaitExit()
 }
 
 // TestClientMode is TestPing with vhostd as the vhost-user client (--client) of a listening
@@ -20,4 +21,5 @@ func TestPing(t *testing.T) {
 func TestClientMode(t *testing.T) {
 	b := StartBed(t, BedConfig{Client: true, Guest: guestOpts(PingBothWays)})
 	b.CheckPingBothWays(0)
+	b.WaitExit()
 }
