@@ -51,15 +51,19 @@ func Main(args []string) error {
 	out := fs.String("out", "", "output directory (default: perf/ for a full run, a temporary directory for --smoke)")
 	o := Options{}
 	fs.IntVar(&o.Rounds, "rounds", 5, "interleaved rounds (A B C A B C ...)")
-	fs.DurationVar(&o.Window, "window", time.Second, "throughput measurement window")
-	fs.DurationVar(&o.Warmup, "warmup", 300*time.Millisecond, "time after traffic starts before the window")
+	fs.DurationVar(&o.Window, "window", 800*time.Millisecond, "throughput measurement window")
+	fs.DurationVar(&o.Warmup, "warmup", 200*time.Millisecond, "time after traffic starts before the window")
 	fs.DurationVar(&o.Ping, "ping", 1500*time.Millisecond, "ping-pong duration")
-	fs.DurationVar(&o.Idle, "idle", 2*time.Second, "idle measurement window")
+	fs.DurationVar(&o.Idle, "idle", 1500*time.Millisecond, "idle measurement window")
 	fs.StringVar(&o.Vhostd, "vhostd", "", "vhostd binary")
 	fs.StringVar(&o.Testpmd, "testpmd", "dpdk-testpmd", "testpmd binary")
 	fs.StringVar(&o.Only, "only", "", "run only the groups whose name contains this")
+	from := fs.String("from", "", "re-render RESULTS.md and plots from this results.json without measuring")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *from != "" {
+		return rerender(*from, *out)
 	}
 	o.Smoke = *smoke
 	if o.Smoke {
@@ -112,21 +116,7 @@ func Main(args []string) error {
 	}
 	res.Seconds = time.Since(t0).Seconds()
 	res.analyse()
-	if err := os.MkdirAll(filepath.Join(*out, "plots"), 0o755); err != nil {
-		return err
-	}
-	b, err := json.MarshalIndent(res, "", "  ")
-	if err != nil {
-		return fmt.Errorf("results.json: %w", err)
-	}
-	if err := os.WriteFile(filepath.Join(*out, "results.json"), append(b, '\n'), 0o644); err != nil {
-		return err
-	}
-	plots, err := res.plot(filepath.Join(*out, "plots"))
-	if err != nil {
-		return fmt.Errorf("plots: %w", err)
-	}
-	if err := os.WriteFile(filepath.Join(*out, "RESULTS.md"), []byte(res.markdown(plots)), 0o644); err != nil {
+	if err := res.write(*out); err != nil {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "vperf: %d runs in %.0f s; wrote %s/RESULTS.md, results.json, plots/\n", len(res.Runs), res.Seconds, *out)
@@ -140,6 +130,46 @@ func Main(args []string) error {
 		return fmt.Errorf("%d of %d runs failed (see results.json)", errs, len(res.Runs))
 	}
 	return nil
+}
+
+// rerender re-analyses a results.json and rewrites it with RESULTS.md and
+// the plots next to it (or in out).
+func rerender(from, out string) error {
+	b, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	res := &Results{}
+	if err := json.Unmarshal(b, res); err != nil {
+		return err
+	}
+	if out == "" {
+		out = filepath.Dir(from)
+	}
+	for i := range res.Runs {
+		res.Runs[i].Noisy = nil
+	}
+	res.Summary, res.Ratios, res.Targets = nil, nil, nil
+	res.analyse()
+	return res.write(out)
+}
+
+func (res *Results) write(out string) error {
+	if err := os.MkdirAll(filepath.Join(out, "plots"), 0o755); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return fmt.Errorf("results.json: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(out, "results.json"), append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	plots, err := res.plot(filepath.Join(out, "plots"))
+	if err != nil {
+		return fmt.Errorf("plots: %w", err)
+	}
+	return os.WriteFile(filepath.Join(out, "RESULTS.md"), []byte(res.markdown(plots)), 0o644)
 }
 
 func machine(o Options) Machine {
