@@ -37,25 +37,26 @@ func benchRules(n int) []Rule {
 	return out
 }
 
-// newACLMap creates an empty map like the guard's guard_acl4.
+// newACLMap creates an empty map like the guard's guard_acl4_lo.
 func newACLMap(b testing.TB) *ebpf.Map {
 	spec, err := builtin()
 	if err != nil {
 		panic(err)
 	}
-	m, err := ebpf.NewMap(spec.Maps[xdpMapGuardAcl4])
+	m, err := ebpf.NewMap(spec.Maps[xdpMapGuardAcl4Lo])
 	if err != nil {
 		panic(err)
 	}
 	return m
 }
 
-// BenchmarkACLInsert measures how fast rules go into the guard's ACL (an LPM trie): one
-// BPF_MAP_UPDATE_ELEM per rule against BPF_MAP_UPDATE_BATCH in batches of 4096 and of
-// batchSize (what UpdateACL uses), each in random and in sorted key order, and the whole
-// UpdateACL path (build and diff the key set, sort, batched updates). Each iteration fills
-// an empty map with the same n rules. Read rules/s and rules/cpu-s, and the ratios within
-// one run: the machines are shared and noisy.
+// BenchmarkACLInsert measures how fast rules go into the guard's ACL: into one LPM trie,
+// one BPF_MAP_UPDATE_ELEM per rule against BPF_MAP_UPDATE_BATCH in batches of 4096 and of
+// batchSize, each in random and in sorted key order; and the whole UpdateACL path (keys
+// built, sorted and diffed against what the maps hold, then batched updates into the two
+// shard tries in parallel). Each iteration fills empty maps with the same n IPv4 rules.
+// Read rules/s and rules/cpu-s, and the ratios within one run: the machines are shared
+// and noisy.
 //
 //	go test -run '^$' -bench ACLInsert -benchtime 3x ./xdptap/
 func BenchmarkACLInsert(b *testing.B) {
@@ -73,8 +74,8 @@ func BenchmarkACLInsert(b *testing.B) {
 			keys []xdpAcl4
 		}{{"random", keys}, {"sorted", sorted}} {
 			b.Run(fmt.Sprintf("n=%d/%s/single", n, order.name), func(b *testing.B) {
-				benchInsert(b, func(m *ebpf.Map) error {
-					one := uint32(1)
+				benchInsert(b, 1, func(ms []*ebpf.Map) error {
+					m, one := ms[0], uint32(1)
 					for i := range order.keys {
 						if err := m.Put(&order.keys[i], &one); err != nil {
 							return err
@@ -85,9 +86,9 @@ func BenchmarkACLInsert(b *testing.B) {
 			})
 			for _, batch := range []int{4096, batchSize} {
 				b.Run(fmt.Sprintf("n=%d/%s/batch=%d", n, order.name, batch), func(b *testing.B) {
-					benchInsert(b, func(m *ebpf.Map) error {
+					benchInsert(b, 1, func(ms []*ebpf.Map) error {
 						for i := 0; i < n; i += batch {
-							if err := updateBatch(m, order.keys[i:min(i+batch, n)]); err != nil {
+							if err := updateBatch(ms[0], order.keys[i:min(i+batch, n)]); err != nil {
 								return err
 							}
 						}
@@ -97,8 +98,11 @@ func BenchmarkACLInsert(b *testing.B) {
 			}
 		}
 		b.Run(fmt.Sprintf("n=%d/UpdateACL", n), func(b *testing.B) {
-			benchInsert(b, func(m *ebpf.Map) error {
-				g := &guardState{acl4: newMapSet(m, MaxRules, compareACL4), acl6: newMapSet[xdpAcl6](nil, MaxRules, compareACL6)}
+			benchInsert(b, 2, func(ms []*ebpf.Map) error {
+				g := &guardState{
+					acl4: [2]*mapSet[xdpAcl4]{newMapSet(ms[0], MaxRules, compareACL4), newMapSet(ms[1], MaxRules, compareACL4)},
+					acl6: [2]*mapSet[xdpAcl6]{newMapSet[xdpAcl6](nil, MaxRules, compareACL6), newMapSet[xdpAcl6](nil, MaxRules, compareACL6)},
+				}
 				k4, k6, err := aclKeys(rules)
 				if err != nil {
 					return err
@@ -109,24 +113,30 @@ func BenchmarkACLInsert(b *testing.B) {
 	}
 }
 
-// benchInsert times fill on a fresh ACL map per iteration and reports rules/s (wall
-// clock) and rules/cpu-s (the process's user+system CPU time during fill: on a shared
-// machine, the rate the work would reach with a CPU to itself).
-func benchInsert(b *testing.B, fill func(*ebpf.Map) error) {
+// benchInsert times fill on nmaps fresh ACL maps per iteration and reports rules/s
+// (wall clock) and rules/cpu-s (the process's user+system CPU time during fill: with
+// one thread, the rate the work would reach with a CPU to itself).
+func benchInsert(b *testing.B, nmaps int, fill func([]*ebpf.Map) error) {
 	var n int
 	var cpu time.Duration
 	for b.Loop() {
 		b.StopTimer()
-		m := newACLMap(b)
+		ms := make([]*ebpf.Map, nmaps)
+		for i := range ms {
+			ms[i] = newACLMap(b)
+		}
 		c0 := cpuTime(b)
 		b.StartTimer()
-		if err := fill(m); err != nil {
+		if err := fill(ms); err != nil {
 			b.Fatal(err)
 		}
 		b.StopTimer()
 		cpu += cpuTime(b) - c0
-		n = countKeys(b, m)
-		m.Close()
+		n = 0
+		for _, m := range ms {
+			n += countKeys(b, m)
+			m.Close()
+		}
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "rules/s")

@@ -11,7 +11,7 @@
 //	           +------------------------------------------------+        v
 //	           | XDP hook, native (generic on macvtap)          |<-- BPF link (goes with the process)
 //	           |   xdp_guard       -> PASS / DROP + reason       |<-- guard_config, guard_src4/6,
-//	           |   xdp_count       -> PASS       (per queue)     |    guard_acl4/6 (batched updates)
+//	           |   xdp_count       -> PASS       (per queue)     |    guard_acl4/6_lo/hi (batched)
 //	           |   xdp_count_drop  -> DROP       (perf sink)     |--> guard_stats, queue_stats,
 //	           |   xdp_reflect     -> devmap: same TAP (loop)    |    switch_stats (per-CPU counters)
 //	           |   xdp_switch      -> devmap: other guest's TAP  |<-- switch_fdb, switch_ports (Switch)
@@ -28,9 +28,11 @@
 //
 //   - xdp_guard (ModeGuard): anti-spoofing and ACL. Maps: guard_config (array[1]: the
 //     guest's MAC, flags), guard_src4 / guard_src6 (LPM tries, 1024 each: allowed source
-//     prefixes), guard_acl4 / guard_acl6 (LPM tries, MaxRules each: denied destinations,
-//     key = proto, pad, port, address; three lookups per packet: with the port, with the
-//     protocol alone, with neither; a non-first IPv4 or IPv6 fragment has no port, so only
+//     prefixes), guard_acl4_lo/_hi and guard_acl6_lo/_hi (LPM tries, MaxRules each:
+//     denied destinations, key = proto, pad, port, address; each family split by the top
+//     bit of the destination address so that two CPUs fill them in parallel, a /0 rule in
+//     both; a packet meets the one trie of its destination, three lookups: with the port,
+//     with the protocol alone, with neither; a non-first IPv4 or IPv6 fragment has no port, so only
 //     prefix and protocol rules apply to it, while its first fragment meets the port
 //     rules), guard_stats (per-CPU array). Checks, in order: the
 //     Ethernet source is the guest's MAC (else drop_src_mac); VLAN-tagged frames are
@@ -76,8 +78,9 @@
 //
 // The ACL changes at runtime without reloading: UpdateACL (or LoadRules, a rules file in
 // ParseRules' format, re-read on SIGHUP) writes only the difference from what the map
-// holds, sorted, with BPF_MAP_UPDATE_BATCH / BPF_MAP_DELETE_BATCH. BenchmarkACLInsert
-// measures the insertion rate against one update per rule.
+// holds, sorted, with BPF_MAP_UPDATE_BATCH / BPF_MAP_DELETE_BATCH, the two shard tries of
+// a family in parallel. BenchmarkACLInsert measures the insertion rate against one update
+// per rule.
 //
 // # Regenerating
 //

@@ -3,7 +3,9 @@ package xdptap
 import (
 	"cmp"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/cilium/ebpf"
 )
@@ -17,8 +19,9 @@ type guardState struct {
 	cfg  *ebpf.Map
 	src4 *mapSet[xdpLpm4]
 	src6 *mapSet[xdpLpm6]
-	acl4 *mapSet[xdpAcl4]
-	acl6 *mapSet[xdpAcl6]
+	// The ACL tries, by the top bit of the destination address (shardOf).
+	acl4 [2]*mapSet[xdpAcl4]
+	acl6 [2]*mapSet[xdpAcl6]
 }
 
 func (a *Attachment) loadGuard(c Config) (*ebpf.Program, error) {
@@ -38,8 +41,14 @@ func (a *Attachment) loadGuard(c Config) (*ebpf.Program, error) {
 		cfg:  m[xdpMapGuardConfig],
 		src4: newMapSet(m[xdpMapGuardSrc4], maxSources, compareLpm4),
 		src6: newMapSet(m[xdpMapGuardSrc6], maxSources, compareLpm6),
-		acl4: newMapSet(m[xdpMapGuardAcl4], MaxRules, compareACL4),
-		acl6: newMapSet(m[xdpMapGuardAcl6], MaxRules, compareACL6),
+		acl4: [2]*mapSet[xdpAcl4]{
+			newMapSet(m[xdpMapGuardAcl4Lo], MaxRules, compareACL4),
+			newMapSet(m[xdpMapGuardAcl4Hi], MaxRules, compareACL4),
+		},
+		acl6: [2]*mapSet[xdpAcl6]{
+			newMapSet(m[xdpMapGuardAcl6Lo], MaxRules, compareACL6),
+			newMapSet(m[xdpMapGuardAcl6Hi], MaxRules, compareACL6),
+		},
 	}
 	if err := a.guard.setGuard(c.Guard); err != nil {
 		return nil, err
@@ -101,15 +110,53 @@ func (g *guardState) setGuard(c GuardConfig) error {
 	return nil
 }
 
-// setACL makes the ACL maps hold want4 and want6 (sorted: aclKeys).
+// setACL makes the ACL maps hold want4 and want6 (sorted: aclKeys). The two shards are
+// written in parallel, one goroutine (so one thread, blocked in the kernel) each: an LPM
+// trie serializes its inserts on one lock, two tries do not (BenchmarkACLInsert).
 func (g *guardState) setACL(want4 []xdpAcl4, want6 []xdpAcl6) error {
-	if err := g.acl4.sync(want4); err != nil {
-		return fmt.Errorf("xdptap: ACL (IPv4): %w", err)
+	var errs [2]error
+	var wg sync.WaitGroup
+	for shard := range 2 {
+		wg.Go(func() {
+			if err := g.acl4[shard].sync(shardKeys(want4, shard, acl4Shards)); err != nil {
+				errs[shard] = fmt.Errorf("xdptap: ACL (IPv4, shard %d): %w", shard, err)
+				return
+			}
+			if err := g.acl6[shard].sync(shardKeys(want6, shard, acl6Shards)); err != nil {
+				errs[shard] = fmt.Errorf("xdptap: ACL (IPv6, shard %d): %w", shard, err)
+			}
+		})
 	}
-	if err := g.acl6.sync(want6); err != nil {
-		return fmt.Errorf("xdptap: ACL (IPv6): %w", err)
+	wg.Wait()
+	return errors.Join(errs[0], errs[1])
+}
+
+// acl4Shards and acl6Shards say which tries a key goes in: bit 0 for _lo, bit 1 for _hi.
+// The top bit of the address picks one; a /0 prefix (prefixlen 32) matches addresses of
+// both halves and goes in both.
+func acl4Shards(k xdpAcl4) uint8 {
+	if k.Prefixlen <= 32 {
+		return 3
 	}
-	return nil
+	return 1 << (k.Addr[0] >> 7)
+}
+
+func acl6Shards(k xdpAcl6) uint8 {
+	if k.Prefixlen <= 32 {
+		return 3
+	}
+	return 1 << (k.Addr[0] >> 7)
+}
+
+// shardKeys returns the keys of shard, in their order.
+func shardKeys[K any](keys []K, shard int, shards func(K) uint8) []K {
+	out := make([]K, 0, len(keys)/2+1)
+	for _, k := range keys {
+		if shards(k)&(1<<shard) != 0 {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 // aclKeys turns rules into the guard's LPM keys (struct acl4/acl6 in bpf/xdptap.c:

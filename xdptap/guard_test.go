@@ -111,6 +111,7 @@ func TestGuardACL(t *testing.T) {
 		{Prefix: netip.MustParsePrefix("198.51.100.7/32"), Proto: protoTCP, Port: 22}, // one port
 		{Prefix: netip.MustParsePrefix("203.0.113.0/24"), Proto: protoUDP},            // one protocol
 		{Prefix: netip.MustParsePrefix("2001:db8:dead::/48"), Proto: protoTCP, Port: 443},
+		{Prefix: netip.MustParsePrefix("fd00::/8"), Proto: protoUDP}, // the other shard
 	}
 	a := attach(t, d.Ifindex(), Config{Mode: ModeGuard, Guard: g, ACL: rules})
 	udp, tcp := layers.IPProtocolUDP, layers.IPProtocolTCP
@@ -141,6 +142,8 @@ func TestGuardACL(t *testing.T) {
 		{"proto rule other proto", ipFrame(t, guestMAC, guestIP4, "203.0.113.9", tcp, 1000, 5353), "xdp_guard_pass"},
 		{"ipv6 port rule hit", ipFrame(t, guestMAC, guestIP6, "2001:db8:dead:1::1", tcp, 1000, 443), "xdp_guard_drop_acl_ipv6"},
 		{"ipv6 port rule miss", ipFrame(t, guestMAC, guestIP6, "2001:db8:dead:1::1", tcp, 1000, 80), "xdp_guard_pass"},
+		{"ipv6 upper half", ipFrame(t, guestMAC, guestIP6, "fd00::1", udp, 1000, 80), "xdp_guard_drop_acl_ipv6"},
+		{"ipv6 upper half other proto", ipFrame(t, guestMAC, guestIP6, "fd00::1", tcp, 1000, 80), "xdp_guard_pass"},
 		{"spoof beats acl", ipFrame(t, guestMAC, "10.9.0.99", "192.0.2.77", udp, 1, 9), "xdp_guard_drop_src_ipv4"},
 	})
 
@@ -167,6 +170,8 @@ func TestGuardACL(t *testing.T) {
 	check("after LoadRules", []frameCase{
 		{"old rule gone", ipFrame(t, guestMAC, guestIP4, "198.51.100.7", tcp, 1000, 22), "xdp_guard_pass"},
 		{"default route port", ipFrame(t, guestMAC, guestIP4, "8.8.8.8", tcp, 1000, 25), "xdp_guard_drop_acl_ipv4"},
+		{"default route port, upper half", ipFrame(t, guestMAC, guestIP4, "200.1.1.1", tcp, 1000, 25), "xdp_guard_drop_acl_ipv4"},
+		{"ipv6 upper half rule gone", ipFrame(t, guestMAC, guestIP6, "fd00::1", udp, 1000, 80), "xdp_guard_pass"},
 		{"ipv6 host port", ipFrame(t, guestMAC, guestIP6, "2001:db8:9::1", udp, 1000, 53), "xdp_guard_drop_acl_ipv6"},
 	})
 

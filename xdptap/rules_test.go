@@ -202,3 +202,32 @@ func TestCompareACL(t *testing.T) {
 		}
 	}
 }
+
+// A key goes in the trie of its address's top bit; a /0 goes in both.
+func TestShardKeys(t *testing.T) {
+	rules := []Rule{
+		{Prefix: netip.MustParsePrefix("0.0.0.0/0"), Proto: protoTCP, Port: 25},
+		{Prefix: netip.MustParsePrefix("10.0.0.0/8")},
+		{Prefix: netip.MustParsePrefix("128.0.0.0/1")},
+		{Prefix: netip.MustParsePrefix("200.0.0.0/8"), Proto: protoUDP},
+	}
+	k4, _, err := aclKeys(rules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lo, hi := shardKeys(k4, 0, acl4Shards), shardKeys(k4, 1, acl4Shards)
+	want := func(rs ...Rule) []xdpAcl4 {
+		var ks []xdpAcl4
+		for _, r := range rs {
+			ks = append(ks, acl4Key(r))
+		}
+		return sortKeys(ks, compareACL4)
+	}
+	if !reflect.DeepEqual(lo, want(rules[0], rules[1])) || !reflect.DeepEqual(hi, want(rules[0], rules[2], rules[3])) {
+		t.Fatalf("lo %v hi %v", lo, hi)
+	}
+	_, k6, _ := aclKeys([]Rule{{Prefix: netip.MustParsePrefix("::/0")}, {Prefix: netip.MustParsePrefix("fd00::/8")}})
+	if l, h := shardKeys(k6, 0, acl6Shards), shardKeys(k6, 1, acl6Shards); len(l) != 1 || len(h) != 2 {
+		t.Fatalf("IPv6: lo %v hi %v", l, h)
+	}
+}

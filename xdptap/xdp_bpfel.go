@@ -66,8 +66,10 @@ type xdpQueueCount struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	xdpMapGuardAcl4     = "guard_acl4"
-	xdpMapGuardAcl6     = "guard_acl6"
+	xdpMapGuardAcl4Hi   = "guard_acl4_hi"
+	xdpMapGuardAcl4Lo   = "guard_acl4_lo"
+	xdpMapGuardAcl6Hi   = "guard_acl6_hi"
+	xdpMapGuardAcl6Lo   = "guard_acl6_lo"
 	xdpMapGuardConfig   = "guard_config"
 	xdpMapGuardSrc4     = "guard_src4"
 	xdpMapGuardSrc6     = "guard_src6"
@@ -137,8 +139,10 @@ type xdpProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type xdpMapSpecs struct {
-	GuardAcl4   *ebpf.MapSpec `ebpf:"guard_acl4"`
-	GuardAcl6   *ebpf.MapSpec `ebpf:"guard_acl6"`
+	GuardAcl4Hi *ebpf.MapSpec `ebpf:"guard_acl4_hi"`
+	GuardAcl4Lo *ebpf.MapSpec `ebpf:"guard_acl4_lo"`
+	GuardAcl6Hi *ebpf.MapSpec `ebpf:"guard_acl6_hi"`
+	GuardAcl6Lo *ebpf.MapSpec `ebpf:"guard_acl6_lo"`
 	GuardConfig *ebpf.MapSpec `ebpf:"guard_config"`
 	GuardSrc4   *ebpf.MapSpec `ebpf:"guard_src4"`
 	GuardSrc6   *ebpf.MapSpec `ebpf:"guard_src6"`
@@ -176,8 +180,10 @@ func (o *xdpObjects) Close() error {
 //
 // It can be passed to loadXdpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type xdpMaps struct {
-	GuardAcl4   *ebpf.Map `ebpf:"guard_acl4"`
-	GuardAcl6   *ebpf.Map `ebpf:"guard_acl6"`
+	GuardAcl4Hi *ebpf.Map `ebpf:"guard_acl4_hi"`
+	GuardAcl4Lo *ebpf.Map `ebpf:"guard_acl4_lo"`
+	GuardAcl6Hi *ebpf.Map `ebpf:"guard_acl6_hi"`
+	GuardAcl6Lo *ebpf.Map `ebpf:"guard_acl6_lo"`
 	GuardConfig *ebpf.Map `ebpf:"guard_config"`
 	GuardSrc4   *ebpf.Map `ebpf:"guard_src4"`
 	GuardSrc6   *ebpf.Map `ebpf:"guard_src6"`
@@ -191,8 +197,10 @@ type xdpMaps struct {
 
 func (m *xdpMaps) Close() error {
 	return _XdpClose(
-		m.GuardAcl4,
-		m.GuardAcl6,
+		m.GuardAcl4Hi,
+		m.GuardAcl4Lo,
+		m.GuardAcl6Hi,
+		m.GuardAcl6Lo,
 		m.GuardConfig,
 		m.GuardSrc4,
 		m.GuardSrc6,

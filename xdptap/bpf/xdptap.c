@@ -270,21 +270,23 @@ struct acl6 {
 
 #define ACL_MAX (1 << 20)
 
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, ACL_MAX);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct acl4);
-	__type(value, __u32);
-} guard_acl4 SEC(".maps");
+// Each family's ACL is split in two tries by the top bit of the destination address (_lo:
+// 0, _hi: 1; a rule for a /0 prefix is in both), so that userspace fills the two in
+// parallel, one CPU each: an LPM trie takes one lock for every insert. A packet meets one
+// trie, chosen by its destination.
+#define ACL_MAP(name, ktype)                                                               \
+	struct {                                                                           \
+		__uint(type, BPF_MAP_TYPE_LPM_TRIE);                                       \
+		__uint(max_entries, ACL_MAX);                                              \
+		__uint(map_flags, BPF_F_NO_PREALLOC);                                      \
+		__type(key, struct ktype);                                                 \
+		__type(value, __u32);                                                      \
+	} name SEC(".maps")
 
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, ACL_MAX);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct acl6);
-	__type(value, __u32);
-} guard_acl6 SEC(".maps");
+ACL_MAP(guard_acl4_lo, acl4);
+ACL_MAP(guard_acl4_hi, acl4);
+ACL_MAP(guard_acl6_lo, acl6);
+ACL_MAP(guard_acl6_hi, acl6);
 
 enum guard_counter {
 	GUARD_PASS,
@@ -335,32 +337,46 @@ static __always_inline int src6_allowed(const __u8 *addr)
 	return bpf_map_lookup_elem(&guard_src6, &k) != 0;
 }
 
+static __always_inline int acl4_lookup(struct acl4 *k)
+{
+	if (k->addr[0] & 0x80)
+		return bpf_map_lookup_elem(&guard_acl4_hi, k) != 0;
+	return bpf_map_lookup_elem(&guard_acl4_lo, k) != 0;
+}
+
+static __always_inline int acl6_lookup(struct acl6 *k)
+{
+	if (k->addr[0] & 0x80)
+		return bpf_map_lookup_elem(&guard_acl6_hi, k) != 0;
+	return bpf_map_lookup_elem(&guard_acl6_lo, k) != 0;
+}
+
 // acl4_denied looks the destination up three times: with the port (when known), with the
 // protocol alone, and with neither.
 static __always_inline int acl4_denied(__be32 dst, __u8 proto, __be16 port)
 {
 	struct acl4 k = {.prefixlen = 64, .proto = proto, .port = port};
 	__builtin_memcpy(k.addr, &dst, 4);
-	if (port && bpf_map_lookup_elem(&guard_acl4, &k))
+	if (port && acl4_lookup(&k))
 		return 1;
 	k.port = 0;
-	if (bpf_map_lookup_elem(&guard_acl4, &k))
+	if (acl4_lookup(&k))
 		return 1;
 	k.proto = 0;
-	return bpf_map_lookup_elem(&guard_acl4, &k) != 0;
+	return acl4_lookup(&k);
 }
 
 static __always_inline int acl6_denied(const __u8 *dst, __u8 proto, __be16 port)
 {
 	struct acl6 k = {.prefixlen = 160, .proto = proto, .port = port};
 	__builtin_memcpy(k.addr, dst, 16);
-	if (port && bpf_map_lookup_elem(&guard_acl6, &k))
+	if (port && acl6_lookup(&k))
 		return 1;
 	k.port = 0;
-	if (bpf_map_lookup_elem(&guard_acl6, &k))
+	if (acl6_lookup(&k))
 		return 1;
 	k.proto = 0;
-	return bpf_map_lookup_elem(&guard_acl6, &k) != 0;
+	return acl6_lookup(&k);
 }
 
 static __always_inline int has_ports(__u8 proto)
