@@ -82,7 +82,7 @@ func (res *Results) markdown(plots []string) string {
 		w("| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", g.Name, p, cell(sBP), cell(sEvent), cell(sSpin), cell(sDPDK), lim, rat(sDPDK.Name), rl)
 	}
 
-	w("\n## Every scenario\n\nCPU time per frame is each process's CPU time in the window (all threads, /proc/PID/task/*/schedstat) divided by the frames moved; cores is CPU time over wall time.\n")
+	w("\n## Every scenario\n\nCPU time per frame is each process's CPU time in the window (all threads, /proc/PID/task/*/schedstat) divided by the frames moved; cores is CPU time over wall time. Capacity is 1000 / back-end ns per frame: the Mpps one fully busy core would move at that cost. It is the figure to compare when the front-end, not the back-end, was short of CPU (a back-end using well under 1 core); it means nothing for back-ends that spin whatever the load (testpmd, vhostd-spin), whose CPU per frame includes the spinning.\n")
 	for _, g := range res.Groups {
 		w("\n### %s\n\n", g.Name)
 		switch g.Dir {
@@ -99,11 +99,11 @@ func (res *Results) markdown(plots []string) string {
 				w("| %s | %s | %d | %d |\n", s.Name, get(sm.Median, "backend_cores"), sm.Runs, sm.Noisy)
 			}
 		default:
-			w("| subject | Mpps | Gbit/s | back-end ns/frame | front-end ns/frame | injector ns/frame | back-end cores | front-end cores | runs | noisy |\n|---|---|---|---|---|---|---|---|---|---|\n")
+			w("| subject | Mpps | Gbit/s | back-end ns/frame | capacity Mpps/core | front-end ns/frame | injector ns/frame | back-end cores | front-end cores | runs | noisy |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
 			for _, s := range g.Subjects {
 				sm := res.summary(g.Name, s.Name)
 				md := sm.Median
-				w("| %s | %s | %s | %s | %s | %s | %s | %s | %d | %d |\n", s.Name, get(md, "mpps"), get(md, "gbps"), get(md, "backend_ns"), get(md, "fe_ns"), get(md, "inject_ns"), get(md, "backend_cores"), get(md, "fe_cores"), sm.Runs, sm.Noisy)
+				w("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %d | %d |\n", s.Name, get(md, "mpps"), get(md, "gbps"), get(md, "backend_ns"), get(md, "capacity_mpps"), get(md, "fe_ns"), get(md, "inject_ns"), get(md, "backend_cores"), get(md, "fe_cores"), sm.Runs, sm.Noisy)
 			}
 		}
 		for _, r := range res.Ratios {

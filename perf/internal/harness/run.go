@@ -66,6 +66,13 @@ func (r Run) value(m string) float64 {
 		return r.CPUNsPerFrame["inject"]
 	case "fe_cores":
 		return r.Cores["fe"]
+	case "capacity_mpps":
+		// What one fully busy core would move at this run's back-end CPU
+		// cost per frame: robust when the front-end, not the back-end, is
+		// starved by other load on the machine.
+		if ns := r.CPUNsPerFrame["backend"]; ns > 0 {
+			return 1e3 / ns
+		}
 	}
 	return 0
 }
