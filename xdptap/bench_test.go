@@ -103,11 +103,11 @@ func BenchmarkACLInsert(b *testing.B) {
 					acl4: [2]*mapSet[xdpAcl4]{newMapSet(ms[0], MaxRules, compareACL4), newMapSet(ms[1], MaxRules, compareACL4)},
 					acl6: [2]*mapSet[xdpAcl6]{newMapSet[xdpAcl6](nil, MaxRules, compareACL6), newMapSet[xdpAcl6](nil, MaxRules, compareACL6)},
 				}
-				k4, k6, err := aclKeys(rules)
+				acl, err := aclKeys(rules)
 				if err != nil {
 					return err
 				}
-				return g.setACL(k4, k6) // k6 is empty: acl6 is not touched
+				return g.setACL(acl) // no IPv6 rules: acl6 is not touched
 			})
 		})
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net/netip"
 	"sync"
 
 	"github.com/cilium/ebpf"
@@ -28,7 +29,7 @@ func (a *Attachment) loadGuard(c Config) (*ebpf.Program, error) {
 	if err := c.Guard.validate(); err != nil {
 		return nil, err
 	}
-	acl4, acl6, err := aclKeys(c.ACL)
+	acl, err := aclKeys(c.ACL)
 	if err != nil {
 		return nil, err
 	}
@@ -53,7 +54,7 @@ func (a *Attachment) loadGuard(c Config) (*ebpf.Program, error) {
 	if err := a.guard.setGuard(c.Guard); err != nil {
 		return nil, err
 	}
-	if err := a.guard.setACL(acl4, acl6); err != nil {
+	if err := a.guard.setACL(acl); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -110,19 +111,25 @@ func (g *guardState) setGuard(c GuardConfig) error {
 	return nil
 }
 
-// setACL makes the ACL maps hold want4 and want6 (sorted: aclKeys). The two shards are
-// written in parallel, one goroutine (so one thread, blocked in the kernel) each: an LPM
-// trie serializes its inserts on one lock, two tries do not (BenchmarkACLInsert).
-func (g *guardState) setACL(want4 []xdpAcl4, want6 []xdpAcl6) error {
+// aclShards is an ACL as keys of each shard trie (index 0: _lo, 1: _hi), not yet sorted.
+type aclShards struct {
+	v4 [2][]xdpAcl4
+	v6 [2][]xdpAcl6
+}
+
+// setACL makes the ACL maps hold acl. Each shard is sorted and written by its own
+// goroutine (so its own thread, blocked in the kernel): an LPM trie serializes its inserts
+// on one lock, two tries do not (BenchmarkACLInsert).
+func (g *guardState) setACL(acl aclShards) error {
 	var errs [2]error
 	var wg sync.WaitGroup
 	for shard := range 2 {
 		wg.Go(func() {
-			if err := g.acl4[shard].sync(shardKeys(want4, shard, acl4Shards)); err != nil {
+			if err := g.acl4[shard].sync(sortKeys(acl.v4[shard], compareACL4)); err != nil {
 				errs[shard] = fmt.Errorf("xdptap: ACL (IPv4, shard %d): %w", shard, err)
 				return
 			}
-			if err := g.acl6[shard].sync(shardKeys(want6, shard, acl6Shards)); err != nil {
+			if err := g.acl6[shard].sync(sortKeys(acl.v6[shard], compareACL6)); err != nil {
 				errs[shard] = fmt.Errorf("xdptap: ACL (IPv6, shard %d): %w", shard, err)
 			}
 		})
@@ -131,58 +138,48 @@ func (g *guardState) setACL(want4 []xdpAcl4, want6 []xdpAcl6) error {
 	return errors.Join(errs[0], errs[1])
 }
 
-// acl4Shards and acl6Shards say which tries a key goes in: bit 0 for _lo, bit 1 for _hi.
-// The top bit of the address picks one; a /0 prefix (prefixlen 32) matches addresses of
-// both halves and goes in both.
-func acl4Shards(k xdpAcl4) uint8 {
-	if k.Prefixlen <= 32 {
+// shards says which tries a rule's key goes in: bit 0 for _lo, bit 1 for _hi. The top
+// bit of the address picks one; a /0 prefix matches addresses of both halves and goes in
+// both.
+func shards(p netip.Prefix) uint8 {
+	if p.Bits() == 0 {
 		return 3
 	}
-	return 1 << (k.Addr[0] >> 7)
-}
-
-func acl6Shards(k xdpAcl6) uint8 {
-	if k.Prefixlen <= 32 {
-		return 3
-	}
-	return 1 << (k.Addr[0] >> 7)
-}
-
-// shardKeys returns the keys of shard, in their order.
-func shardKeys[K any](keys []K, shard int, shards func(K) uint8) []K {
-	out := make([]K, 0, len(keys)/2+1)
-	for _, k := range keys {
-		if shards(k)&(1<<shard) != 0 {
-			out = append(out, k)
-		}
-	}
-	return out
+	return 1 << (p.Addr().AsSlice()[0] >> 7)
 }
 
 // aclKeys turns rules into the guard's LPM keys (struct acl4/acl6 in bpf/xdptap.c:
-// the prefix covers proto, pad and port, 32 bits, then the address), sorted, without
-// duplicates.
-func aclKeys(rules []Rule) ([]xdpAcl4, []xdpAcl6, error) {
-	var k4 []xdpAcl4
-	var k6 []xdpAcl6
+// the prefix covers proto, pad and port, 32 bits, then the address), by shard.
+func aclKeys(rules []Rule) (aclShards, error) {
+	var acl aclShards
+	var n4, n6 int
 	for _, r := range rules {
 		if err := r.Validate(); err != nil {
-			return nil, nil, fmt.Errorf("xdptap: ACL rule %q: %w", r, err)
+			return aclShards{}, fmt.Errorf("xdptap: ACL rule %q: %w", r, err)
 		}
+		sh := shards(r.Prefix)
 		if r.Prefix.Addr().Is4() {
-			if k4 == nil {
-				k4 = make([]xdpAcl4, 0, len(rules))
+			n4++
+			k := acl4Key(r)
+			for s := range 2 {
+				if sh&(1<<s) != 0 {
+					acl.v4[s] = append(acl.v4[s], k)
+				}
 			}
-			k4 = append(k4, acl4Key(r))
 		} else {
-			k6 = append(k6, acl6Key(r))
+			n6++
+			k := acl6Key(r)
+			for s := range 2 {
+				if sh&(1<<s) != 0 {
+					acl.v6[s] = append(acl.v6[s], k)
+				}
+			}
 		}
 	}
-	k4, k6 = sortKeys(k4, compareACL4), sortKeys(k6, compareACL6)
-	if len(k4) > MaxRules || len(k6) > MaxRules {
-		return nil, nil, fmt.Errorf("xdptap: ACL: more than %d rules of one family", MaxRules)
+	if n4 > MaxRules || n6 > MaxRules {
+		return aclShards{}, fmt.Errorf("xdptap: ACL: more than %d rules of one family", MaxRules)
 	}
-	return k4, k6, nil
+	return acl, nil
 }
 
 // be16 returns the uint16 whose in-memory bytes are p in network order.
@@ -253,7 +250,7 @@ func compareACL6(a, b xdpAcl6) int {
 // both sets never lapses. On error the ACL may hold part of the update; a later
 // successful UpdateACL puts it right.
 func (a *Attachment) UpdateACL(rules []Rule) error {
-	k4, k6, err := aclKeys(rules)
+	acl, err := aclKeys(rules)
 	if err != nil {
 		return err
 	}
@@ -262,7 +259,7 @@ func (a *Attachment) UpdateACL(rules []Rule) error {
 	if err := a.guardLocked(); err != nil {
 		return err
 	}
-	return a.guard.setACL(k4, k6)
+	return a.guard.setACL(acl)
 }
 
 // LoadRules reads the rules file at path (ParseRules) and applies it with UpdateACL.

@@ -93,13 +93,14 @@ func TestRuleStringRoundTrip(t *testing.T) {
 }
 
 func TestACLKeys(t *testing.T) {
-	k4, k6, err := aclKeys([]Rule{
+	acl, err := aclKeys([]Rule{
 		{Prefix: netip.MustParsePrefix("10.0.0.0/8"), Proto: protoTCP, Port: 0x1234},
 		{Prefix: netip.MustParsePrefix("2001:db8::/32")},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	k4, k6 := acl.v4[0], acl.v6[0]
 	want4 := xdpAcl4{Prefixlen: 40, Proto: protoTCP, Port: be16(0x1234), Addr: [4]byte{10}}
 	if len(k4) != 1 || k4[0] != want4 {
 		t.Errorf("k4 = %v, want %v", k4, want4)
@@ -113,7 +114,7 @@ func TestACLKeys(t *testing.T) {
 	if len(k6) != 1 || k6[0] != want6 {
 		t.Errorf("k6 = %v, want %v", k6, want6)
 	}
-	if _, _, err := aclKeys([]Rule{{Prefix: netip.MustParsePrefix("10.1.0.0/8")}}); err == nil {
+	if _, err := aclKeys([]Rule{{Prefix: netip.MustParsePrefix("10.1.0.0/8")}}); err == nil {
 		t.Error("a rule with host bits was accepted")
 	}
 }
@@ -149,7 +150,7 @@ func FuzzParseRules(f *testing.F) {
 		if err != nil || !reflect.DeepEqual(again, rules) {
 			t.Fatalf("round trip: %v, %v; want %v", again, err, rules)
 		}
-		if _, _, err := aclKeys(rules); err != nil {
+		if _, err := aclKeys(rules); err != nil {
 			t.Fatalf("aclKeys: %v", err)
 		}
 	})
@@ -204,30 +205,30 @@ func TestCompareACL(t *testing.T) {
 }
 
 // A key goes in the trie of its address's top bit; a /0 goes in both.
-func TestShardKeys(t *testing.T) {
+func TestACLShards(t *testing.T) {
 	rules := []Rule{
 		{Prefix: netip.MustParsePrefix("0.0.0.0/0"), Proto: protoTCP, Port: 25},
 		{Prefix: netip.MustParsePrefix("10.0.0.0/8")},
 		{Prefix: netip.MustParsePrefix("128.0.0.0/1")},
 		{Prefix: netip.MustParsePrefix("200.0.0.0/8"), Proto: protoUDP},
+		{Prefix: netip.MustParsePrefix("::/0")},
+		{Prefix: netip.MustParsePrefix("fd00::/8")},
 	}
-	k4, _, err := aclKeys(rules)
+	acl, err := aclKeys(rules)
 	if err != nil {
 		t.Fatal(err)
 	}
-	lo, hi := shardKeys(k4, 0, acl4Shards), shardKeys(k4, 1, acl4Shards)
 	want := func(rs ...Rule) []xdpAcl4 {
 		var ks []xdpAcl4
 		for _, r := range rs {
 			ks = append(ks, acl4Key(r))
 		}
-		return sortKeys(ks, compareACL4)
+		return ks
 	}
-	if !reflect.DeepEqual(lo, want(rules[0], rules[1])) || !reflect.DeepEqual(hi, want(rules[0], rules[2], rules[3])) {
-		t.Fatalf("lo %v hi %v", lo, hi)
+	if !reflect.DeepEqual(acl.v4[0], want(rules[0], rules[1])) || !reflect.DeepEqual(acl.v4[1], want(rules[0], rules[2], rules[3])) {
+		t.Fatalf("IPv4: lo %v hi %v", acl.v4[0], acl.v4[1])
 	}
-	_, k6, _ := aclKeys([]Rule{{Prefix: netip.MustParsePrefix("::/0")}, {Prefix: netip.MustParsePrefix("fd00::/8")}})
-	if l, h := shardKeys(k6, 0, acl6Shards), shardKeys(k6, 1, acl6Shards); len(l) != 1 || len(h) != 2 {
-		t.Fatalf("IPv6: lo %v hi %v", l, h)
+	if len(acl.v6[0]) != 1 || len(acl.v6[1]) != 2 {
+		t.Fatalf("IPv6: lo %v hi %v", acl.v6[0], acl.v6[1])
 	}
 }
