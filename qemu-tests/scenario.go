@@ -147,17 +147,21 @@ func (b *Bed) waitTap() {
 	}
 }
 
-// Restart SIGKILLs vhostd and starts it again with the same arguments (same socket path, same
-// TAP name), waits for its socket and TAP and puts the host address back on the new TAP. It
-// returns when the new vhostd was started.
-func (b *Bed) Restart(pause time.Duration) time.Time {
+// Kill SIGKILLs vhostd and waits for it to die (its TAP goes with it).
+func (b *Bed) Kill() {
 	b.T.Helper()
 	if err := b.Vhostd.Signal(syscall.SIGKILL); err != nil {
 		b.T.Fatalf("kill vhostd: %v", err)
 	}
 	<-b.Vhostd.Done()
 	b.T.Logf("vhostd pid %d killed (SIGKILL)", b.Vhostd.PID())
-	time.Sleep(pause)
+}
+
+// Restart starts vhostd again (after Kill) with the same arguments (same socket path, same
+// TAP name), waits for its socket and TAP and puts the host address back on the new TAP. It
+// returns when the new vhostd was started.
+func (b *Bed) Restart() time.Time {
+	b.T.Helper()
 	b.restarts++
 	start := time.Now()
 	b.Vhostd = b.startVhostd(b.args)
