@@ -18,9 +18,9 @@ import (
 
 // Report is the JSON line a child prints when it stops.
 type Report struct {
-	Frames, Bytes, Errors uint64  `json:",omitempty"`
-	Kicks                 uint64  `json:",omitempty"`
-	HostTSO, GuestTSO     bool    `json:",omitempty"`
+	Frames, Bytes, Errors uint64         `json:",omitempty"`
+	Kicks                 uint64         `json:",omitempty"`
+	HostTSO, GuestTSO     bool           `json:",omitempty"`
 	Ping                  *fe.PingResult `json:",omitempty"`
 }
 
@@ -67,6 +67,9 @@ func feMain(args []string) error {
 	dur := fs.Duration("duration", 0, "stop after this long (0: on SIGTERM)")
 	dstMAC := fs.String("dst-mac", "", "ping: the TAP's MAC")
 	src := fs.String("src", "", "ping: guest IPv4")
+	injTap := fs.String("inject-tap", "", "rx: also be the traffic source, sending through this TAP (AF_PACKET) between ring polls")
+	injGSO := fs.String("inject-udp-gso", "", "rx: the source sends 64 KiB UDP GSO datagrams to this address instead")
+	injBatch := fs.Int("inject-batch", 32, "rx: frames the source sends per ring poll")
 	dst := fs.String("dst", "", "ping: host IPv4 (on the TAP)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -90,7 +93,17 @@ func feMain(args []string) error {
 		c.TxLoop(hdr, fr, stop, &n)
 		rep.Kicks = c.TX.Kicks
 	case "rx":
-		c.RxLoop(stop, &n)
+		var srcFn func()
+		if *injTap != "" || *injGSO != "" {
+			in, buf, err := newSource(*injTap, *injGSO, *size)
+			if err != nil {
+				return err
+			}
+			defer in.Close()
+			b := *injBatch
+			srcFn = func() { in.Send(buf, b) }
+		}
+		c.RxLoop(stop, &n, srcFn)
 		rep.Kicks = c.RX.Kicks
 	case "ping":
 		mac, err := net.ParseMAC(*dstMAC)
@@ -148,34 +161,15 @@ func injectMain(args []string) error {
 	fs := flag.NewFlagSet("inject", flag.ContinueOnError)
 	name := fs.String("tap", "", "interface to send through")
 	size := fs.Int("size", 64, "frame size (65480: 64 KiB TSO)")
-	bypass := fs.Int("qdisc-bypass", 1, "PACKET_QDISC_BYPASS")
 	udpGSO := fs.String("udp-gso", "", "send 64 KiB UDP GSO datagrams to this IPv4 address instead (routed through the TAP)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	tso := *size >= frames.TSOFrame
-	var in *rawtap.Injector
-	var err error
-	if *udpGSO != "" {
-		in, err = rawtap.NewUDPGSO(*udpGSO)
-	} else {
-		in, err = rawtap.NewInjector(*name, tso, *bypass)
-	}
+	in, buf, err := newSource(*name, *udpGSO, *size)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	var buf []byte
-	switch {
-	case *udpGSO != "":
-		buf = make([]byte, rawtap.UDPGSOPayload)
-	case tso:
-		hdr, fr := frames.TSO(frames.GuestMAC, frames.OtherMAC)
-		buf = append(hdr[:], fr...)
-	default:
-		// An MTU of 1500 takes frames of up to 1514 bytes from a socket.
-		buf = frames.UDP(min(*size, 1514), frames.GuestMAC, frames.OtherMAC)
-	}
 	stop := stopOn(0)
 	var flag atomic.Bool
 	go func() { <-stop; flag.Store(true) }()
@@ -183,4 +177,16 @@ func injectMain(args []string) error {
 	in.Loop(buf, &flag, &n)
 	emit(Report{Frames: n.Frames.Load(), Errors: n.Errors.Load()})
 	return nil
+}
+
+// newSource opens the guest-RX source: 64 KiB UDP GSO datagrams to udpGSO
+// when set, else frames of size (at most 1514: a socket cannot send more
+// than the MTU) through TAP name.
+func newSource(name, udpGSO string, size int) (*rawtap.Injector, []byte, error) {
+	if udpGSO != "" {
+		in, err := rawtap.NewUDPGSO(udpGSO)
+		return in, make([]byte, rawtap.UDPGSOPayload), err
+	}
+	in, err := rawtap.NewInjector(name, false, 1)
+	return in, frames.UDP(min(size, 1514), frames.GuestMAC, frames.OtherMAC), err
 }

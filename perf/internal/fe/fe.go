@@ -19,10 +19,10 @@ import (
 	"fmt"
 	"time"
 
+	"encoding/binary"
 	"github.com/vhostd/vhostd/vhost"
 	"github.com/vhostd/vhostd/vhost/vhosttest"
 	"github.com/vhostd/vhostd/virtqueue/vqdriver"
-	"encoding/binary"
 	"golang.org/x/sys/unix"
 )
 
@@ -101,15 +101,15 @@ func (c *Conn) Close() error { return c.F.Close() }
 
 // Ring is the driver side of one split ring, worked without allocation.
 type Ring struct {
-	mem                       []byte
-	base                      uint64
-	desc, avail, used         []byte
-	size, mask                uint16
-	heap, slab                uint64
-	eventIdx                  bool
-	kick                      int
+	mem                []byte
+	base               uint64
+	desc, avail, used  []byte
+	size, mask         uint16
+	heap, slab         uint64
+	eventIdx           bool
+	kick               int
 	availIdx, lastUsed uint16
-	Kicks                     uint64
+	Kicks              uint64
 }
 
 func newRing(mem []byte, base uint64, c vqdriver.Config, kick int, eventIdx bool) *Ring {

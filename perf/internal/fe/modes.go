@@ -66,7 +66,10 @@ func (c *Conn) PostRx() {
 }
 
 // RxLoop receives until stop is closed, handing buffers straight back.
-func (c *Conn) RxLoop(stop <-chan struct{}, n *Counters) {
+// src, if not nil, is called once per loop: a traffic source that shares
+// this thread with the guest (both on one CPU, taking turns, instead of
+// two processes whose scheduler time slices starve the ring).
+func (c *Conn) RxLoop(stop <-chan struct{}, n *Counters, src func()) {
 	r := c.RX
 	c.PostRx()
 	var fr, by uint64
@@ -77,6 +80,9 @@ func (c *Conn) RxLoop(stop <-chan struct{}, n *Counters) {
 				return
 			default:
 			}
+		}
+		if src != nil {
+			src()
 		}
 		u := r.UsedIdx()
 		if u == r.lastUsed {

@@ -12,8 +12,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"os/signal"
 	"sort"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -58,6 +61,7 @@ func Main(args []string) error {
 	fs.StringVar(&o.Vhostd, "vhostd", "", "vhostd binary")
 	fs.StringVar(&o.Testpmd, "testpmd", "dpdk-testpmd", "testpmd binary")
 	fs.StringVar(&o.Only, "only", "", "run only the groups whose name contains this")
+	fs.StringVar(&o.Sink, "sink", "xdp", "guest-TX sink: xdp (xdptap count-and-drop) or stack (host stack drops)")
 	from := fs.String("from", "", "re-render RESULTS.md and plots from this results.json without measuring")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -104,9 +108,20 @@ func Main(args []string) error {
 	}
 	h := newHarness(o)
 	t0 := time.Now()
+	// SIGINT/SIGTERM: finish the current run (its clean-up removes what it
+	// made), then write what was measured.
+	var interrupted atomic.Bool
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	go func() { <-sigs; interrupted.Store(true) }()
+	defer signal.Stop(sigs)
 	for _, g := range res.Groups {
 		for round := 1; round <= o.Rounds; round++ {
 			for _, s := range g.Subjects {
+				if interrupted.Load() {
+					res.Warnings = append(res.Warnings, "interrupted: the matrix is incomplete")
+					goto done
+				}
 				r := h.runOne(g, s, round)
 				res.Runs = append(res.Runs, r)
 				fmt.Fprintf(os.Stderr, "%-18s %-13s r%d  %7.3f Mpps %7.3f Gbit/s  p50 %6.1f us  be %.2f cores  foreign %.2f %s%s\n",
@@ -114,6 +129,7 @@ func Main(args []string) error {
 			}
 		}
 	}
+done:
 	res.Seconds = time.Since(t0).Seconds()
 	res.analyse()
 	if err := res.write(*out); err != nil {

@@ -5,12 +5,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/vhostd/vhostd/xdptap"
 )
 
 // Run is one measurement of one subject in one round.
@@ -39,6 +42,10 @@ type Run struct {
 	RTTMinus float64 `json:"rtt_min_us,omitempty"`
 	Pings    int     `json:"pings,omitempty"`
 	Lost     int     `json:"lost,omitempty"`
+
+	// Sink is what consumed guest TX frames: "xdp" (xdptap's
+	// count-and-drop program on the TAP) or "stack" (the host stack).
+	Sink string `json:"sink,omitempty"`
 
 	Noisy []string `json:"noisy,omitempty"`
 	Note  string   `json:"note,omitempty"`
@@ -89,6 +96,7 @@ type Options struct {
 	Testpmd string
 	Dir     string // sockets
 	Only    string // substring filter on group names
+	Sink    string // guest-TX sink: xdp or stack
 	Smoke   bool
 }
 
@@ -178,6 +186,27 @@ func (h *harness) runOne(g Group, s Subject, round int) (r Run) {
 	// No IPv6 chatter (router solicitations) on the TAP.
 	os.WriteFile("/proc/sys/net/ipv6/conf/"+tap+"/disable_ipv6", []byte("1"), 0)
 
+	// Guest-TX sink: xdptap's count-and-drop program, which counts in its
+	// own map (XDP drops never reach the TAP's rx counters). 64 KiB TSO
+	// frames go to the host stack instead: on a TAP, XDP sees a GSO frame
+	// only through generic XDP on a linearized skb, a cost the guest's
+	// frame would not otherwise pay.
+	var att *xdptap.Attachment
+	if g.Dir == "tx" {
+		r.Sink = "stack"
+		if h.o.Sink == "xdp" && g.Size != tsoSize {
+			ifi, err := net.InterfaceByName(tap)
+			if err == nil {
+				att, err = xdptap.Attach(ifi.Index, xdptap.Config{Mode: xdptap.ModeCountDrop})
+			}
+			if err != nil {
+				return fail(fmt.Errorf("xdp sink: %w", err))
+			}
+			r.Sink = "xdp"
+			defer att.Close()
+		}
+	}
+
 	var hostIP, guestIP string
 	if g.Dir == "ping" || (g.Dir == "rx" && g.Size == tsoSize) {
 		h.netSeq++
@@ -207,6 +236,14 @@ func (h *harness) runOne(g Group, s Subject, round int) (r Run) {
 			mac, _ := os.ReadFile("/sys/class/net/" + tap + "/address")
 			fe, err = start("fe", 0, h.o.Self, "fe", "--socket", sock, "--mode", "ping", "--duration", h.o.Ping.String(),
 				"--dst-mac", strings.TrimSpace(string(mac)), "--src", guestIP, "--dst", hostIP)
+		case g.Dir == "rx":
+			// The Go guest is its own traffic source, taking turns with its
+			// ring on CPU 0.
+			argv := []string{h.o.Self, "fe", "--socket", sock, "--mode", "rx", "--size", size, "--inject-tap", tap}
+			if g.Size == tsoSize {
+				argv = append(argv, "--inject-udp-gso", guestIP)
+			}
+			fe, err = start("fe", 0, argv...)
 		default:
 			fe, err = start("fe", 0, h.o.Self, "fe", "--socket", sock, "--mode", g.Dir, "--size", size)
 		}
@@ -214,7 +251,7 @@ func (h *harness) runOne(g Group, s Subject, round int) (r Run) {
 			return fail(err)
 		}
 	}
-	if g.Dir == "rx" {
+	if g.Dir == "rx" && (raw || g.FE == "dpdk") {
 		argv := []string{h.o.Self, "inject", "--tap", tap, "--size", size}
 		if g.Size == tsoSize {
 			argv = append(argv, "--udp-gso", guestIP)
@@ -247,6 +284,22 @@ func (h *harness) runOne(g Group, s Subject, round int) (r Run) {
 	count := func() (uint64, uint64) {
 		if g.Dir == "idle" {
 			return 0, 0
+		}
+		if att != nil {
+			m, err := att.Counters()
+			if err != nil {
+				return 0, 0
+			}
+			var p, b uint64
+			for k, v := range m {
+				switch {
+				case strings.HasSuffix(k, "_packets"):
+					p += v
+				case strings.HasSuffix(k, "_bytes"):
+					b += v
+				}
+			}
+			return p, b
 		}
 		p, _ := tapStat(tap, stat[0])
 		b, _ := tapStat(tap, stat[1])

@@ -194,5 +194,16 @@ func (in *Injector) Loop(buf []byte, stop *atomic.Bool, n *Counters) {
 	}
 }
 
+// Send writes buf n times and returns how many writes succeeded.
+func (in *Injector) Send(buf []byte, n int) int {
+	ok := 0
+	for i := 0; i < n; i++ {
+		if _, err := unix.Write(in.fd, buf); err == nil {
+			ok++
+		}
+	}
+	return ok
+}
+
 // Close closes the socket.
 func (in *Injector) Close() error { return unix.Close(in.fd) }
