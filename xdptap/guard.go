@@ -145,7 +145,11 @@ func shards(p netip.Prefix) uint8 {
 	if p.Bits() == 0 {
 		return 3
 	}
-	return 1 << (p.Addr().AsSlice()[0] >> 7)
+	a := p.Addr()
+	if a.Is4() {
+		return 1 << (a.As4()[0] >> 7)
+	}
+	return 1 << (a.As16()[0] >> 7)
 }
 
 // aclKeys turns rules into the guard's LPM keys (struct acl4/acl6 in bpf/xdptap.c:
