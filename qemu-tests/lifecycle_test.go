@@ -24,7 +24,7 @@ func TestReconnect(t *testing.T) {
 while [ ! -e /tmp/stop ]; do
 	ping -c 5 -i 0.2 -W 1 $HIP
 	s=/sys/class/net/eth0
-	echo "LOOP t=$(cut -d' ' -f1 /proc/uptime) carrier=$(cat $s/carrier) rx_packets=$(cat $s/statistics/rx_packets) tx_packets=$(cat $s/statistics/tx_packets)"
+	echo "LOOP t=$(cut -d' ' -f1 /proc/uptime) carrier=$(cat $s/carrier) rx_packets=$(cat $s/statistics/rx_packets) rx_errors=$(cat $s/statistics/rx_errors) rx_dropped=$(cat $s/statistics/rx_dropped) tx_packets=$(cat $s/statistics/tx_packets) irqs=$(awk '/virtio0-input/{print $2}' /proc/interrupts)"
 done
 echo "LOOP end"
 `

@@ -2,6 +2,7 @@ package guest
 
 import (
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"net"
 	"os/exec"
@@ -144,23 +145,41 @@ func InNetns(ns string, argv ...string) *exec.Cmd {
 
 // RunInNetns runs f on an OS thread moved into the network namespace ns (/run/netns/ns) and
 // returns its error. Sockets f creates (net.Listen, net.Dial) belong to ns and can be used from
-// any goroutine afterwards. The thread is never moved back: it ends with its goroutine.
+// any goroutine afterwards. The thread is moved back before it is unlocked. It must not die
+// instead: children started with Pdeathsig (QEMU, vhostd: StartProcess) get SIGKILL when the
+// thread that forked them exits, and any thread may have forked one.
 func RunInNetns(ns string, f func() error) error {
 	errc := make(chan error, 1)
 	go func() {
-		runtime.LockOSThread() // not unlocked: the runtime discards the thread, still in ns
+		runtime.LockOSThread()
+		orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("own netns: %w", err)
+			return
+		}
+		defer unix.Close(orig)
 		fd, err := unix.Open("/run/netns/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
+			runtime.UnlockOSThread()
 			errc <- fmt.Errorf("netns %s: %w", ns, err)
 			return
 		}
 		err = unix.Setns(fd, unix.CLONE_NEWNET)
 		unix.Close(fd)
 		if err != nil {
+			runtime.UnlockOSThread()
 			errc <- fmt.Errorf("setns %s: %w", ns, err)
 			return
 		}
-		errc <- f()
+		ferr := f()
+		if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
+			// Stay locked: the thread ends with this goroutine rather than serve others in ns.
+			errc <- errors.Join(ferr, fmt.Errorf("setns back from %s: %w", ns, err))
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
 	}()
 	return <-errc
 }
