@@ -74,6 +74,8 @@ func Open(cfg Config) (*Device, error) {
 // stand-in in tests.
 type hostIf interface {
 	Name() string
+	Ifindex() int
+	Kind() tap.Kind
 	NumQueues() int
 	Queue(i int) *tap.Queue
 	SetOffload(tap.Offloads) (tap.Offloads, error)
@@ -109,6 +111,12 @@ func newDevice(cfg Config, log hclog.Logger, td hostIf) (*Device, error) {
 
 // Name is the host interface's name.
 func (d *Device) Name() string { return d.tap.Name() }
+
+// Ifindex is the host interface's index (for XDP).
+func (d *Device) Ifindex() int { return d.tap.Ifindex() }
+
+// Macvtap reports whether the host interface is a macvtap.
+func (d *Device) Macvtap() bool { return d.tap.Kind() == tap.KindMacvtap }
 
 // Close stops every worker and closes the TAP (a TAP vhostd created goes
 // away with it). Call it after the vhost server has stopped.

@@ -47,6 +47,8 @@ func newFakeHost(t testing.TB, n int) *fakeHost {
 }
 
 func (h *fakeHost) Name() string           { return "fake" }
+func (h *fakeHost) Ifindex() int           { return 0 }
+func (h *fakeHost) Kind() tap.Kind         { return tap.KindTAP }
 func (h *fakeHost) NumQueues() int         { return len(h.queues) }
 func (h *fakeHost) Queue(i int) *tap.Queue { return h.queues[i] }
 func (h *fakeHost) SetMTU(m int) error     { h.mtu = m; return nil }

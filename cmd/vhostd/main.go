@@ -51,6 +51,7 @@ type options struct {
 	statsEvery   time.Duration
 	reconnect    time.Duration
 	shutdownWait time.Duration
+	xdp          xdpOptions
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -81,6 +82,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.statsEvery, "stats-interval", 0, "log per-queue counters at this interval (0 = only on SIGUSR1)")
 	fs.DurationVar(&o.reconnect, "reconnect", time.Second, "with --client, the delay between connection attempts")
 	fs.DurationVar(&o.shutdownWait, "shutdown-timeout", 2*time.Second, "on SIGTERM, the longest wait for the connection to wind down")
+	o.xdp.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -188,10 +190,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// Signals are caught from here on, so a SIGTERM during start-up still
 	// ends with a clean shutdown.
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 	log := hclog.New(&hclog.LoggerOptions{Name: "vhostd", Level: hclog.LevelFromString(o.logLevel), Output: stderr})
 	cfg, err := o.netdevConfig(log.Named("netdev"))
+	if err != nil {
+		fmt.Fprintln(stderr, "vhostd:", err)
+		return 2
+	}
+	xcfg, xdpOn, err := o.xdp.config(cfg.MAC)
 	if err != nil {
 		fmt.Fprintln(stderr, "vhostd:", err)
 		return 2
@@ -202,6 +209,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer dev.Close()
+	var xdp *xdpState
+	if xdpOn {
+		if xdp, err = attachXDP(&o.xdp, xcfg, dev, cfg.MAC, log.Named("xdp")); err != nil {
+			log.Error("cannot attach the XDP program", "error", err)
+			return 1
+		}
+		defer xdp.close()
+	}
 
 	srv := vhost.NewServer(dev, log.Named("vhost"))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -231,14 +246,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 	for {
 		select {
 		case sig := <-sigs:
-			if sig == syscall.SIGUSR1 {
-				printStats(stderr, dev)
+			switch sig {
+			case syscall.SIGUSR1:
+				printStats(stderr, dev, xdp)
+				continue
+			case syscall.SIGHUP:
+				xdp.reload()
 				continue
 			}
 			log.Info("signal received, shutting down", "signal", sig.String())
-			return shutdown(log, srv, dev, cancel, serveErr, o.shutdownWait, stderr)
+			return shutdown(log, srv, dev, xdp, cancel, serveErr, o.shutdownWait, stderr)
 		case <-tick:
-			printStats(stderr, dev)
+			printStats(stderr, dev, xdp)
 		case err := <-serveErr:
 			// Only a connected --fd ends by itself: its front-end went away.
 			if err != nil {
@@ -251,7 +270,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 }
 
-func shutdown(log hclog.Logger, srv *vhost.Server, dev *netdev.Device, cancel context.CancelFunc, serveErr chan error, wait time.Duration, stderr io.Writer) int {
+func shutdown(log hclog.Logger, srv *vhost.Server, dev *netdev.Device, xdp *xdpState, cancel context.CancelFunc, serveErr chan error, wait time.Duration, stderr io.Writer) int {
 	cancel()
 	srv.Close()
 	select {
@@ -259,7 +278,8 @@ func shutdown(log hclog.Logger, srv *vhost.Server, dev *netdev.Device, cancel co
 	case <-time.After(wait):
 		log.Warn("connection did not wind down in time", "waited", wait)
 	}
-	printStats(stderr, dev)
+	printStats(stderr, dev, xdp)
+	xdp.close()
 	if err := dev.Close(); err != nil {
 		log.Warn("closing the host interface", "error", err)
 	}
@@ -267,6 +287,6 @@ func shutdown(log hclog.Logger, srv *vhost.Server, dev *netdev.Device, cancel co
 	return 0
 }
 
-func printStats(w io.Writer, dev *netdev.Device) {
-	fmt.Fprint(w, dev.StatsText())
+func printStats(w io.Writer, dev *netdev.Device, xdp *xdpState) {
+	fmt.Fprint(w, dev.StatsText()+xdp.statsText())
 }

@@ -43,6 +43,14 @@ func TestFlagErrors(t *testing.T) {
 		{[]string{"--socket-path", "s", "--tap", "a", "--cpus", "1-0"}, "--cpus"},
 		{[]string{"--socket-path", "s", "--tap", "a", "extra"}, "unexpected arguments"},
 		{[]string{"--socket-path", "s", "--tap", "a", "--threads", "many"}, "--threads"},
+		{[]string{"--socket-path", "s", "--tap", "a", "--xdp", "bogus"}, "--xdp"},
+		{[]string{"--socket-path", "s", "--tap", "a", "--xdp", "guard"}, "needs the guest's MAC"},
+		{[]string{"--socket-path", "s", "--tap", "a", "--xdp", "guard", "--mac", "52:54:00:00:00:01", "--xdp-guard-addrs", "nonsense"}, "--xdp-guard-addrs"},
+		{[]string{"--socket-path", "s", "--tap", "a", "--xdp", "count", "--xdp-acl", "f"}, "belong to --xdp guard"},
+		{[]string{"--socket-path", "s", "--tap", "a", "--xdp-program", "p"}, "needs --xdp-object"},
+		{[]string{"--socket-path", "s", "--tap", "a", "--xdp", "count", "--xdp-object", "o.elf"}, "incompatible"},
+		{[]string{"--socket-path", "s", "--tap", "a", "--xdp-acl", "f"}, "need an --xdp program"},
+		{[]string{"--socket-path", "s", "--tap", "a", "--xdp", "count", "--xdp-attach", "maybe"}, "--xdp-attach"},
 	} {
 		var out, errb bytes.Buffer
 		rc := run(tc.args, &out, &errb)

@@ -1,0 +1,174 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"sort"
+	"strings"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/vhostd/vhostd/netdev"
+	"github.com/vhostd/vhostd/xdptap"
+)
+
+// xdpOptions are the --xdp* flags.
+type xdpOptions struct {
+	mode       string
+	guardAddrs string
+	acl        string
+	object     string
+	program    string
+	attach     string
+	switchPin  string
+}
+
+func (x *xdpOptions) register(fs *flag.FlagSet) {
+	fs.StringVar(&x.mode, "xdp", "off", "XDP program on the host interface: off, guard, count, count-drop, reflect, switch (an --xdp-object sets it to object)")
+	fs.StringVar(&x.guardAddrs, "xdp-guard-addrs", "", "guard: the guest's allowed source addresses or prefixes, comma-separated (its MAC comes from --mac)")
+	fs.StringVar(&x.acl, "xdp-acl", "", "guard: a rules file of denied destinations ('deny PREFIX [PROTO [PORT]]'), re-read on SIGHUP")
+	fs.StringVar(&x.object, "xdp-object", "", "load your own XDP program from this ELF object")
+	fs.StringVar(&x.program, "xdp-program", "", "with --xdp-object: the program's name (optional if the object has one)")
+	fs.StringVar(&x.attach, "xdp-attach", "auto", "auto (native on a TAP, generic on a macvtap), native or generic")
+	fs.StringVar(&x.switchPin, "xdp-switch-pin", "", "switch: a bpffs path where vhostd processes share the switch's maps")
+}
+
+// config validates the flags into an xdptap configuration; mode off
+// returns ok == false.
+func (x *xdpOptions) config(mac net.HardwareAddr) (cfg xdptap.Config, ok bool, err error) {
+	if x.object != "" {
+		if x.mode != "off" && x.mode != "object" {
+			return cfg, false, fmt.Errorf("--xdp-object and --xdp %s are incompatible", x.mode)
+		}
+		x.mode = "object"
+	} else if x.program != "" {
+		return cfg, false, errors.New("--xdp-program needs --xdp-object")
+	}
+	mode, err := xdptap.ParseMode(x.mode)
+	if err != nil {
+		return cfg, false, fmt.Errorf("--xdp: %w", err)
+	}
+	if mode == xdptap.ModeOff {
+		if x.guardAddrs != "" || x.acl != "" || x.switchPin != "" {
+			return cfg, false, errors.New("--xdp-guard-addrs, --xdp-acl and --xdp-switch-pin need an --xdp program")
+		}
+		return cfg, false, nil
+	}
+	cfg.Mode, cfg.ObjectFile, cfg.ProgramName = mode, x.object, x.program
+	switch x.attach {
+	case "auto":
+	case "native":
+		cfg.Attach = xdptap.AttachNative
+	case "generic":
+		cfg.Attach = xdptap.AttachGeneric
+	default:
+		return cfg, false, fmt.Errorf("--xdp-attach %q: want auto, native or generic", x.attach)
+	}
+	if (x.guardAddrs != "" || x.acl != "") && mode != xdptap.ModeGuard {
+		return cfg, false, errors.New("--xdp-guard-addrs and --xdp-acl belong to --xdp guard")
+	}
+	if mode == xdptap.ModeGuard {
+		if mac == nil {
+			return cfg, false, errors.New("--xdp guard needs the guest's MAC: give --mac")
+		}
+		v4, v6, err := xdptap.ParseAddrList(x.guardAddrs)
+		if err != nil {
+			return cfg, false, fmt.Errorf("--xdp-guard-addrs: %w", err)
+		}
+		cfg.Guard = xdptap.GuardConfig{MAC: mac, IPv4: v4, IPv6: append(v6, xdptap.EUI64LinkLocal(mac)), AllowDHCP: true}
+		if x.acl != "" {
+			if cfg.ACL, err = xdptap.ParseRulesFile(x.acl); err != nil {
+				return cfg, false, fmt.Errorf("--xdp-acl: %w", err)
+			}
+		}
+	}
+	return cfg, true, nil
+}
+
+// xdpState is an attached program and what it needs at run time.
+type xdpState struct {
+	a   *xdptap.Attachment
+	sw  *xdptap.Switch
+	acl string
+	log hclog.Logger
+}
+
+// attachXDP attaches the configured program to dev's interface. Failures
+// are reported in plain words: no silent fallback.
+func attachXDP(x *xdpOptions, cfg xdptap.Config, dev *netdev.Device, mac net.HardwareAddr, log hclog.Logger) (*xdpState, error) {
+	st := &xdpState{acl: x.acl, log: log}
+	cfg.Macvtap = dev.Macvtap()
+	if cfg.Mode == xdptap.ModeSwitch {
+		sw, err := xdptap.OpenSwitch(xdptap.SwitchConfig{PinPath: x.switchPin})
+		if err != nil {
+			return nil, fmt.Errorf("xdp switch: %w", err)
+		}
+		if mac != nil {
+			if err := sw.AddPort(dev.Ifindex(), mac); err != nil {
+				sw.Close()
+				return nil, fmt.Errorf("xdp switch port: %w", err)
+			}
+		}
+		cfg.Switch, st.sw = sw, sw
+	}
+	a, err := xdptap.Attach(dev.Ifindex(), cfg)
+	if err != nil {
+		if st.sw != nil {
+			st.sw.Close()
+		}
+		return nil, fmt.Errorf("xdp on %s: %w", dev.Name(), err)
+	}
+	st.a = a
+	log.Info("XDP program attached", "program", a.String(), "mode", a.Mode().String())
+	return st, nil
+}
+
+// reload re-reads the ACL file (SIGHUP).
+func (s *xdpState) reload() {
+	if s == nil || s.acl == "" {
+		return
+	}
+	n, err := s.a.LoadRules(s.acl)
+	if err != nil {
+		s.log.Error("ACL not changed", "file", s.acl, "error", err)
+		return
+	}
+	s.log.Info("ACL reloaded", "file", s.acl, "rules", n)
+}
+
+// statsText renders the program's counters on one line.
+func (s *xdpState) statsText() string {
+	if s == nil {
+		return ""
+	}
+	c, err := s.a.Counters()
+	if err != nil {
+		return fmt.Sprintf("xdp: counters unavailable: %v\n", err)
+	}
+	keys := make([]string, 0, len(c))
+	for k := range c {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	b.WriteString("xdp:")
+	for _, k := range keys {
+		fmt.Fprintf(&b, " %s=%d", k, c[k])
+	}
+	b.WriteByte('\n')
+	return b.String()
+}
+
+func (s *xdpState) close() {
+	if s == nil {
+		return
+	}
+	s.a.Close()
+	if s.sw != nil {
+		if s.a != nil {
+			s.sw.RemovePort(s.a.Ifindex())
+		}
+		s.sw.Close()
+	}
+}
