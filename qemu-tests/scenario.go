@@ -76,6 +76,9 @@ type BedConfig struct {
 	Macvtap, Netns string
 	// NIC is the guest's device; StartBed fills in SocketPath and the server flags.
 	NIC guest.NIC
+	// Net, when set, is the subnet to use (a test that must know the guest's
+	// address before vhostd starts); default a random free one.
+	Net *guest.Subnet
 	// Guest is the guest; StartBed adds /etc/vhq.sh (sourced before Script), /etc/hip,
 	// /etc/gip and the address.
 	Guest guest.Options
@@ -89,7 +92,12 @@ func StartBed(t *testing.T, c BedConfig) *Bed {
 	if c.Timeout == 0 {
 		c.Timeout = 3 * time.Minute
 	}
-	b := &Bed{T: t, Ctx: Context(t, c.Timeout), Net: Subnet(t), Sock: filepath.Join(TempDir(t), "vu.sock"), Netns: c.Netns}
+	b := &Bed{T: t, Ctx: Context(t, c.Timeout), Sock: filepath.Join(TempDir(t), "vu.sock"), Netns: c.Netns}
+	if c.Net != nil {
+		b.Net = *c.Net
+	} else {
+		b.Net = Subnet(t)
+	}
 	qp := max(c.NIC.QueuePairs, 1)
 	b.args = []string{"--socket-path", b.Sock, "--queues", strconv.Itoa(qp), "--log-level", "debug"}
 	if c.Macvtap != "" {
