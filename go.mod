@@ -3,11 +3,14 @@ module github.com/vhostd/vhostd
 go 1.26.8
 
 require (
-	github.com/cilium/ebpf v0.22.0 // indirect
+	github.com/cilium/ebpf v0.22.0
+	github.com/google/gopacket v1.1.19
+	github.com/hashicorp/go-hclog v1.6.3
+	golang.org/x/sys v0.49.0
+)
+
+require (
 	github.com/fatih/color v1.13.0 // indirect
-	github.com/google/gopacket v1.1.19 // indirect
-	github.com/hashicorp/go-hclog v1.6.3 // indirect
 	github.com/mattn/go-colorable v0.1.12 // indirect
 	github.com/mattn/go-isatty v0.0.14 // indirect
-	golang.org/x/sys v0.49.0 // indirect
 )
