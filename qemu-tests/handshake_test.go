@@ -1,7 +1,6 @@
 package qemutests
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -102,23 +101,6 @@ func testHandshake(t *testing.T, vhostdClient bool) {
 			t.Errorf("vhostd left its socket %s behind after SIGTERM (stat: %v)", sock, err)
 		}
 	}
-}
-
-// waitSocket waits for QEMU's listening socket, or QEMU's exit.
-func waitSocket(ctx context.Context, g *guest.Guest, sock string) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		select {
-		case <-g.Done():
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	if err := guest.WaitFile(ctx, sock, nil); err != nil {
-		return fmt.Errorf("%w (qemu stderr: %s)", err, g.QEMULog())
-	}
-	return nil
 }
 
 // fields collects "PREFIXkey=value" lines of the log into a map (the last one wins).

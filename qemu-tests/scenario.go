@@ -507,3 +507,20 @@ func waitExit(p *guest.Process, d time.Duration) error {
 
 // guestOpts is a guest that runs script.
 func guestOpts(script string) guest.Options { return guest.Options{Script: script} }
+
+// waitSocket waits for QEMU's listening socket, or QEMU's exit.
+func waitSocket(ctx context.Context, g *guest.Guest, sock string) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-g.Done():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	if err := guest.WaitFile(ctx, sock, nil); err != nil {
+		return fmt.Errorf("%w (qemu stderr: %s)", err, g.QEMULog())
+	}
+	return nil
+}
