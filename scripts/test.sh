@@ -12,6 +12,9 @@ fi
 
 echo "== setup"
 qemu-tests/setup.sh
+# clang and libbpf headers, to check that the committed XDP objects match
+# their C source (xdptap TestGenerated and regen-check.sh).
+sh xdptap/regen-check.sh --install
 
 echo "== gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go'))
