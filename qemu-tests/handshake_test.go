@@ -2,7 +2,6 @@ package qemutests
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
