@@ -14,6 +14,7 @@ import (
 	"github.com/vhostd/vhostd/perf/internal/fe"
 	"github.com/vhostd/vhostd/perf/internal/frames"
 	"github.com/vhostd/vhostd/perf/internal/rawtap"
+	"github.com/vhostd/vhostd/xdptap"
 )
 
 // Report is the JSON line a child prints when it stops.
@@ -189,4 +190,29 @@ func newSource(name, udpGSO string, size int) (*rawtap.Injector, []byte, error) 
 	}
 	in, err := rawtap.NewInjector(name, false, 1)
 	return in, frames.UDP(min(size, 1514), frames.GuestMAC, frames.OtherMAC), err
+}
+
+// xdpSinkMain attaches xdptap's count-and-drop program to a TAP until
+// SIGTERM and prints what it counted (for profiling runs by hand).
+func xdpSinkMain(args []string) error {
+	fs := flag.NewFlagSet("xdpsink", flag.ContinueOnError)
+	name := fs.String("tap", "", "TAP to attach to")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ifi, err := net.InterfaceByName(*name)
+	if err != nil {
+		return err
+	}
+	att, err := xdptap.Attach(ifi.Index, xdptap.Config{Mode: xdptap.ModeCountDrop})
+	if err != nil {
+		return err
+	}
+	defer att.Close()
+	<-stopOn(0)
+	m, err := att.Counters()
+	if err != nil {
+		return err
+	}
+	return json.NewEncoder(os.Stdout).Encode(m)
 }

@@ -4,6 +4,7 @@
 //	vperf fe --socket S --mode tx|rx|ping|idle ...   the Go front-end (a guest)
 //	vperf rawtx|rawrx --tap T --size N     the raw TAP write and read loops (limits)
 //	vperf inject --tap T --size N          the guest-RX source
+//	vperf xdpsink --tap T                  xdptap's count-and-drop on T until SIGTERM
 //
 // Every child prints one JSON line with its counters on stdout when it
 // stops (SIGTERM or --duration).
@@ -31,6 +32,8 @@ func main() {
 		err = rawMain(cmd, args)
 	case "inject":
 		err = injectMain(args)
+	case "xdpsink":
+		err = xdpSinkMain(args)
 	default:
 		err = fmt.Errorf("unknown command %q", cmd)
 	}

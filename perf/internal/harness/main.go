@@ -10,9 +10,9 @@ import (
 	"math"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
-	"os/signal"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -61,6 +61,7 @@ func Main(args []string) error {
 	fs.StringVar(&o.Vhostd, "vhostd", "", "vhostd binary")
 	fs.StringVar(&o.Testpmd, "testpmd", "dpdk-testpmd", "testpmd binary")
 	fs.StringVar(&o.Only, "only", "", "run only the groups whose name contains this")
+	split := fs.String("vhostd-split", "", "vhostd flags for a split TAP/ring thread mode (space-separated), e.g. \"--split\": adds a vhostd-split subject to the 64-byte groups")
 	fs.StringVar(&o.Sink, "sink", "xdp", "guest-TX sink: xdp (xdptap count-and-drop) or stack (host stack drops)")
 	from := fs.String("from", "", "re-render RESULTS.md and plots from this results.json without measuring")
 	if err := fs.Parse(args); err != nil {
@@ -101,7 +102,7 @@ func Main(args []string) error {
 	res := &Results{Command: "perf/run.sh " + strings.Join(args, " "), Started: time.Now().UTC().Format(time.RFC3339), Options: o}
 	res.Machine = machine(o)
 	fmt.Fprintf(os.Stderr, "vperf: load before start: %s, foreign CPU %.2f cores\n", res.Machine.LoadBefore, res.Machine.ForeignBefore)
-	for _, g := range matrix() {
+	for _, g := range matrix(strings.Fields(*split)) {
 		if o.Only == "" || strings.Contains(g.Name, o.Only) {
 			res.Groups = append(res.Groups, g)
 		}
@@ -338,7 +339,7 @@ func (res *Results) analyse() {
 				continue
 			}
 			for _, b := range g.Subjects {
-				if a == b || (b.Kind == kVhostd && a.Name != sBP.Name) {
+				if a.Name == b.Name || (b.Kind == kVhostd && a.Name != sBP.Name) {
 					continue
 				}
 				for _, m := range ms {

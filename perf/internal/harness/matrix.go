@@ -19,7 +19,8 @@ const (
 type Subject struct {
 	Name     string
 	Kind     string
-	BusyPoll int // vhostd --busy-poll
+	BusyPoll int      // vhostd --busy-poll
+	Extra    []string `json:",omitempty"` // more vhostd flags
 }
 
 var (
@@ -62,8 +63,11 @@ func sizeName(n int) string {
 	return fmt.Sprint(n)
 }
 
-// matrix is the whole scenario matrix.
-func matrix() []Group {
+// matrix is the whole scenario matrix. split, when not empty, is the
+// vhostd flag list that runs a pair's TAP side and ring side on two
+// threads: a vhostd-split subject then joins every 64-byte group, to
+// settle the inline-or-split default.
+func matrix(split []string) []Group {
 	var gs []Group
 	for _, dir := range []string{"tx", "rx"} {
 		raw := sRawTx
@@ -78,6 +82,9 @@ func matrix() []Group {
 				subj := []Subject{sBP, sDPDK, raw}
 				if size == 64 {
 					subj = []Subject{sBP, sEvent, sDPDK, raw}
+					if len(split) > 0 {
+						subj = append(subj, Subject{Name: "vhostd-split", Kind: kVhostd, BusyPoll: 50, Extra: split})
+					}
 				}
 				gs = append(gs, Group{Name: fmt.Sprintf("%s-%s-%s", dir, sizeName(size), fe), Dir: dir, FE: fe, Size: size, Subjects: subj})
 			}

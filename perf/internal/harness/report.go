@@ -65,7 +65,7 @@ func (res *Results) markdown(plots []string) string {
 		p := g.Primary()
 		cell := func(s Subject) string {
 			for _, x := range g.Subjects {
-				if x == s {
+				if x.Name == s.Name {
 					return get(res.summary(g.Name, s.Name).Median, p)
 				}
 			}

@@ -161,8 +161,9 @@ func (h *harness) runOne(g Group, s Subject, round int) (r Run) {
 	var err error
 	switch s.Kind {
 	case kVhostd:
-		be, err = start("backend", 1, h.o.Vhostd, "--socket-path", sock, "--tap", tap, "--queues", "1",
-			"--busy-poll", strconv.Itoa(s.BusyPoll), "--cpus", "1", "--log-level", "warn")
+		argv := []string{h.o.Vhostd, "--socket-path", sock, "--tap", tap, "--queues", "1",
+			"--busy-poll", strconv.Itoa(s.BusyPoll), "--cpus", "1", "--log-level", "warn"}
+		be, err = start("backend", 1, append(argv, s.Extra...)...)
 	case kTestpmd:
 		sigBE = syscall.SIGINT
 		be, err = start("backend", 1, h.testpmd(prefix+"b", 1,
