@@ -226,9 +226,13 @@ type Summary struct {
 	Median  map[string]float64 `json:"median"`
 	Min     map[string]float64 `json:"min"`
 	Max     map[string]float64 `json:"max"`
-	Noisy   int                `json:"noisy_runs"`
-	Errors  int                `json:"failed_runs"`
-	Notes   []string           `json:"notes,omitempty"`
+	// QuietMedian is the median over the runs with at most quietForeign
+	// cores of other load in their window (absent when there were none).
+	QuietMedian map[string]float64 `json:"quiet_median,omitempty"`
+	QuietRuns   int                `json:"quiet_runs"`
+	Noisy       int                `json:"noisy_runs"`
+	Errors      int                `json:"failed_runs"`
+	Notes       []string           `json:"notes,omitempty"`
 }
 
 // Ratio is A/B of one figure, computed round by round and then the median.
@@ -239,7 +243,15 @@ type Ratio struct {
 	Metric   string    `json:"metric"`
 	Median   float64   `json:"median"`
 	PerRound []float64 `json:"per_round"`
+	// Quiet is the median over the rounds where both runs were quiet
+	// (QuietRounds of them).
+	Quiet       float64 `json:"quiet_median"`
+	QuietRounds int     `json:"quiet_rounds"`
 }
+
+// quietForeign is the most CPU (cores) other processes may use during a
+// run's window for the run to count as quiet.
+const quietForeign = 0.3
 
 // Target is one of issue 7's targets.
 type Target struct {
@@ -250,6 +262,10 @@ type Target struct {
 	Met       bool    `json:"met"`
 	Available bool    `json:"available"`
 	Figures   string  `json:"figures"`
+	// Quiet is the same ratio over quiet rounds only.
+	Quiet       float64 `json:"quiet_value"`
+	QuietRounds int     `json:"quiet_rounds"`
+	QuietMet    bool    `json:"quiet_met"`
 }
 
 var metrics = []string{"mpps", "gbps", "capacity_mpps", "backend_ns", "fe_ns", "inject_ns", "backend_cores", "fe_cores", "rtt_p50_us", "rtt_p99_us"}
@@ -305,12 +321,30 @@ func (res *Results) analyse() {
 				sm.Median[m] = median(v)
 				sort.Float64s(v)
 				sm.Min[m], sm.Max[m] = v[0], v[len(v)-1]
+				var q []float64
+				for _, r := range rs {
+					x := r.value(m)
+					if r.Foreign <= quietForeign && !(x == 0 && (strings.HasSuffix(m, "_ns") || strings.HasPrefix(m, "rtt"))) {
+						q = append(q, x)
+					}
+				}
+				if len(q) > 0 {
+					if sm.QuietMedian == nil {
+						sm.QuietMedian = map[string]float64{}
+					}
+					sm.QuietMedian[m] = median(q)
+				}
+			}
+			for _, r := range rs {
+				if r.Foreign <= quietForeign {
+					sm.QuietRuns++
+				}
 			}
 			// Noisy runs: other processes took CPU during the window, or
 			// the figure is far from the subject's median.
 			med := sm.Median[prim]
 			for _, r := range rs {
-				if r.Foreign > 0.3 {
+				if r.Foreign > quietForeign {
 					r.Noisy = append(r.Noisy, fmt.Sprintf("foreign CPU %.2f cores", r.Foreign))
 				}
 				if v := r.value(prim); med > 0 && math.Abs(v-med)/med > 0.25 {
@@ -344,14 +378,19 @@ func (res *Results) analyse() {
 				}
 				for _, m := range ms {
 					rt := Ratio{Group: g.Name, A: a.Name, B: b.Name, Pair: a.Name + " / " + b.Name, Metric: m}
+					var q []float64
 					for round := 1; round <= res.Options.Rounds; round++ {
 						ra, rb := res.find(g.Name, a.Name, round), res.find(g.Name, b.Name, round)
 						if ra == nil || rb == nil || rb.value(m) == 0 {
 							continue
 						}
 						rt.PerRound = append(rt.PerRound, ra.value(m)/rb.value(m))
+						if ra.Foreign <= quietForeign && rb.Foreign <= quietForeign {
+							q = append(q, ra.value(m)/rb.value(m))
+						}
 					}
 					rt.Median = median(rt.PerRound)
+					rt.Quiet, rt.QuietRounds = median(q), len(q)
 					res.Ratios = append(res.Ratios, rt)
 				}
 			}
@@ -400,6 +439,8 @@ func (res *Results) targets() {
 			t.Available, t.Value = true, r.Median
 			t.Met = (atMost && r.Median <= want) || (!atMost && r.Median >= want)
 			t.Figures = fmt.Sprintf("%s %.4g vs %s %.4g (medians)", a, res.summary(g, a).Median[m], b, res.summary(g, b).Median[m])
+			t.Quiet, t.QuietRounds = r.Quiet, r.QuietRounds
+			t.QuietMet = r.QuietRounds > 0 && ((atMost && r.Quiet <= want) || (!atMost && r.Quiet >= want))
 		}
 		res.Targets = append(res.Targets, t)
 	}

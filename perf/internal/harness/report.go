@@ -46,7 +46,7 @@ func (res *Results) markdown(plots []string) string {
 	w("- 64 KiB TSO (guest TX): a 65480-byte TCP/IPv4 frame whose virtio-net header asks for TSO (gso_size 1448). A back-end that does not offer HOST_TSO4 gets 1514-byte frames instead, as a guest would send, so Gbit/s compares what the guest can push.\n")
 	w("- Front-ends: `go` is perf/internal/fe (preallocated chains, batch publish, busy-polls its used rings, EVENT_IDX, no interrupts); `dpdk` is testpmd's virtio-user port (txonly/rxonly). Ratios are computed round by round (A and B from the same round), then the median.\n\n")
 
-	w("## Targets (issue 7)\n\n| target | ratio | value | want | result | figures |\n|---|---|---|---|---|---|\n")
+	w("## Targets (issue 7)\n\nValue is the median of the per-round ratios over all rounds; the quiet columns use only the rounds where both runs had at most %.1f cores of other load on the machine (n = how many such rounds).\n\n| target | ratio | value | want | result | quiet value (n) | quiet result | figures |\n|---|---|---|---|---|---|---|---|\n", quietForeign)
 	for _, t := range res.Targets {
 		result, val := "not measured", "-"
 		if t.Available {
@@ -56,17 +56,29 @@ func (res *Results) markdown(plots []string) string {
 				result = "met"
 			}
 		}
-		w("| %s | %s | %s | %s | %s | %s |\n", t.Name, t.Ratio, val, t.Want, result, t.Figures)
+		qv, qr := "-", "no quiet round"
+		if t.QuietRounds > 0 {
+			qv = fmt.Sprintf("%s (%d)", f3(t.Quiet), t.QuietRounds)
+			qr = "**missed**"
+			if t.QuietMet {
+				qr = "met"
+			}
+		}
+		if t.Name[:4] == "Idle" {
+			qv, qr = "", ""
+		}
+		w("| %s | %s | %s | %s | %s | %s | %s | %s |\n", t.Name, t.Ratio, val, t.Want, result, qv, qr, t.Figures)
 	}
 
 	w("\n## Side by side (medians of the primary figure)\n\n")
-	w("| scenario | figure | vhostd (bp50) | vhostd (event) | vhostd (spin) | testpmd | limit (raw loop) | vhostd / testpmd | vhostd / limit |\n|---|---|---|---|---|---|---|---|---|\n")
+	w("Each cell: median of all rounds [median of the quiet runs].\n\n| scenario | figure | vhostd (bp50) | vhostd (event) | vhostd (spin) | testpmd | limit (raw loop) | vhostd / testpmd | vhostd / limit |\n|---|---|---|---|---|---|---|---|---|\n")
 	for _, g := range res.Groups {
 		p := g.Primary()
 		cell := func(s Subject) string {
 			for _, x := range g.Subjects {
 				if x.Name == s.Name {
-					return get(res.summary(g.Name, s.Name).Median, p)
+					sm := res.summary(g.Name, s.Name)
+					return get(sm.Median, p) + " [" + get(sm.QuietMedian, p) + "]"
 				}
 			}
 			return ""
@@ -74,7 +86,11 @@ func (res *Results) markdown(plots []string) string {
 		lim := cell(sRawTx) + cell(sRawRx)
 		rat := func(bn string) string {
 			if r, ok := res.ratio(g.Name, sBP.Name, bn, p); ok {
-				return f3(r.Median)
+				q := "-"
+				if r.QuietRounds > 0 {
+					q = f3(r.Quiet)
+				}
+				return fmt.Sprintf("%s [%s]", f3(r.Median), q)
 			}
 			return ""
 		}
@@ -112,7 +128,7 @@ func (res *Results) markdown(plots []string) string {
 				for i, v := range r.PerRound {
 					pr[i] = f3(v)
 				}
-				w("\n- %s (%s): **%s** (per round: %s)", r.Pair, r.Metric, f3(r.Median), strings.Join(pr, ", "))
+				w("\n- %s (%s): **%s** (per round: %s; quiet rounds: %s of %d)", r.Pair, r.Metric, f3(r.Median), strings.Join(pr, ", "), map[bool]string{true: f3(r.Quiet), false: "-"}[r.QuietRounds > 0], r.QuietRounds)
 			}
 		}
 		w("\n")
