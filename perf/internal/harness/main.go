@@ -54,14 +54,14 @@ func Main(args []string) error {
 	out := fs.String("out", "", "output directory (default: perf/ for a full run, a temporary directory for --smoke)")
 	o := Options{}
 	fs.IntVar(&o.Rounds, "rounds", 5, "interleaved rounds (A B C A B C ...)")
-	fs.DurationVar(&o.Window, "window", 800*time.Millisecond, "throughput measurement window")
+	fs.DurationVar(&o.Window, "window", 750*time.Millisecond, "throughput measurement window")
 	fs.DurationVar(&o.Warmup, "warmup", 200*time.Millisecond, "time after traffic starts before the window")
-	fs.DurationVar(&o.Ping, "ping", 1500*time.Millisecond, "ping-pong duration")
-	fs.DurationVar(&o.Idle, "idle", 1500*time.Millisecond, "idle measurement window")
+	fs.DurationVar(&o.Ping, "ping", 1200*time.Millisecond, "ping-pong duration")
+	fs.DurationVar(&o.Idle, "idle", 1200*time.Millisecond, "idle measurement window")
 	fs.StringVar(&o.Vhostd, "vhostd", "", "vhostd binary")
 	fs.StringVar(&o.Testpmd, "testpmd", "dpdk-testpmd", "testpmd binary")
 	fs.StringVar(&o.Only, "only", "", "run only the groups whose name contains this")
-	split := fs.String("vhostd-split", "", "vhostd flags for a split TAP/ring thread mode (space-separated), e.g. \"--split\": adds a vhostd-split subject to the 64-byte groups")
+	split := fs.String("vhostd-split", DefaultSplit, "vhostd flags of the vhostd-split subject in the 64-byte groups (empty: no such subject)")
 	fs.StringVar(&o.Sink, "sink", "xdp", "guest-TX sink: xdp (xdptap count-and-drop) or stack (host stack drops)")
 	from := fs.String("from", "", "re-render RESULTS.md and plots from this results.json without measuring")
 	if err := fs.Parse(args); err != nil {

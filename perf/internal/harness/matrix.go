@@ -21,6 +21,8 @@ type Subject struct {
 	Kind     string
 	BusyPoll int      // vhostd --busy-poll
 	Extra    []string `json:",omitempty"` // more vhostd flags
+	// CPUs is the back-end's taskset CPU list ("1" when empty).
+	CPUs string `json:",omitempty"`
 }
 
 var (
@@ -63,10 +65,14 @@ func sizeName(n int) string {
 	return fmt.Sprint(n)
 }
 
+// DefaultSplit is how vhostd-split runs: the pair's ring side on CPU 0
+// (beside the guest: the light half), its TAP side on CPU 1.
+const DefaultSplit = "--threads split --cpus 0,1"
+
 // matrix is the whole scenario matrix. split, when not empty, is the
 // vhostd flag list that runs a pair's TAP side and ring side on two
-// threads: a vhostd-split subject then joins every 64-byte group, to
-// settle the inline-or-split default.
+// threads: a vhostd-split subject (allowed CPUs 0 and 1) then joins every
+// 64-byte group, to settle the inline-or-split default.
 func matrix(split []string) []Group {
 	var gs []Group
 	for _, dir := range []string{"tx", "rx"} {
@@ -82,8 +88,11 @@ func matrix(split []string) []Group {
 				subj := []Subject{sBP, sDPDK, raw}
 				if size == 64 {
 					subj = []Subject{sBP, sEvent, sDPDK, raw}
+					if fe == "dpdk" {
+						subj = []Subject{sBP, sDPDK, raw} // event mode: see the go groups
+					}
 					if len(split) > 0 {
-						subj = append(subj, Subject{Name: "vhostd-split", Kind: kVhostd, BusyPoll: 50, Extra: split})
+						subj = append(subj, Subject{Name: "vhostd-split", Kind: kVhostd, BusyPoll: 50, Extra: split, CPUs: "0,1"})
 					}
 				}
 				gs = append(gs, Group{Name: fmt.Sprintf("%s-%s-%s", dir, sizeName(size), fe), Dir: dir, FE: fe, Size: size, Subjects: subj})

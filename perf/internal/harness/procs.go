@@ -36,9 +36,10 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 
 func (t *tailBuffer) String() string { return string(t.b) }
 
-// start runs argv pinned to cpu (all its threads: taskset before exec).
-func start(role string, cpu int, argv ...string) (*proc, error) {
-	args := append([]string{"-c", strconv.Itoa(cpu)}, argv...)
+// start runs argv pinned to the CPU list cpus (all its threads: taskset
+// before exec).
+func start(role string, cpus string, argv ...string) (*proc, error) {
+	args := append([]string{"-c", cpus}, argv...)
 	p := &proc{role: role, cmd: exec.Command("taskset", args...), done: make(chan struct{})}
 	p.cmd.Stdout = &p.stdout
 	p.cmd.Stderr = &p.stderr

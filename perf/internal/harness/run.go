@@ -163,14 +163,18 @@ func (h *harness) runOne(g Group, s Subject, round int) (r Run) {
 	case kVhostd:
 		argv := []string{h.o.Vhostd, "--socket-path", sock, "--tap", tap, "--queues", "1",
 			"--busy-poll", strconv.Itoa(s.BusyPoll), "--cpus", "1", "--log-level", "warn"}
-		be, err = start("backend", 1, append(argv, s.Extra...)...)
+		cpus := s.CPUs
+		if cpus == "" {
+			cpus = "1"
+		}
+		be, err = start("backend", cpus, append(argv, s.Extra...)...)
 	case kTestpmd:
 		sigBE = syscall.SIGINT
-		be, err = start("backend", 1, h.testpmd(prefix+"b", 1,
+		be, err = start("backend", "1", h.testpmd(prefix+"b", 1,
 			[]string{"net_vhost0,iface=" + sock + ",queues=1", "net_tap0,iface=" + tap},
 			"--forward-mode=io")...)
 	case kRawTx, kRawRx:
-		be, err = start("backend", 1, h.o.Self, s.Kind, "--tap", tap, "--size", size)
+		be, err = start("backend", "1", h.o.Self, s.Kind, "--tap", tap, "--size", size)
 	}
 	if err != nil {
 		return fail(err)
@@ -232,10 +236,10 @@ func (h *harness) runOne(g Group, s Subject, round int) (r Run) {
 			if g.Dir == "tx" {
 				extra = append(extra, "--txpkts="+size)
 			}
-			fe, err = start("fe", 0, h.testpmd(prefix+"f", 0, []string{"net_virtio_user0,path=" + sock + ",queues=1"}, extra...)...)
+			fe, err = start("fe", "0", h.testpmd(prefix+"f", 0, []string{"net_virtio_user0,path=" + sock + ",queues=1"}, extra...)...)
 		case g.Dir == "ping":
 			mac, _ := os.ReadFile("/sys/class/net/" + tap + "/address")
-			fe, err = start("fe", 0, h.o.Self, "fe", "--socket", sock, "--mode", "ping", "--duration", h.o.Ping.String(),
+			fe, err = start("fe", "0", h.o.Self, "fe", "--socket", sock, "--mode", "ping", "--duration", h.o.Ping.String(),
 				"--dst-mac", strings.TrimSpace(string(mac)), "--src", guestIP, "--dst", hostIP)
 		case g.Dir == "rx":
 			// The Go guest is its own traffic source, taking turns with its
@@ -244,9 +248,9 @@ func (h *harness) runOne(g Group, s Subject, round int) (r Run) {
 			if g.Size == tsoSize {
 				argv = append(argv, "--inject-udp-gso", guestIP)
 			}
-			fe, err = start("fe", 0, argv...)
+			fe, err = start("fe", "0", argv...)
 		default:
-			fe, err = start("fe", 0, h.o.Self, "fe", "--socket", sock, "--mode", g.Dir, "--size", size)
+			fe, err = start("fe", "0", h.o.Self, "fe", "--socket", sock, "--mode", g.Dir, "--size", size)
 		}
 		if err != nil {
 			return fail(err)
@@ -257,7 +261,7 @@ func (h *harness) runOne(g Group, s Subject, round int) (r Run) {
 		if g.Size == tsoSize {
 			argv = append(argv, "--udp-gso", guestIP)
 		}
-		if inj, err = start("inject", 0, argv...); err != nil {
+		if inj, err = start("inject", "0", argv...); err != nil {
 			return fail(err)
 		}
 	}
