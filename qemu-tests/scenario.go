@@ -329,6 +329,9 @@ func FlowScript(parallel bool, flows ...Flow) string {
 	return s.String()
 }
 
+// maxFlowLines: RunFlows logs each flow when there are at most this many, else a summary.
+const maxFlowLines = 4
+
 // FlowResult is what the host saw of one flow.
 type FlowResult struct {
 	Flow
@@ -347,6 +350,7 @@ func (r FlowResult) MBps() float64 { return float64(r.Bytes) / 1e6 / r.Time.Seco
 func (b *Bed) RunFlows(flows ...Flow) []FlowResult {
 	b.T.Helper()
 	res := make([]FlowResult, len(flows))
+	start := time.Now()
 	var wg sync.WaitGroup
 	for i, f := range flows {
 		res[i].Flow = f
@@ -370,12 +374,19 @@ func (b *Bed) RunFlows(flows ...Flow) []FlowResult {
 		})
 	}
 	wg.Wait()
+	var total int64
 	for _, r := range res {
 		if r.Err != nil {
 			b.T.Errorf("flow %v: %v", r.Flow, r.Err)
 			continue
 		}
-		b.T.Logf("flow %v: %.1f MiB in %.2f s: %.1f MB/s, sha256 %s matches", r.Flow, float64(r.Bytes)/(1<<20), r.Time.Seconds(), r.MBps(), r.SHA[:16])
+		total += r.Bytes
+		if len(res) <= maxFlowLines {
+			b.T.Logf("flow %v: %.1f MiB in %.2f s: %.1f MB/s, sha256 %s matches", r.Flow, float64(r.Bytes)/(1<<20), r.Time.Seconds(), r.MBps(), r.SHA[:16])
+		}
+	}
+	if len(res) > maxFlowLines {
+		b.T.Logf("%d flows: %.1f MiB with matching sha256 in %.2f s (%.1f MB/s together)", len(res), float64(total)/(1<<20), time.Since(start).Seconds(), float64(total)/1e6/time.Since(start).Seconds())
 	}
 	return res
 }
