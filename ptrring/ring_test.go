@@ -427,8 +427,8 @@ func stressBackoff(spin *int) bool {
 	return true
 }
 
-// TestBatchRelease checks when ConsumeBatch hands slots back: after 64 unreleased items on
-// a large ring, or at once when it comes up short.
+// TestBatchRelease checks when ConsumeBatch hands slots back: after 128 unreleased items
+// on a large ring, or at once when it comes up short.
 func TestBatchRelease(t *testing.T) {
 	r := mustNew[int](t, 1024)
 	items := vals(1024)
@@ -436,16 +436,18 @@ func TestBatchRelease(t *testing.T) {
 	if n := r.ProduceBatch(items); n != 1024 {
 		t.Fatalf("ProduceBatch = %d", n)
 	}
-	r.ConsumeBatch(dst)
-	if !r.Full() {
-		t.Fatal("32 items released before the release threshold")
+	for i := 0; i < 3; i++ {
+		r.ConsumeBatch(dst)
+		if !r.Full() {
+			t.Fatalf("%d items released before the release threshold", 32*(i+1))
+		}
 	}
 	r.ConsumeBatch(dst)
 	if r.Full() {
-		t.Fatal("64 consumed items not released")
+		t.Fatal("128 consumed items not released")
 	}
-	if n := r.ProduceBatch(items[:64]); n != 64 {
-		t.Fatalf("ProduceBatch after release = %d, want 64", n)
+	if n := r.ProduceBatch(items[:128]); n != 128 {
+		t.Fatalf("ProduceBatch after release = %d, want 128", n)
 	}
 	for r.ConsumeBatch(dst[:5]) == 5 {
 	}
