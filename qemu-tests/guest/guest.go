@@ -249,26 +249,41 @@ func (g *Guest) WaitFor(ctx context.Context, re *regexp.Regexp) ([]string, error
 // WaitForFrom is WaitFor on the serial log from byte offset from on (a len(Log()) taken
 // earlier): it finds only what the guest printed after that point.
 func (g *Guest) WaitForFrom(ctx context.Context, re *regexp.Regexp, from int) ([]string, error) {
-	for {
+	m, err := waitMatch(ctx, re, from, func() (string, <-chan struct{}) {
 		g.mu.Lock()
-		m := re.FindStringSubmatch(g.serial.String()[from:])
-		ch := g.changed
-		g.mu.Unlock()
-		if m != nil {
+		defer g.mu.Unlock()
+		return g.serial.String(), g.changed
+	}, g.done)
+	switch {
+	case errors.Is(err, errDone):
+		return nil, fmt.Errorf("waiting for %q: %w (%v); %s", re, ErrExited, g.werr, g.tail())
+	case err != nil:
+		return nil, fmt.Errorf("waiting for %q: %w; %s", re, err, g.tail())
+	}
+	return m, nil
+}
+
+// errDone: the writer finished (done closed) before the pattern appeared.
+var errDone = errors.New("writer done")
+
+// waitMatch waits until re matches the growing text from byte offset from on and returns the
+// submatches. snap returns the text so far and a channel closed when it grows; done is closed
+// once the text is complete (then one last look, and errDone).
+func waitMatch(ctx context.Context, re *regexp.Regexp, from int, snap func() (string, <-chan struct{}), done <-chan struct{}) ([]string, error) {
+	for {
+		s, ch := snap()
+		if m := re.FindStringSubmatch(s[from:]); m != nil {
 			return m, nil
 		}
 		select {
 		case <-ch:
-		case <-g.done:
-			g.mu.Lock()
-			m := re.FindStringSubmatch(g.serial.String()[from:])
-			g.mu.Unlock()
-			if m != nil {
-				return m, nil
+		case <-done:
+			if s, _ := snap(); re.MatchString(s[from:]) {
+				return re.FindStringSubmatch(s[from:]), nil
 			}
-			return nil, fmt.Errorf("waiting for %q: %w (%v); %s", re, ErrExited, g.werr, g.tail())
+			return nil, errDone
 		case <-ctx.Done():
-			return nil, fmt.Errorf("waiting for %q: %w; %s", re, ctx.Err(), g.tail())
+			return nil, ctx.Err()
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -90,26 +91,19 @@ func (p *Process) WaitFor(ctx context.Context, re *regexp.Regexp) ([]string, err
 
 // WaitForFrom is WaitFor on the output from byte offset from on (a len(Log()) taken earlier).
 func (p *Process) WaitForFrom(ctx context.Context, re *regexp.Regexp, from int) ([]string, error) {
-	for {
+	// Output is complete once Wait returned (exec copies it before Wait returns).
+	m, err := waitMatch(ctx, re, from, func() (string, <-chan struct{}) {
 		p.mu.Lock()
-		m := re.FindStringSubmatch(p.log.String()[from:])
-		ch := p.changed
-		p.mu.Unlock()
-		if m != nil {
-			return m, nil
-		}
-		select {
-		case <-ch:
-		case <-p.done:
-			// Output is complete once Wait returned (exec copies it before Wait returns).
-			if m := re.FindStringSubmatch(p.Log()[from:]); m != nil {
-				return m, nil
-			}
-			return nil, fmt.Errorf("%s: waiting for %q: exited (%v)", p.Name, re, p.werr)
-		case <-ctx.Done():
-			return nil, fmt.Errorf("%s: waiting for %q: %w", p.Name, re, ctx.Err())
-		}
+		defer p.mu.Unlock()
+		return p.log.String(), p.changed
+	}, p.done)
+	switch {
+	case errors.Is(err, errDone):
+		return nil, fmt.Errorf("%s: waiting for %q: exited (%v)", p.Name, re, p.werr)
+	case err != nil:
+		return nil, fmt.Errorf("%s: waiting for %q: %w", p.Name, re, err)
 	}
+	return m, nil
 }
 
 // Signal sends sig to the process (by PID), unless it has exited.
