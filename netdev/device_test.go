@@ -27,22 +27,10 @@ type fakeHost struct {
 func newFakeHost(t testing.TB, n int) *fakeHost {
 	h := &fakeHost{mtu: 1500}
 	for i := 0; i < n; i++ {
-		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, fd := range fds {
-			unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 4<<20)
-			unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 4<<20)
-		}
-		h.queues = append(h.queues, tap.NewQueueFd(fds[0], i))
-		h.peers = append(h.peers, fds[1])
+		q, peer := tapStandIn(t, i)
+		h.queues = append(h.queues, q)
+		h.peers = append(h.peers, peer)
 	}
-	t.Cleanup(func() {
-		for _, fd := range h.peers {
-			unix.Close(fd)
-		}
-	})
 	return h
 }
 

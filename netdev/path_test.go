@@ -46,6 +46,15 @@ func newRig(t testing.TB, size uint16, slab uint64, eventIdx bool) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
+	tq, peer := tapStandIn(t, 0)
+	return &rig{t: t, mem: mem, drv: drv, q: q, tq: tq, peer: peer}
+}
+
+// tapStandIn is a datagram socketpair standing in for TAP queue i: the
+// queue end, and the far end the test reads and writes frames on. Both
+// are closed at cleanup.
+func tapStandIn(t testing.TB, i int) (*tap.Queue, int) {
+	t.Helper()
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -55,9 +64,9 @@ func newRig(t testing.TB, size uint16, slab uint64, eventIdx bool) *rig {
 		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 4<<20)
 		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 4<<20)
 	}
-	r := &rig{t: t, mem: mem, drv: drv, q: q, tq: tap.NewQueueFd(fds[0], 0), peer: fds[1]}
-	t.Cleanup(func() { r.tq.Close(); unix.Close(r.peer) })
-	return r
+	q := tap.NewQueueFd(fds[0], i)
+	t.Cleanup(func() { q.Close(); unix.Close(fds[1]) })
+	return q, fds[1]
 }
 
 func hdrBytes(h tap.VnetHdr) []byte {
