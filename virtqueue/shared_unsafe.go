@@ -29,56 +29,13 @@ import (
 	"encoding/binary"
 	"sync/atomic"
 	"unsafe"
+
+	"github.com/vhostd/vhostd/internal/shmem"
 )
 
-// word32 returns the aligned 32-bit word of b that contains the 16-bit
-// field at b[off:off+2] and the field's bit shift inside it, or nil when
-// that word is not wholly inside b or the field straddles two words.
-func word32(b []byte, off int) (*uint32, uint) {
-	mis := int(uintptr(unsafe.Pointer(&b[off])) & 3)
-	if mis == 3 {
-		return nil, 0
-	}
-	w := off - mis
-	if w < 0 || w+4 > len(b) {
-		return nil, 0
-	}
-	return (*uint32)(unsafe.Pointer(&b[w])), uint(mis) * 8
-}
-
-// load16 reads the little-endian uint16 at b[off:off+2] once.
-func load16(b []byte, off int) uint16 {
-	_ = b[off : off+2] // bounds check without a memory access the race detector would see
-	if p, sh := word32(b, off); p != nil {
-		return uint16(atomic.LoadUint32(p) >> sh)
-	}
-	return binary.LittleEndian.Uint16(b[off:])
-}
-
-// store16 writes v to the little-endian uint16 at b[off:off+2], leaving
-// the other half of the containing word untouched even if the guest
-// writes it concurrently (atomic AND then OR: a reader may see an
-// intermediate value; every 16-bit field we store this way is a hint, see
-// EnableNotify for why that cannot lose a wake-up).
-func store16(b []byte, off int, v uint16) {
-	_ = b[off : off+2]
-	if p, sh := word32(b, off); p != nil {
-		atomic.AndUint32(p, ^(uint32(0xffff) << sh))
-		atomic.OrUint32(p, uint32(v)<<sh)
-		return
-	}
-	binary.LittleEndian.PutUint16(b[off:], v)
-}
-
-// store32 writes v to the little-endian uint32 at b[off:off+4] in one store.
-func store32(b []byte, off int, v uint32) {
-	_ = b[off : off+4]
-	if uintptr(unsafe.Pointer(&b[off]))&3 == 0 {
-		atomic.StoreUint32((*uint32)(unsafe.Pointer(&b[off])), v)
-		return
-	}
-	binary.LittleEndian.PutUint32(b[off:], v)
-}
+func load16(b []byte, off int) uint16     { return shmem.Load16(b, off) }
+func store16(b []byte, off int, v uint16) { shmem.Store16(b, off, v) }
+func store32(b []byte, off int, v uint32) { shmem.Store32(b, off, v) }
 
 // loadDesc reads the 16-byte descriptor at b[off:off+16] once: addr and
 // the word holding len (bits 0-31), flags (32-47) and next (48-63).

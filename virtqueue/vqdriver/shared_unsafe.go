@@ -12,46 +12,13 @@ import (
 	"encoding/binary"
 	"sync/atomic"
 	"unsafe"
+
+	"github.com/vhostd/vhostd/internal/shmem"
 )
 
-func word32(b []byte, off int) (*uint32, uint) {
-	mis := int(uintptr(unsafe.Pointer(&b[off])) & 3)
-	if mis == 3 {
-		return nil, 0
-	}
-	w := off - mis
-	if w < 0 || w+4 > len(b) {
-		return nil, 0
-	}
-	return (*uint32)(unsafe.Pointer(&b[w])), uint(mis) * 8
-}
-
-func load16(b []byte, off int) uint16 {
-	_ = b[off : off+2] // bounds check without a memory access the race detector would see
-	if p, sh := word32(b, off); p != nil {
-		return uint16(atomic.LoadUint32(p) >> sh)
-	}
-	return binary.LittleEndian.Uint16(b[off:])
-}
-
-func store16(b []byte, off int, v uint16) {
-	_ = b[off : off+2]
-	if p, sh := word32(b, off); p != nil {
-		atomic.AndUint32(p, ^(uint32(0xffff) << sh))
-		atomic.OrUint32(p, uint32(v)<<sh)
-		return
-	}
-	binary.LittleEndian.PutUint16(b[off:], v)
-}
-
-func store32(b []byte, off int, v uint32) {
-	_ = b[off : off+4]
-	if uintptr(unsafe.Pointer(&b[off]))&3 == 0 {
-		atomic.StoreUint32((*uint32)(unsafe.Pointer(&b[off])), v)
-		return
-	}
-	binary.LittleEndian.PutUint32(b[off:], v)
-}
+func load16(b []byte, off int) uint16     { return shmem.Load16(b, off) }
+func store16(b []byte, off int, v uint16) { shmem.Store16(b, off, v) }
+func store32(b []byte, off int, v uint32) { shmem.Store32(b, off, v) }
 
 // storeDesc writes a descriptor as two 64-bit words, atomically when the
 // address is 8-aligned, so a test may rewrite descriptors while the device
