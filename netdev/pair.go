@@ -139,8 +139,21 @@ func (p *pair) enable(role int, on bool) {
 	}
 }
 
-func (p *pair) setCall(role int, fd int) { p.paused(func() { p.rings[role].spec.Call = fd }) }
-func (p *pair) setErr(role int, fd int)  { p.paused(func() { p.rings[role].spec.Err = fd }) }
+// setCall replaces a running ring's call eventfd. The new fd gets one
+// signal at once: a completion signalled on the old fd just before the
+// switch may never have reached the guest (QEMU sends the real call fd
+// after the ring started, and a masked notifier does not forward), and
+// under EVENT_IDX the guest would then never move used_event again. A
+// spurious interrupt costs the guest one look at its used ring.
+func (p *pair) setCall(role int, fd int) {
+	p.paused(func() {
+		p.rings[role].spec.Call = fd
+		if fd >= 0 && p.rings[role].running {
+			signal(fd)
+		}
+	})
+}
+func (p *pair) setErr(role int, fd int) { p.paused(func() { p.rings[role].spec.Err = fd }) }
 
 // setMemory moves running rings to a new table. vhost has checked that
 // every running ring translates in it; a failure here breaks the ring.
