@@ -376,7 +376,7 @@ func (p *pair) tapArm() bool {
 	if p.rings[txRing].running && !p.tx.toTap.Empty() {
 		return true
 	}
-	return p.rxOn() && !p.rx.stock.Empty() && readable(p.tq.Fd())
+	return p.rxOn() && !p.rx.stock.Empty() && p.rx.canRead() && readable(p.tq.Fd())
 }
 
 // Disarm suppresses kicks again while the worker polls, and drains the kick

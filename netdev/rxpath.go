@@ -1,6 +1,8 @@
 package netdev
 
 import (
+	"sync/atomic"
+
 	"github.com/vhostd/vhostd/ptrring"
 	"github.com/vhostd/vhostd/tap"
 	"github.com/vhostd/vhostd/virtqueue"
@@ -44,6 +46,16 @@ type rxPath struct {
 	mrg      bool
 	starved  bool   // the last look found frames in the TAP and no buffers
 	maxFrame uint32 // largest frame (header included) the guest can be given
+	// added counts the bytes of buffer the ring side ever put in the
+	// stock, and limited says its last refill could add no more (the
+	// guest's ring was empty or the stock full); consumed is the TAP
+	// side's own count of stocked bytes it took. With MRG_RXBUF the TAP
+	// side reads a frame only when the stock can hold the largest one, or
+	// cannot grow: a frame is never cut short for want of buffers the
+	// guest has already posted.
+	added    atomic.Uint64
+	limited  atomic.Bool
+	consumed uint64
 }
 
 func newRxPath() *rxPath {
@@ -82,9 +94,11 @@ func (r *rxPath) refill(max int, c *counters) (int, error) {
 		max = slotCount - r.next
 	}
 	if max <= 0 {
+		r.limited.Store(true) // the stock is full
 		return 0, nil
 	}
 	n, err := r.q.PopBatch(r.chains[r.next : r.next+max])
+	var bytes uint64
 	for i := 0; i < n; i++ {
 		s := &r.slots[r.next+i]
 		ch := s.chain
@@ -99,14 +113,27 @@ func (r *rxPath) refill(max int, c *counters) (int, error) {
 			s.iov = virtqueue.AppendIovecs(s.iov, ch.In)
 			s.cap = ch.InLen
 		}
+		bytes += uint64(s.cap)
 		r.batch[i] = s
 	}
 	if n > 0 {
 		r.stock.ProduceBatch(r.batch[:n])
 		r.next = (r.next + n) % slotCount
 		r.inflight += n
+		r.added.Add(bytes)
 	}
+	r.limited.Store(n < max || r.inflight == slotCount)
 	return n, err
+}
+
+// canRead reports whether the stock is ready for the next frame (TAP
+// side): any buffer will do without MRG_RXBUF; with it, room for the
+// largest frame, or all the guest has given.
+func (r *rxPath) canRead() bool {
+	if !r.mrg {
+		return true
+	}
+	return r.added.Load()-r.consumed >= uint64(r.maxFrame) || r.limited.Load()
 }
 
 // fromTAP reads up to max frames from the TAP into stocked chains. It
@@ -115,6 +142,9 @@ func (r *rxPath) refill(max int, c *counters) (int, error) {
 func (r *rxPath) fromTAP(q *tap.Queue, max int, c *counters) (frames int, starved, gone bool) {
 	for frames < max {
 		s := r.stock.Peek()
+		if s != nil && !r.canRead() {
+			return // the ring side tops the stock up first
+		}
 		if s == nil {
 			// Frames wait in the TAP (bounded by its queue length) until
 			// the guest gives buffers; count each starved spell once.
@@ -131,6 +161,7 @@ func (r *rxPath) fromTAP(q *tap.Queue, max int, c *counters) (frames int, starve
 			r.done.Produce(s)
 			continue
 		}
+		r.consumed += uint64(s.cap)
 		// The overflow buffer catches what does not fit the chain: with
 		// MRG_RXBUF it is copied on, without it the frame is dropped. It
 		// also makes truncation visible on any fd, not only on tun (which
@@ -192,6 +223,7 @@ func (r *rxPath) spill(s *rxSlot, size uint32, c *counters) bool {
 			ok = false
 			break
 		}
+		r.consumed += uint64(t.cap)
 		n := scatter(t.chain.In, rest)
 		t.len = uint32(n)
 		rest = rest[n:]
@@ -230,6 +262,9 @@ func (r *rxPath) reset(q *virtqueue.Queue, mrg bool, maxFrame uint32) {
 	}
 	for r.done.Consume() != nil {
 	}
+	r.added.Store(0)
+	r.consumed = 0
+	r.limited.Store(false)
 }
 
 // putNumBuffers writes the header's num_buffers field (bytes 10-11, little
