@@ -151,7 +151,8 @@ func SetEchoSeq(b []byte, id, seq uint16) {
 	be.PutUint16(ic[2:], csum(ic, 0))
 }
 
-// IsEchoReply reports whether frame b is an ICMP echo reply with id and
+// IsEchoReply reports whether frame b is an ICMP echo reply with id, or
+// the echo request itself (reflected back unchanged by an XDP loop), and
 // returns its sequence number.
 func IsEchoReply(b []byte, id uint16) (uint16, bool) {
 	if len(b) < 42 || be.Uint16(b[12:]) != 0x0800 || b[23] != 1 {
@@ -159,7 +160,7 @@ func IsEchoReply(b []byte, id uint16) (uint16, bool) {
 	}
 	ihl := int(b[14]&0xf) * 4
 	ic := b[14+ihl:]
-	if len(ic) < 8 || ic[0] != 0 || be.Uint16(ic[4:]) != id {
+	if len(ic) < 8 || (ic[0] != 0 && ic[0] != 8) || be.Uint16(ic[4:]) != id {
 		return 0, false
 	}
 	return be.Uint16(ic[6:]), true

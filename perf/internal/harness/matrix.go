@@ -38,10 +38,13 @@ var (
 // Group is a set of subjects measured the same way, interleaved round by
 // round (A B C A B C ...).
 type Group struct {
-	Name     string
-	Dir      string // tx (guest TX), rx (guest RX), ping, idle
-	FE       string // go (perf/internal/fe) or dpdk (testpmd virtio-user)
-	Size     int    // frame bytes; tsoSize for 64 KiB TSO
+	Name string
+	Dir  string // tx (guest TX), rx (guest RX), ping, idle
+	FE   string // go (perf/internal/fe) or dpdk (testpmd virtio-user)
+	Size int    // frame bytes; tsoSize for 64 KiB TSO
+	// Reflect (ping): xdptap's reflect program sends the guest's frame
+	// straight back into the TAP, instead of the host stack answering.
+	Reflect  bool `json:",omitempty"`
 	Subjects []Subject
 }
 
@@ -101,6 +104,7 @@ func matrix(split []string) []Group {
 	}
 	gs = append(gs,
 		Group{Name: "ping-go", Dir: "ping", FE: "go", Size: 64, Subjects: []Subject{sBP, sEvent, sSpin, sDPDK}},
+		Group{Name: "ping-reflect-go", Dir: "ping", FE: "go", Size: 64, Reflect: true, Subjects: []Subject{sBP, sEvent, sSpin, sDPDK}},
 		Group{Name: "idle-go", Dir: "idle", FE: "go", Size: 64, Subjects: []Subject{sBP, sEvent, sDPDK}},
 	)
 	return gs

@@ -197,6 +197,16 @@ func (h *harness) runOne(g Group, s Subject, round int) (r Run) {
 	// only through generic XDP on a linearized skb, a cost the guest's
 	// frame would not otherwise pay.
 	var att *xdptap.Attachment
+	if g.Reflect {
+		ifi, err := net.InterfaceByName(tap)
+		if err == nil {
+			att, err = xdptap.Attach(ifi.Index, xdptap.Config{Mode: xdptap.ModeReflect})
+		}
+		if err != nil {
+			return fail(fmt.Errorf("xdp reflect: %w", err))
+		}
+		defer att.Close()
+	}
 	if g.Dir == "tx" {
 		r.Sink = "stack"
 		if h.o.Sink == "xdp" && g.Size != tsoSize {
