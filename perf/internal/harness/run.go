@@ -290,7 +290,10 @@ func (h *harness) runOne(g Group, s Subject, round int) (r Run) {
 		r.Pings, r.Lost = int(rep.Ping.Sent), int(rep.Ping.Sent-rep.Ping.Received)
 		r.RTTP50us, r.RTTP99us, r.RTTMinus = float64(rep.Ping.P50)/1e3, float64(rep.Ping.P99)/1e3, float64(rep.Ping.Min)/1e3
 		if rep.Ping.Received == 0 {
-			r.Error = "no echo reply"
+			// A measurement, not a harness failure: testpmd's TAP PMD keeps
+			// a second, unread queue open on the TAP, and tun's XDP
+			// redirect picks the queue by CPU.
+			r.Note = "no echo reply came back"
 		}
 		return r
 	}
