@@ -46,25 +46,26 @@
 //     memory and a slot line crosses between the cores only when it is refilled.
 //
 // go test -run '^$' -bench . -benchtime 2000000x -count 5 ./ptrring/ on the project's
-// 2-vCPU AMD EPYC machine (04:51 UTC on 2026-11-22, in a quiet minute), one producer
+// 2-vCPU AMD EPYC machine (05:04 UTC on 2026-11-22, in a quiet minute), one producer
 // goroutine and one consumer, ring of 1024, nanoseconds per item, median of 5, zero
 // allocations per item in every case:
 //
 //	                     batch 1   batch 32
-//	Ring                  11.8       1.43
-//	Ring, release every   15.6        -      (head published after every Consume)
-//	idxring               15.2       1.73
-//	slotring               9.9       9.9
-//	chan *T               43.7        -
-//	chan []*T               -        2.05     (32 pointers per channel element)
+//	Ring                  10.9       1.32
+//	Ring, release every   16.4        -      (head published after every Consume)
+//	idxring               15.8       1.70
+//	slotring               9.4       9.2
+//	chan *T               47.1        -
+//	chan []*T               -        2.31     (32 pointers per channel element)
 //
 // slotring is a little faster at batch 1 (its consumer, slowed by its XCHGs, stays behind
 // the producer instead of polling the line the producer is writing) and seven times
-// slower at batch 32; Ring is the fastest at batch 32 and 3.7 times a channel at batch 1.
-// Publishing head once per 64 items rather than once per call saved about 20% at batch
-// 32, and 128 a few per cent more in side-by-side runs of the two builds (kept). Against a channel of 32-pointer slices Ring measures 1.4 to 1.55 times faster
-// across runs: the channel moves one slice header per 32 items, and its consumer reads
-// the producer's buffer in place where ConsumeBatch copies the pointers out.
+// slower at batch 32; Ring is the fastest at batch 32 and over four times a channel at
+// batch 1. Publishing head once per 64 items rather than once per call saved about 20%
+// at batch 32, and once per 128 a few per cent more in side-by-side runs of the two
+// builds. Against a channel of 32-pointer slices Ring has measured 1.4 to 1.8 times
+// faster across runs: the channel moves one slice header per 32 items, and its consumer
+// reads the producer's buffer in place where ConsumeBatch copies the pointers out.
 //
 // The figures swing by 20% or more between runs on this shared machine; compare ratios
 // within one run. Under CPU contention (another process busy on one of the two cores)
