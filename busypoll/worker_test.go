@@ -115,8 +115,14 @@ func (f *fakePoller) waitConsumed(t *testing.T, n uint64, d time.Duration) {
 	for i := 0; f.consumed.Load() < n; i++ {
 		if i%64 == 63 {
 			if time.Now().After(deadline) {
-				t.Fatalf("item %d not consumed after %v (consumed %d): lost wake-up",
-					n, d, f.consumed.Load())
+				var st string
+				if f.w != nil {
+					st = fmt.Sprintf("; worker sleeping %v, stats %+v", f.w.sleeping.Load(), f.w.Stats())
+				}
+				var b [8]byte
+				cnt, _ := unix.Read(f.efd, b[:])
+				t.Fatalf("item %d not consumed after %v (produced %d, consumed %d, armed %v, eventfd had %d bytes %v%s): lost wake-up",
+					n, d, f.produced.Load(), f.consumed.Load(), f.armed.Load(), cnt, b, st)
 			}
 			runtime.Gosched()
 		}
