@@ -288,7 +288,7 @@ func (p *pair) tapStep(max int) (work int) {
 		work += n
 	}
 	if p.rxOn() {
-		n, _, gone := p.rx.fromTAP(p.tq, max, &p.ct)
+		n, gone := p.rx.fromTAP(p.tq, max, &p.ct)
 		if gone {
 			p.tapGone.Store(true)
 		}
@@ -376,7 +376,15 @@ func (p *pair) tapArm() bool {
 	if p.rings[txRing].running && !p.tx.toTap.Empty() {
 		return true
 	}
-	return p.rxOn() && !p.rx.stock.Empty() && p.rx.canRead() && readable(p.tq.Fd())
+	if !p.rxOn() {
+		return false
+	}
+	if p.rx.stock.Empty() {
+		p.rx.noteStarved(p.tq, &p.ct)
+		p.ct.publish()
+		return false
+	}
+	return p.rx.canRead() && readable(p.tq.Fd())
 }
 
 // Disarm suppresses kicks again while the worker polls, and drains the kick

@@ -194,6 +194,9 @@ func (r *rig) runRX(rx *rxPath) {
 		}
 		rx.fromTAP(r.tq, budget, &r.c)
 		rx.complete()
+		if rx.stock.Empty() {
+			rx.noteStarved(r.tq, &r.c) // as the worker does before sleeping
+		}
 	}
 }
 

@@ -139,20 +139,17 @@ func (r *rxPath) canRead() bool {
 // fromTAP reads up to max frames from the TAP into stocked chains. It
 // returns the frames moved, whether the TAP still had frames when the
 // stock ran dry, and whether the TAP is gone.
-func (r *rxPath) fromTAP(q *tap.Queue, max int, c *counters) (frames int, starved, gone bool) {
+func (r *rxPath) fromTAP(q *tap.Queue, max int, c *counters) (frames int, gone bool) {
 	for frames < max {
 		s := r.stock.Peek()
 		if s != nil && !r.canRead() {
 			return // the ring side tops the stock up first
 		}
 		if s == nil {
-			// Frames wait in the TAP (bounded by its queue length) until
-			// the guest gives buffers; count each starved spell once.
-			starved = readable(q.Fd())
-			if starved && !r.starved {
-				c.add(cRxNoBuffer, 1)
-			}
-			r.starved = starved
+			// No guest buffers: frames wait in the TAP (bounded by its
+			// queue length). The spell is counted by noteStarved before
+			// the worker sleeps, not here: a poll(2) per round would cost
+			// most when the guest is slow to refill.
 			return
 		}
 		r.starved = false
@@ -198,6 +195,16 @@ func (r *rxPath) fromTAP(q *tap.Queue, max int, c *counters) (frames int, starve
 		frames++
 	}
 	return
+}
+
+// noteStarved is called (TAP side) before sleeping with an empty stock:
+// if frames wait in the TAP, the guest is short of buffers; each such
+// spell counts once as rx_no_buffer (BAD-INPUTS 44).
+func (r *rxPath) noteStarved(q *tap.Queue, c *counters) {
+	if !r.starved && readable(q.Fd()) {
+		r.starved = true
+		c.add(cRxNoBuffer, 1)
+	}
 }
 
 // spill finishes a frame of size bytes whose first s.cap bytes landed in s
