@@ -16,6 +16,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -51,6 +52,7 @@ type options struct {
 	statsEvery   time.Duration
 	reconnect    time.Duration
 	shutdownWait time.Duration
+	cpuProfile   string
 	xdp          xdpOptions
 }
 
@@ -82,6 +84,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.statsEvery, "stats-interval", 0, "log per-queue counters at this interval (0 = only on SIGUSR1)")
 	fs.DurationVar(&o.reconnect, "reconnect", time.Second, "with --client, the delay between connection attempts")
 	fs.DurationVar(&o.shutdownWait, "shutdown-timeout", 2*time.Second, "on SIGTERM, the longest wait for the connection to wind down")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a Go CPU profile of the whole run to this file (for go tool pprof)")
 	o.xdp.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -197,6 +200,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintln(stderr, "vhostd:", err)
 		return 2
+	}
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			fmt.Fprintln(stderr, "vhostd: --cpuprofile:", err)
+			return 2
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(stderr, "vhostd: --cpuprofile:", err)
+			return 2
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
 	xcfg, xdpOn, err := o.xdp.config(cfg.MAC)
 	if err != nil {
