@@ -54,9 +54,9 @@ func Main(args []string) error {
 	out := fs.String("out", "", "output directory (default: perf/ for a full run, a temporary directory for --smoke)")
 	o := Options{}
 	fs.IntVar(&o.Rounds, "rounds", 5, "interleaved rounds (A B C A B C ...)")
-	fs.DurationVar(&o.Window, "window", 750*time.Millisecond, "throughput measurement window")
+	fs.DurationVar(&o.Window, "window", 700*time.Millisecond, "throughput measurement window")
 	fs.DurationVar(&o.Warmup, "warmup", 200*time.Millisecond, "time after traffic starts before the window")
-	fs.DurationVar(&o.Ping, "ping", 1200*time.Millisecond, "ping-pong duration")
+	fs.DurationVar(&o.Ping, "ping", time.Second, "ping-pong duration")
 	fs.DurationVar(&o.Idle, "idle", 1200*time.Millisecond, "idle measurement window")
 	fs.StringVar(&o.Vhostd, "vhostd", "", "vhostd binary")
 	fs.StringVar(&o.Testpmd, "testpmd", "dpdk-testpmd", "testpmd binary")

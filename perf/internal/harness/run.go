@@ -290,9 +290,8 @@ func (h *harness) runOne(g Group, s Subject, round int) (r Run) {
 		r.Pings, r.Lost = int(rep.Ping.Sent), int(rep.Ping.Sent-rep.Ping.Received)
 		r.RTTP50us, r.RTTP99us, r.RTTMinus = float64(rep.Ping.P50)/1e3, float64(rep.Ping.P99)/1e3, float64(rep.Ping.Min)/1e3
 		if rep.Ping.Received == 0 {
-			// A measurement, not a harness failure: testpmd's TAP PMD keeps
-			// a second, unread queue open on the TAP, and tun's XDP
-			// redirect picks the queue by CPU.
+			// A measurement, not a harness failure (testpmd's TAP port never
+			// received frames reflected by XDP; not investigated further).
 			r.Note = "no echo reply came back"
 		}
 		return r
