@@ -133,6 +133,7 @@ func rawMain(cmd string, args []string) error {
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	name := fs.String("tap", "", "TAP to create")
 	size := fs.Int("size", 64, "frame size (65480: 64 KiB TSO)")
+	uring := fs.Int("uring", 0, "rawtx: batches of this many writes per io_uring_enter (0: one write(2) per frame)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -148,10 +149,16 @@ func rawMain(cmd string, args []string) error {
 	var flag atomic.Bool
 	go func() { <-stop; flag.Store(true) }()
 	var n rawtap.Counters
-	if cmd == "rawtx" {
+	switch {
+	case cmd == "rawtx" && *uring > 0:
+		hdr, fr := frameFor(*size, true)
+		if err := rawtap.WriteLoopUring(fd, append(hdr[:], fr...), uint32(*uring), &flag, &n); err != nil {
+			return err
+		}
+	case cmd == "rawtx":
 		hdr, fr := frameFor(*size, true)
 		rawtap.WriteLoop(fd, append(hdr[:], fr...), &flag, &n)
-	} else {
+	default:
 		rawtap.ReadLoop(fd, 65536+4096, &flag, &n)
 	}
 	emit(Report{Frames: n.Frames.Load(), Bytes: n.Bytes.Load(), Errors: n.Errors.Load()})

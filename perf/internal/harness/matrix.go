@@ -26,13 +26,15 @@ type Subject struct {
 }
 
 var (
-	sBP     = Subject{Name: "vhostd-bp50", Kind: kVhostd, BusyPoll: 50}
-	sEvent  = Subject{Name: "vhostd-event", Kind: kVhostd, BusyPoll: 0}
-	sSpin   = Subject{Name: "vhostd-spin", Kind: kVhostd, BusyPoll: -1}
-	sDPDK   = Subject{Name: "testpmd", Kind: kTestpmd}
-	sRawTx  = Subject{Name: "raw-write", Kind: kRawTx}
-	sRawRx  = Subject{Name: "raw-read", Kind: kRawRx}
-	tsoSize = frames.TSOFrame
+	sBP    = Subject{Name: "vhostd-bp50", Kind: kVhostd, BusyPoll: 50}
+	sEvent = Subject{Name: "vhostd-event", Kind: kVhostd, BusyPoll: 0}
+	sSpin  = Subject{Name: "vhostd-spin", Kind: kVhostd, BusyPoll: -1}
+	sDPDK  = Subject{Name: "testpmd", Kind: kTestpmd}
+	sRawTx = Subject{Name: "raw-write", Kind: kRawTx}
+	sRawRx = Subject{Name: "raw-read", Kind: kRawRx}
+	// sRawTxUring is the batched limit: 128 writes per io_uring_enter.
+	sRawTxUring = Subject{Name: "raw-write-uring", Kind: kRawTx, Extra: []string{"--uring", "128"}}
+	tsoSize     = frames.TSOFrame
 )
 
 // Group is a set of subjects measured the same way, interleaved round by
@@ -93,6 +95,9 @@ func matrix(split []string) []Group {
 					subj = []Subject{sBP, sEvent, sDPDK, raw}
 					if fe == "dpdk" {
 						subj = []Subject{sBP, sDPDK, raw} // event mode: see the go groups
+					}
+					if dir == "tx" && fe == "go" {
+						subj = append(subj, sRawTxUring)
 					}
 					if len(split) > 0 {
 						subj = append(subj, Subject{Name: "vhostd-split", Kind: kVhostd, BusyPoll: 50, Extra: split, CPUs: "0,1"})

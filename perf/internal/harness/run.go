@@ -174,7 +174,7 @@ func (h *harness) runOne(g Group, s Subject, round int) (r Run) {
 			[]string{"net_vhost0,iface=" + sock + ",queues=1", "net_tap0,iface=" + tap},
 			"--forward-mode=io")...)
 	case kRawTx, kRawRx:
-		be, err = start("backend", "1", h.o.Self, s.Kind, "--tap", tap, "--size", size)
+		be, err = start("backend", "1", append([]string{h.o.Self, s.Kind, "--tap", tap, "--size", size}, s.Extra...)...)
 	}
 	if err != nil {
 		return fail(err)
