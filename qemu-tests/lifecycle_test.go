@@ -125,6 +125,10 @@ ip link show eth0
 		t.Fatalf("the guest did not notice vhostd was gone within 60 s: %v", err)
 	}
 	t.Logf("guest: pings failing after %s tries; eth0 carrier=%s", m[1], m[2])
+	if m[2] != "0" {
+		// QEMU takes the NIC's link down when its vhost-user back-end goes.
+		t.Errorf("the guest's eth0 carrier is %q after vhostd exited, want 0 (link down)", m[2])
+	}
 	if rc, err := b.Guest.WaitScript(ctx); err != nil || rc != 0 {
 		t.Errorf("guest script: rc=%d %v", rc, err)
 	}
