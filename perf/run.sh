@@ -30,6 +30,8 @@ trap 'rm -rf "$bin"' EXIT
 (cd "$root" && go build -o "$bin/vhostd" ./cmd/vhostd)
 (cd "$here" && go build -o "$bin/vperf" ./cmd/vperf)
 
+VPERF_COMMAND="perf/run.sh${*:+ $*}"
+export VPERF_COMMAND
 out="$here"
 for a in "$@"; do
 	case "$a" in --smoke) out="" ;; esac

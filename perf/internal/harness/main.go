@@ -54,8 +54,8 @@ func Main(args []string) error {
 	out := fs.String("out", "", "output directory (default: perf/ for a full run, a temporary directory for --smoke)")
 	o := Options{}
 	fs.IntVar(&o.Rounds, "rounds", 5, "interleaved rounds (A B C A B C ...)")
-	fs.DurationVar(&o.Window, "window", 700*time.Millisecond, "throughput measurement window")
-	fs.DurationVar(&o.Warmup, "warmup", 200*time.Millisecond, "time after traffic starts before the window")
+	fs.DurationVar(&o.Window, "window", 600*time.Millisecond, "throughput measurement window")
+	fs.DurationVar(&o.Warmup, "warmup", 150*time.Millisecond, "time after traffic starts before the window")
 	fs.DurationVar(&o.Ping, "ping", time.Second, "ping-pong duration")
 	fs.DurationVar(&o.Idle, "idle", 1200*time.Millisecond, "idle measurement window")
 	fs.StringVar(&o.Vhostd, "vhostd", "", "vhostd binary")
@@ -99,7 +99,11 @@ func Main(args []string) error {
 		return fmt.Errorf("need 2 CPUs (back-end on CPU 1, front-end on CPU 0)")
 	}
 
-	res := &Results{Command: "perf/run.sh " + strings.Join(args, " "), Started: time.Now().UTC().Format(time.RFC3339), Options: o}
+	cmd := os.Getenv("VPERF_COMMAND") // set by perf/run.sh: what the user typed
+	if cmd == "" {
+		cmd = "vperf run " + strings.Join(args, " ")
+	}
+	res := &Results{Command: cmd, Started: time.Now().UTC().Format(time.RFC3339), Options: o}
 	res.Machine = machine(o)
 	fmt.Fprintf(os.Stderr, "vperf: load before start: %s, foreign CPU %.2f cores\n", res.Machine.LoadBefore, res.Machine.ForeignBefore)
 	for _, g := range matrix(strings.Fields(*split)) {
