@@ -33,3 +33,8 @@ done
 echo "== go test -race"
 export VHOSTD_TEST_PRIVILEGED=1
 go test -race -timeout 25m "$@" ./...
+
+# The perf harness, one short run of every scenario, so it keeps working
+# (installs dpdk-dev for the testpmd peer).
+echo "== perf smoke"
+perf/run.sh --smoke
