@@ -30,11 +30,11 @@ for mod in $(git ls-files '*/go.mod'); do
   (cd "$(dirname "$mod")" && go vet ./...)
 done
 
-echo "== go test -race"
-export VHOSTD_TEST_PRIVILEGED=1
-go test -race -timeout 25m "$@" ./...
-
 # The perf harness, one short run of every scenario, so it keeps working
 # (installs dpdk-dev for the testpmd peer).
 echo "== perf smoke"
 perf/run.sh --smoke
+
+echo "== go test -race"
+export VHOSTD_TEST_PRIVILEGED=1
+go test -race -timeout 25m "$@" ./...
