@@ -102,30 +102,29 @@ func (c *Config) features() uint64 {
 	return f
 }
 
+// guestOffloads pairs each receive offload the guest can ack with the
+// TUNSETOFFLOAD bit that lets the TAP hand us such frames.
+var guestOffloads = [...]struct {
+	feature uint
+	tap     tap.Offloads
+}{
+	{FGuestCsum, tap.OffloadCSUM},
+	{FGuestTSO4, tap.OffloadTSO4},
+	{FGuestTSO6, tap.OffloadTSO6},
+	{FGuestECN, tap.OffloadTSOECN},
+	{FGuestUFO, tap.OffloadUFO},
+	{FGuestUSO4, tap.OffloadUSO4},
+	{FGuestUSO6, tap.OffloadUSO6},
+}
+
 // tapOffloads maps the guest's receive offloads to TUNSETOFFLOAD flags: the
 // TAP may hand us only what the guest can take.
 func tapOffloads(acked uint64) tap.Offloads {
 	var o tap.Offloads
-	if acked&bit(FGuestCsum) != 0 {
-		o |= tap.OffloadCSUM
-	}
-	if acked&bit(FGuestTSO4) != 0 {
-		o |= tap.OffloadTSO4
-	}
-	if acked&bit(FGuestTSO6) != 0 {
-		o |= tap.OffloadTSO6
-	}
-	if acked&bit(FGuestECN) != 0 {
-		o |= tap.OffloadTSOECN
-	}
-	if acked&bit(FGuestUFO) != 0 {
-		o |= tap.OffloadUFO
-	}
-	if acked&bit(FGuestUSO4) != 0 {
-		o |= tap.OffloadUSO4
-	}
-	if acked&bit(FGuestUSO6) != 0 {
-		o |= tap.OffloadUSO6
+	for _, g := range guestOffloads {
+		if acked&bit(g.feature) != 0 {
+			o |= g.tap
+		}
 	}
 	return o
 }
