@@ -47,6 +47,12 @@ type Run struct {
 	// count-and-drop program on the TAP) or "stack" (the host stack).
 	Sink string `json:"sink,omitempty"`
 
+	// SetupSeconds is the time from the run's start until traffic moved
+	// (or the idle wait began); WallSeconds the whole run, clean-up
+	// included. They show where the matrix's time goes.
+	SetupSeconds float64 `json:"setup_s"`
+	WallSeconds  float64 `json:"wall_s"`
+
 	Noisy []string `json:"noisy,omitempty"`
 	Note  string   `json:"note,omitempty"`
 	Error string   `json:"error,omitempty"`
@@ -115,8 +121,12 @@ func newHarness(o Options) *harness {
 	return h
 }
 
+// testpmd is the argv of one testpmd. 256 MiB holds its 32768 mbufs (about
+// 75 MiB) with room to spare; with 1024 MiB (DESIGN.md's figure) a testpmd
+// front-end and a testpmd back-end took 8.5 s to pass their first frame,
+// mapping and faulting in each other's memory, against 1.5 s.
 func (h *harness) testpmd(prefix string, cpu int, vdevs []string, extra ...string) []string {
-	a := []string{h.o.Testpmd, "--no-pci", "--no-huge", "-m", "1024", "--file-prefix=" + prefix,
+	a := []string{h.o.Testpmd, "--no-pci", "--no-huge", "-m", "256", "--file-prefix=" + prefix,
 		fmt.Sprintf("--lcores=(0,1)@%d", cpu), "--log-level=user1,notice"}
 	for _, v := range vdevs {
 		a = append(a, "--vdev", v)
@@ -133,14 +143,22 @@ func (h *harness) runOne(g Group, s Subject, round int) (r Run) {
 	tap := "vp" + id
 	sock := filepath.Join(h.o.Dir, "s"+id+".sock")
 	prefix := "vperf" + id
-	r = Run{Group: g.Name, Subject: s.Name, Round: round, Start: time.Now().UTC().Format(time.RFC3339)}
+	began := time.Now()
+	r = Run{Group: g.Name, Subject: s.Name, Round: round, Start: began.UTC().Format(time.RFC3339)}
 	r.Load1, _ = loadavg()
 	var be, fe, inj *proc
 	sigBE := syscall.SIGTERM
 	defer func() {
-		for _, p := range []*proc{fe, inj} {
-			p.stop(syscall.SIGTERM)
+		// testpmd's virtio-user front-end is killed: on SIGTERM it waited
+		// 0.8 s for a vhostd back-end and timed out (8 s) on a testpmd one,
+		// and it has nothing to save (its memory is a memfd, its run
+		// directory is removed below).
+		sigFE := syscall.SIGTERM
+		if g.FE == "dpdk" {
+			sigFE = syscall.SIGKILL
 		}
+		fe.stop(sigFE)
+		inj.stop(syscall.SIGTERM)
 		be.stop(sigBE)
 		if exists("/sys/class/net/" + tap) {
 			sh("ip", "link", "del", "dev", tap)
@@ -152,6 +170,7 @@ func (h *harness) runOne(g Group, s Subject, round int) (r Run) {
 		if r.Error != "" && be != nil {
 			r.Error += " | backend stderr: " + lastLines(be.stderr.String(), 4)
 		}
+		r.WallSeconds = time.Since(began).Seconds()
 	}()
 	fail := func(err error) Run {
 		r.Error = err.Error()
@@ -276,6 +295,7 @@ func (h *harness) runOne(g Group, s Subject, round int) (r Run) {
 		}
 	}
 	if g.Dir == "ping" {
+		r.SetupSeconds = time.Since(began).Seconds()
 		select {
 		case <-fe.done:
 		case <-time.After(h.o.Ping + 60*time.Second):
@@ -324,6 +344,7 @@ func (h *harness) runOne(g Group, s Subject, round int) (r Run) {
 	}
 	procs := []*proc{be, fe, inj}
 	if g.Dir == "idle" {
+		r.SetupSeconds = time.Since(began).Seconds()
 		// Connected and set up, then nothing: give the handshake time.
 		time.Sleep(h.o.Warmup + time.Second)
 	} else {
@@ -336,6 +357,7 @@ func (h *harness) runOne(g Group, s Subject, round int) (r Run) {
 		if err := waitFor("traffic", wait, moving, procs...); err != nil {
 			r.Note = fmt.Sprintf("no traffic within %v (%v); measured anyway", wait, err)
 		}
+		r.SetupSeconds = time.Since(began).Seconds()
 		time.Sleep(h.o.Warmup)
 	}
 	window := h.o.Window
