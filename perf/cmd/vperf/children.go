@@ -134,6 +134,7 @@ func rawMain(cmd string, args []string) error {
 	name := fs.String("tap", "", "TAP to create")
 	size := fs.Int("size", 64, "frame size (65480: 64 KiB TSO)")
 	uring := fs.Int("uring", 0, "rawtx: batches of this many writes per io_uring_enter (0: one write(2) per frame)")
+	fixed := fs.Bool("uring-fixed", false, "rawtx --uring: write to the TAP fd registered as a fixed file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -152,7 +153,7 @@ func rawMain(cmd string, args []string) error {
 	switch {
 	case cmd == "rawtx" && *uring > 0:
 		hdr, fr := frameFor(*size, true)
-		if err := rawtap.WriteLoopUring(fd, append(hdr[:], fr...), uint32(*uring), &flag, &n); err != nil {
+		if err := rawtap.WriteLoopUring(fd, append(hdr[:], fr...), uint32(*uring), *fixed, &flag, &n); err != nil {
 			return err
 		}
 	case cmd == "rawtx":

@@ -34,7 +34,10 @@ var (
 	sRawRx = Subject{Name: "raw-read", Kind: kRawRx}
 	// sRawTxUring is the batched limit: 128 writes per io_uring_enter.
 	sRawTxUring = Subject{Name: "raw-write-uring", Kind: kRawTx, Extra: []string{"--uring", "128"}}
-	tsoSize     = frames.TSOFrame
+	// sRawTxUringFixed is the same writing to the TAP fd registered as a
+	// fixed file (no file lookup and reference count per write).
+	sRawTxUringFixed = Subject{Name: "raw-write-uring-fixed", Kind: kRawTx, Extra: []string{"--uring", "128", "--uring-fixed"}}
+	tsoSize          = frames.TSOFrame
 )
 
 // Group is a set of subjects measured the same way, interleaved round by
@@ -97,7 +100,7 @@ func matrix(split []string) []Group {
 						subj = []Subject{sBP, sDPDK, raw} // event mode: see the go groups
 					}
 					if dir == "tx" && fe == "go" {
-						subj = append(subj, sRawTxUring)
+						subj = append(subj, sRawTxUring, sRawTxUringFixed)
 					}
 					if len(split) > 0 {
 						subj = append(subj, Subject{Name: "vhostd-split", Kind: kVhostd, BusyPoll: 50, Extra: split, CPUs: "0,1"})
