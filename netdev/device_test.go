@@ -124,6 +124,7 @@ func TestDeviceMovesFramesBothWays(t *testing.T) {
 		mask    uint64
 		threads Threads
 		spin    time.Duration
+		ring    bool
 	}
 	var cases []tcase
 	for _, th := range []Threads{Inline, Split} {
@@ -133,6 +134,7 @@ func TestDeviceMovesFramesBothWays(t *testing.T) {
 			{name: "no eventidx", mask: bit(FEventIdx)},
 			{name: "neither", mask: bit(FMrgRxbuf) | bit(FEventIdx)},
 			{name: "busy-poll", spin: 50 * time.Microsecond},
+			{name: "tap write ring", ring: true},
 		} {
 			f.threads = th
 			f.name = th.String() + "/" + f.name
@@ -141,7 +143,7 @@ func TestDeviceMovesFramesBothWays(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			r := startDevice(t, Config{QueuePairs: 1, BusyPoll: tc.spin, Threads: tc.threads}, allFeatures()&^tc.mask)
+			r := startDevice(t, Config{QueuePairs: 1, BusyPoll: tc.spin, Threads: tc.threads, TAPWriteRing: tc.ring}, allFeatures()&^tc.mask)
 			// Guest TX: ring 1.
 			tx := r.fe.Ring(1).Driver
 			hdr := make([]byte, 12)

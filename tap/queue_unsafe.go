@@ -11,15 +11,27 @@ import (
 // O_NONBLOCK: tun and macvtap complete the call inline and never sleep in it (gVisor's
 // rawfile.NonBlockingWriteIovec does the same).
 
-// writev writes one frame; iov must be non-empty.
+// writev writes one frame; iov must be non-empty. A frame in one buffer goes
+// through write(2), which does not import an iovec array.
 func writev(fd int, iov []unix.Iovec) (int, unix.Errno) {
+	if len(iov) == 1 {
+		n, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd),
+			uintptr(unsafe.Pointer(iov[0].Base)), uintptr(iov[0].Len))
+		return int(n), e
+	}
 	n, _, e := unix.RawSyscall(unix.SYS_WRITEV, uintptr(fd),
 		uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
 	return int(n), e
 }
 
-// readv reads one frame; iov must be non-empty.
+// readv reads one frame; iov must be non-empty. One buffer goes through
+// read(2).
 func readv(fd int, iov []unix.Iovec) (int, unix.Errno) {
+	if len(iov) == 1 {
+		n, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd),
+			uintptr(unsafe.Pointer(iov[0].Base)), uintptr(iov[0].Len))
+		return int(n), e
+	}
 	n, _, e := unix.RawSyscall(unix.SYS_READV, uintptr(fd),
 		uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
 	return int(n), e
