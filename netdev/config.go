@@ -39,10 +39,6 @@ type Config struct {
 	CPUs []int
 	// Threads chooses one worker per queue pair (Inline) or two (Split).
 	Threads Threads
-	// TAPWriteRing writes guest TX frames to the TAP through an io_uring
-	// per queue pair (tap.WriteRing: one io_uring_enter per batch, the TAP
-	// fd registered as a fixed file) instead of one writev(2) per frame.
-	TAPWriteRing bool
 	// Log receives control-plane messages; nil discards them.
 	Log hclog.Logger
 }

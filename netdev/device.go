@@ -105,14 +105,6 @@ func newDevice(cfg Config, log hclog.Logger, td hostIf) (*Device, error) {
 	d.pairs = make([]*pair, cfg.QueuePairs)
 	for i := range d.pairs {
 		d.pairs[i] = newPair(d, i, td.Queue(i))
-		if cfg.TAPWriteRing {
-			wr, err := td.Queue(i).NewWriteRing(slotCount)
-			if err != nil {
-				d.closeWriteRings()
-				return nil, fmt.Errorf("TAP write ring for queue pair %d: %w", i, err)
-			}
-			d.pairs[i].wr = wr
-		}
 	}
 	return d, nil
 }
@@ -138,18 +130,7 @@ func (d *Device) Close() error {
 	for _, p := range d.pairs {
 		p.shutdown()
 	}
-	d.closeWriteRings()
 	return d.tap.Close()
-}
-
-// closeWriteRings closes the pairs' io_uring writers (each holds its TAP
-// queue's file); the workers must have stopped.
-func (d *Device) closeWriteRings() {
-	for _, p := range d.pairs {
-		if p != nil && p.wr != nil {
-			p.wr.Close()
-		}
-	}
 }
 
 // Features implements vhost.Device.

@@ -124,7 +124,6 @@ func TestDeviceMovesFramesBothWays(t *testing.T) {
 		mask    uint64
 		threads Threads
 		spin    time.Duration
-		ring    bool
 	}
 	var cases []tcase
 	for _, th := range []Threads{Inline, Split} {
@@ -134,7 +133,6 @@ func TestDeviceMovesFramesBothWays(t *testing.T) {
 			{name: "no eventidx", mask: bit(FEventIdx)},
 			{name: "neither", mask: bit(FMrgRxbuf) | bit(FEventIdx)},
 			{name: "busy-poll", spin: 50 * time.Microsecond},
-			{name: "tap write ring", ring: true},
 		} {
 			f.threads = th
 			f.name = th.String() + "/" + f.name
@@ -143,7 +141,7 @@ func TestDeviceMovesFramesBothWays(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			r := startDevice(t, Config{QueuePairs: 1, BusyPoll: tc.spin, Threads: tc.threads, TAPWriteRing: tc.ring}, allFeatures()&^tc.mask)
+			r := startDevice(t, Config{QueuePairs: 1, BusyPoll: tc.spin, Threads: tc.threads}, allFeatures()&^tc.mask)
 			// Guest TX: ring 1.
 			tx := r.fe.Ring(1).Driver
 			hdr := make([]byte, 12)

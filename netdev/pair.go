@@ -22,7 +22,6 @@ type pair struct {
 	dev   *Device
 	index int
 	tq    *tap.Queue
-	wr    *tap.WriteRing // nil: one writev per frame (Config.TAPWriteRing)
 	tx    *txPath
 	rx    *rxPath
 	rings [2]ringState
@@ -183,7 +182,7 @@ func (p *pair) setMemory(mem *virtqueue.Memory) {
 func (p *pair) settle() {
 	if rs := &p.rings[txRing]; rs.running {
 		for p.tx.inflight > 0 {
-			p.tx.toTAP(p.tapQueue(), p.wr, rs.enabled, &p.ct)
+			p.tx.toTAP(p.tapQueue(), rs.enabled, &p.ct)
 			p.tx.complete()
 		}
 	}
@@ -282,7 +281,7 @@ func (p *pair) ringPop(max int) (work int) {
 // stocked RX buffers. It returns the frames moved. Its counters are ct.
 func (p *pair) tapStep(max int) (work int) {
 	if p.rings[txRing].running {
-		n, gone := p.tx.toTAP(p.tapQueue(), p.wr, p.rings[txRing].enabled, &p.ct)
+		n, gone := p.tx.toTAP(p.tapQueue(), p.rings[txRing].enabled, &p.ct)
 		if gone {
 			p.tapGone.Store(true)
 		}

@@ -22,7 +22,6 @@ type rig struct {
 	drv  *vqdriver.Driver
 	q    *virtqueue.Queue
 	tq   *tap.Queue
-	wr   *tap.WriteRing // set by a test to write through an io_uring
 	peer int
 	c    counters
 }
@@ -100,7 +99,7 @@ func (r *rig) runTX(tx *txPath) (notify bool) {
 		if err != nil {
 			r.t.Fatalf("pop: %v", err)
 		}
-		tx.toTAP(r.tq, r.wr, true, &r.c)
+		tx.toTAP(r.tq, true, &r.c)
 		_, n2 := tx.complete()
 		notify = n2 || notify
 		if n == 0 {
@@ -127,21 +126,14 @@ func TestTXFrameReachesTAP(t *testing.T) {
 			return append(out, f[20:])
 		}},
 	} {
-		// 100 bytes is copied behind the header (smallFrame); 1000 goes
+		// 100 bytes is copied behind the header (smallFrame); 3000 goes
 		// from guest memory.
-		for _, size := range []int{100, 1000} {
-			for _, ring := range []bool{false, true} {
-				name := fmt.Sprintf("%s/%d bytes", tc.name, size)
-				if ring {
-					name += "/write ring"
-				}
-				t.Run(name, func(t *testing.T) {
+		for _, size := range []int{100, 3000} {
+			{
+				t.Run(fmt.Sprintf("%s/%d bytes", tc.name, size), func(t *testing.T) {
 					r := newRig(t, 64, 4096, true)
-					if ring {
-						r.withWriteRing(t)
-					}
 					tx := newTxPath()
-					tx.reset(r.q, 1518)
+					tx.reset(r.q, maxGSOFrame)
 					h := hdrBytes(tap.VnetHdr{})
 					f := frameOf(size, 7)
 					if _, err := r.drv.AddChain(tc.split(h, f), nil); err != nil {
@@ -165,17 +157,6 @@ func TestTXFrameReachesTAP(t *testing.T) {
 			}
 		}
 	}
-}
-
-// withWriteRing makes the rig write TX frames through a tap.WriteRing.
-func (r *rig) withWriteRing(t testing.TB) {
-	t.Helper()
-	wr, err := r.tq.NewWriteRing(slotCount)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { wr.Close() })
-	r.wr = wr
 }
 
 func TestTXDropsAndReturnsBadChains(t *testing.T) {
@@ -340,29 +321,12 @@ func TestPathsZeroAllocs(t *testing.T) {
 	r2.drv.Publish()
 	dev := testing.AllocsPerRun(20, func() {
 		tx2.pop(8, &r2.c)
-		tx2.toTAP(r2.tq, r2.wr, true, &r2.c)
+		tx2.toTAP(r2.tq, true, &r2.c)
 		tx2.complete()
 		r2.c.publish()
 	})
 	if dev != 0 {
 		t.Fatalf("TX path allocates %.1f times per batch", dev)
-	}
-	rw := newRig(t, 256, 2048, true)
-	rw.withWriteRing(t)
-	txw := newTxPath()
-	txw.reset(rw.q, 1518)
-	for i := 0; i < 200; i++ {
-		rw.drv.AddChain([][]byte{frame}, nil)
-	}
-	rw.drv.Publish()
-	dev = testing.AllocsPerRun(20, func() {
-		txw.pop(8, &rw.c)
-		txw.toTAP(rw.tq, rw.wr, true, &rw.c)
-		txw.complete()
-		rw.c.publish()
-	})
-	if dev != 0 {
-		t.Fatalf("TX path through the write ring allocates %.1f times per batch", dev)
 	}
 	r3 := newRig(t, 256, 2048, true)
 	rx := newRxPath()

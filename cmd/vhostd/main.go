@@ -46,7 +46,6 @@ type options struct {
 	noUSO        bool
 	configSpace  bool
 	threads      string
-	tapWrite     string
 	noMrgRxbuf   bool
 	noEventIdx   bool
 	noIndirect   bool
@@ -78,7 +77,6 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.noUFO, "no-ufo", false, "offer no UDP fragmentation offload")
 	fs.BoolVar(&o.noUSO, "no-uso", false, "offer no UDP segmentation offload")
 	fs.StringVar(&o.threads, "threads", "inline", "per queue pair: inline (one worker thread) or split (ring and TAP sides on two threads)")
-	fs.StringVar(&o.tapWrite, "tap-write", "writev", "how guest TX frames go to the TAP: writev (one writev(2) per frame) or io_uring (one io_uring_enter per batch)")
 	fs.BoolVar(&o.configSpace, "config-space", false, "offer the device config space (VHOST_USER_PROTOCOL_F_CONFIG); QEMU's virtio-net does not use it")
 	fs.BoolVar(&o.noMrgRxbuf, "no-mrg-rxbuf", false, "do not offer VIRTIO_NET_F_MRG_RXBUF")
 	fs.BoolVar(&o.noEventIdx, "no-event-idx", false, "do not offer VIRTIO_RING_F_EVENT_IDX")
@@ -112,8 +110,6 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, fmt.Errorf("--busy-poll %d: want microseconds >= 0, or -1", o.busyPoll)
 	case o.threads != "inline" && o.threads != "split":
 		return nil, fmt.Errorf("--threads %q: want inline or split", o.threads)
-	case o.tapWrite != "writev" && o.tapWrite != "io_uring":
-		return nil, fmt.Errorf("--tap-write %q: want writev or io_uring", o.tapWrite)
 	case o.reconnect <= 0:
 		return nil, fmt.Errorf("--reconnect %v: must be positive", o.reconnect)
 	}
@@ -158,7 +154,6 @@ func (o *options) netdevConfig(log hclog.Logger) (netdev.Config, error) {
 	if o.threads == "split" {
 		cfg.Threads = netdev.Split
 	}
-	cfg.TAPWriteRing = o.tapWrite == "io_uring"
 	if o.mac != "" {
 		mac, err := net.ParseMAC(o.mac)
 		if err != nil || len(mac) != 6 {

@@ -29,9 +29,6 @@ var (
 	sBP    = Subject{Name: "vhostd-bp50", Kind: kVhostd, BusyPoll: 50}
 	sEvent = Subject{Name: "vhostd-event", Kind: kVhostd, BusyPoll: 0}
 	sSpin  = Subject{Name: "vhostd-spin", Kind: kVhostd, BusyPoll: -1}
-	// sURing writes guest TX frames to the TAP through io_uring
-	// (--tap-write io_uring), default busy-poll.
-	sURing = Subject{Name: "vhostd-uring", Kind: kVhostd, BusyPoll: 50, Extra: []string{"--tap-write", "io_uring"}}
 	sDPDK  = Subject{Name: "testpmd", Kind: kTestpmd}
 	sRawTx = Subject{Name: "raw-write", Kind: kRawTx}
 	sRawRx = Subject{Name: "raw-read", Kind: kRawRx}
@@ -108,10 +105,6 @@ func matrix(split []string) []Group {
 					if len(split) > 0 {
 						subj = append(subj, Subject{Name: "vhostd-split", Kind: kVhostd, BusyPoll: 50, Extra: split, CPUs: "0,1"})
 					}
-				}
-				if dir == "tx" {
-					// Right after the default, so the pair shares its round.
-					subj = append([]Subject{subj[0], sURing}, subj[1:]...)
 				}
 				gs = append(gs, Group{Name: fmt.Sprintf("%s-%s-%s", dir, sizeName(size), fe), Dir: dir, FE: fe, Size: size, Subjects: subj})
 			}
