@@ -4,11 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/vhostd/vhostd/tap"
 	"github.com/vhostd/vhostd/vhost"
 	"github.com/vhostd/vhostd/virtqueue"
+	"golang.org/x/sys/unix"
 )
 
 // Virtio-net config space layout (virtio 1.x 5.1.4, struct virtio_net_config).
@@ -29,6 +31,11 @@ type Device struct {
 	log     hclog.Logger
 	tap     hostIf
 	offered uint64
+	// probe asks a TAP queue whether it is still attached, every
+	// probeEvery (hostwatch.go); tests replace both before the first ring
+	// starts.
+	probe      func(*tap.Queue) unix.Errno
+	probeEvery time.Duration
 
 	// mu serialises the control plane (vhost calls, Close, Stats).
 	mu      sync.Mutex
@@ -38,6 +45,10 @@ type Device struct {
 	pairs   []*pair
 	closed  bool
 	offload tap.Offloads
+	// watchStop ends the host watch, which closes watchDone on its way
+	// out; both nil until the first ring starts.
+	watchStop chan struct{}
+	watchDone chan struct{}
 }
 
 // Open opens the host side and returns the device.
@@ -90,7 +101,7 @@ func newDevice(cfg Config, log hclog.Logger, td hostIf) (*Device, error) {
 	if td.NumQueues() < cfg.QueuePairs {
 		return nil, fmt.Errorf("%s has %d queues, %d queue pairs asked", td.Name(), td.NumQueues(), cfg.QueuePairs)
 	}
-	d := &Device{cfg: cfg, log: log, tap: td, offered: cfg.features()}
+	d := &Device{cfg: cfg, log: log, tap: td, offered: cfg.features(), probe: (*tap.Queue).Probe, probeEvery: probeInterval}
 	if cfg.MTU != 0 {
 		if err := td.SetMTU(cfg.MTU); err != nil {
 			return nil, fmt.Errorf("set mtu %d on %s: %w", cfg.MTU, td.Name(), err)
@@ -118,19 +129,30 @@ func (d *Device) Ifindex() int { return d.tap.Ifindex() }
 // Macvtap reports whether the host interface is a macvtap.
 func (d *Device) Macvtap() bool { return d.tap.Kind() == tap.KindMacvtap }
 
-// Close stops every worker and closes the TAP (a TAP vhostd created goes
-// away with it). Call it after the vhost server has stopped.
+// Close stops the host watch and every worker and closes the TAP (a TAP
+// vhostd created goes away with it). Call it after the vhost server has
+// stopped. It returns once the host watch's goroutine has exited.
 func (d *Device) Close() error {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	if d.closed {
+		d.mu.Unlock()
 		return nil
 	}
 	d.closed = true
+	if d.watchStop != nil {
+		close(d.watchStop)
+	}
 	for _, p := range d.pairs {
 		p.shutdown()
 	}
-	return d.tap.Close()
+	err := d.tap.Close()
+	done := d.watchDone
+	d.mu.Unlock()
+	// The watch may be waiting for d.mu: wait for it only now.
+	if done != nil {
+		<-done
+	}
+	return err
 }
 
 // Features implements vhost.Device.
@@ -250,7 +272,11 @@ func (d *Device) StartRing(r vhost.RingSpec) error {
 	if d.closed {
 		return errors.New("device closed")
 	}
-	return d.pairs[r.Index/2].start(r, d.mem, d.acked)
+	if err := d.pairs[r.Index/2].start(r, d.mem, d.acked); err != nil {
+		return err
+	}
+	d.startWatch()
+	return nil
 }
 
 // StopRing implements vhost.Device.

@@ -53,11 +53,29 @@ func (h *fakeHost) Close() error {
 	return nil
 }
 
+// waitReadable waits up to d for fd to turn readable. poll(2) is retried
+// on EINTR, which the Go runtime's preemption signals cause often (more so
+// under -race): the -1 it returns then says nothing about the fd.
+func waitReadable(fd int, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for {
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		left := time.Until(deadline)
+		if left < 0 {
+			left = 0
+		}
+		n, err := unix.Poll(pfd, int(left.Milliseconds()))
+		if err == unix.EINTR && left > 0 {
+			continue
+		}
+		return n == 1
+	}
+}
+
 // peerRead waits up to d for one frame on queue i's far end.
 func (h *fakeHost) peerRead(t testing.TB, i int, d time.Duration) []byte {
 	t.Helper()
-	pfd := []unix.PollFd{{Fd: int32(h.peers[i]), Events: unix.POLLIN}}
-	if n, _ := unix.Poll(pfd, int(d/time.Millisecond)); n != 1 {
+	if !waitReadable(h.peers[i], d) {
 		t.Fatalf("no frame on TAP queue %d within %v", i, d)
 	}
 	b := make([]byte, 70000)
@@ -239,8 +257,7 @@ func TestDisabledRing(t *testing.T) {
 	if cs := tx.UsedAll(); len(cs) != 1 {
 		t.Fatalf("%d chains back", len(cs))
 	}
-	pfd := []unix.PollFd{{Fd: int32(r.host.peers[0]), Events: unix.POLLIN}}
-	if n, _ := unix.Poll(pfd, 100); n != 0 {
+	if waitReadable(r.host.peers[0], 100*time.Millisecond) {
 		t.Fatalf("a frame from a disabled ring reached the TAP")
 	}
 	rx := r.fe.Ring(0).Driver
@@ -280,6 +297,9 @@ func TestTwoQueuePairs(t *testing.T) {
 		if want := fmt.Sprintf("pair %d frame", p); string(got[12:]) != want {
 			t.Fatalf("TAP queue %d got %q, want %q", p, got[12:], want)
 		}
+		// The worker publishes its counters after the write and before it
+		// returns the chain: wait for the chain, not the frame.
+		r.waitReturned(t, 2*p+1, 1)
 	}
 	st := r.dev.Stats()
 	if st[0].Values["tx_packets"] != 1 || st[1].Values["tx_packets"] != 1 {

@@ -1,7 +1,14 @@
 package netdev
 
 import (
+	"bytes"
+	"fmt"
+	mrand "math/rand/v2"
+	"os"
 	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,18 +30,24 @@ func (r *devRig) sendTX(t testing.TB, n int) {
 	r.fe.Kick(1)
 }
 
-// waitTXReturned waits until n TX chains came back.
+// waitTXReturned waits until n TX chains came back on ring 1.
 func (r *devRig) waitTXReturned(t testing.TB, n int) {
 	t.Helper()
-	tx := r.fe.Ring(1).Driver
+	r.waitReturned(t, 1, n)
+}
+
+// waitReturned waits until n chains came back on ring i.
+func (r *devRig) waitReturned(t testing.TB, i, n int) {
+	t.Helper()
+	drv := r.fe.Ring(i).Driver
 	got := 0
 	deadline := time.Now().Add(10 * time.Second)
 	for got < n && time.Now().Before(deadline) {
-		r.fe.WaitCall(1, 100*time.Millisecond)
-		got += len(tx.UsedAll())
+		r.fe.WaitCall(i, 100*time.Millisecond)
+		got += len(drv.UsedAll())
 	}
 	if got != n {
-		t.Fatalf("%d of %d TX chains returned", got, n)
+		t.Fatalf("%d of %d chains returned on ring %d", got, n, i)
 	}
 }
 
@@ -74,8 +87,8 @@ func assertIdleCPU(t *testing.T) {
 }
 
 // TestBadInput51TAPGone: a TAP deleted under a running device: TX chains
-// still go back to the guest, counted as tx_dropped_tap, and the worker
-// does not spin on the dead fd.
+// still go back to the guest, counted as tx_dropped_tap, the pair reports
+// tap_gone, the dead fd leaves the worker's epoll set, and nothing spins.
 func TestBadInput51TAPGone(t *testing.T) {
 	ns := privtest.NetNS(t)
 	name := "vhg" + privtest.Suffix(8)
@@ -87,6 +100,10 @@ func TestBadInput51TAPGone(t *testing.T) {
 	r := serveDevice(t, dev, 1, allFeatures())
 	r.sendTX(t, 4)
 	r.waitTXReturned(t, 4)
+	fd := dev.pairs[0].tq.Fd()
+	if !epollWatches(t, fd) {
+		t.Fatalf("the TAP queue fd %d is in no epoll set while the device runs", fd)
+	}
 	if out, err := exec.Command("ip", "-n", ns, "link", "del", name).CombinedOutput(); err != nil {
 		t.Fatalf("ip link del: %v: %s", err, out)
 	}
@@ -96,6 +113,15 @@ func TestBadInput51TAPGone(t *testing.T) {
 	if st["tx_dropped_tap"] == 0 {
 		t.Fatalf("no tx_dropped_tap after the TAP was deleted: %v", st)
 	}
+	// The host watch retires the queue within a probe interval or so.
+	deadline := time.Now().Add(5 * time.Second)
+	for dev.Stats()[0].Values["tap_gone"] == 0 || epollWatches(t, fd) {
+		if time.Now().After(deadline) {
+			t.Fatalf("5 s after the TAP was deleted: tap_gone %d, fd %d in an epoll set %v",
+				dev.Stats()[0].Values["tap_gone"], fd, epollWatches(t, fd))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	// RX: the guest offers buffers, nothing may come and nothing may spin.
 	rx := r.fe.Ring(0).Driver
 	for i := 0; i < 8; i++ {
@@ -104,4 +130,149 @@ func TestBadInput51TAPGone(t *testing.T) {
 	rx.Publish()
 	r.fe.Kick(0)
 	assertIdleCPU(t)
+}
+
+// macvtapInNetNS makes, in a fresh netns that the calling goroutine's
+// thread is moved into, a veth pair and a macvtap in bridge mode on one
+// end, all up, and returns the netns and the macvtap's name. The macvtap
+// gets a random high ifindex: its /dev/tapN is then unlikely to be taken
+// by another namespace's macvtap on a shared machine.
+func macvtapInNetNS(t *testing.T) (ns, mvt string) {
+	t.Helper()
+	ns = privtest.NetNS(t)
+	sfx := privtest.Suffix(6)
+	lower, peer := "vnl"+sfx, "vnp"+sfx
+	mvt = "vnm" + sfx
+	privtest.IP(t, ns, "link", "add", lower, "type", "veth", "peer", "name", peer)
+	index := fmt.Sprint(100000 + mrand.IntN(1<<30))
+	if out, err := exec.Command("ip", "-n", ns, "link", "add", "link", lower, "name", mvt, "index", index, "type", "macvtap", "mode", "bridge").CombinedOutput(); err != nil {
+		privtest.Missing(t, "cannot create a macvtap: %v: %s", err, out)
+	}
+	for _, l := range []string{lower, peer, mvt} {
+		privtest.IP(t, ns, "link", "set", l, "up")
+	}
+	return ns, mvt
+}
+
+// syncBuffer is a log sink the test can read while the device writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// warnLogger logs warnings and errors into a buffer the test can read.
+func warnLogger() (hclog.Logger, *syncBuffer) {
+	var buf syncBuffer
+	return hclog.New(&hclog.LoggerOptions{Output: &buf, Level: hclog.Warn}), &buf
+}
+
+// epollWatches reports whether an epoll instance of this process has fd
+// in its interest list (/proc/self/fdinfo lists each watched fd as tfd).
+func epollWatches(t testing.TB, fd int) bool {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fdinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		b, err := os.ReadFile("/proc/self/fdinfo/" + e.Name())
+		if err != nil {
+			continue // closed meanwhile
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			f := strings.Fields(line)
+			if len(f) >= 2 && f[0] == "tfd:" && f[1] == strconv.Itoa(fd) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// TestBadInput51MacvtapGone: a macvtap deleted under a running device
+// swallows writes and stays silent on reads, so only a probe tells. Within
+// a few seconds its TX frames go back to the guest counted tx_dropped_tap,
+// not tx_packets, the pair reports tap_gone, the TAP fd leaves the
+// worker's epoll set, one warning names the interface and queue, and
+// nothing spins. Event mode, busy polling and split threads.
+func TestBadInput51MacvtapGone(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		spin    time.Duration
+		threads Threads
+	}{
+		{name: "event"},
+		{name: "busy-poll", spin: 50 * time.Microsecond},
+		{name: "split", threads: Split},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ns, mvt := macvtapInNetNS(t)
+			log, logs := warnLogger()
+			dev, err := Open(Config{Macvtap: mvt, QueuePairs: 1, BusyPoll: tc.spin, Threads: tc.threads, Log: log})
+			if err != nil {
+				t.Fatalf("open macvtap %s in netns %s: %v", mvt, ns, err)
+			}
+			r := serveDevice(t, dev, 1, allFeatures())
+			r.sendTX(t, 4)
+			r.waitTXReturned(t, 4)
+			if st := dev.Stats()[0].Values; st["tx_packets"] != 4 || st["tap_gone"] != 0 {
+				t.Fatalf("before deletion: %v", st)
+			}
+			fd := dev.pairs[0].tq.Fd()
+			if !epollWatches(t, fd) {
+				t.Fatalf("the macvtap queue fd %d is in no epoll set while the device runs", fd)
+			}
+			privtest.IP(t, ns, "link", "del", mvt)
+			deleted := time.Now()
+			// Frames written before the deletion is noticed are swallowed
+			// by the kernel and counted tx_packets: at most a probe
+			// interval's worth.
+			for dev.Stats()[0].Values["tap_gone"] == 0 {
+				if time.Since(deleted) > 5*time.Second {
+					t.Fatalf("macvtap deleted 5 s ago and not reported gone: %v", dev.Stats()[0].Values)
+				}
+				r.sendTX(t, 2)
+				r.waitTXReturned(t, 2)
+				time.Sleep(100 * time.Millisecond)
+			}
+			t.Logf("macvtap reported gone %v after its deletion", time.Since(deleted).Round(time.Millisecond))
+			before := dev.Stats()[0].Values
+			r.sendTX(t, 20)
+			r.waitTXReturned(t, 20)
+			after := dev.Stats()[0].Values
+			if after["tx_packets"] != before["tx_packets"] || after["tx_dropped_tap"] != before["tx_dropped_tap"]+20 {
+				t.Fatalf("20 frames to a deleted macvtap: tx_packets %d -> %d, tx_dropped_tap %d -> %d; want unchanged and +20",
+					before["tx_packets"], after["tx_packets"], before["tx_dropped_tap"], after["tx_dropped_tap"])
+			}
+			if epollWatches(t, fd) {
+				t.Errorf("the deleted macvtap's queue fd %d is still in an epoll set", fd)
+			}
+			if got := strings.Count(logs.String(), "[WARN]"); got != 1 || !strings.Contains(logs.String(), mvt) || !strings.Contains(logs.String(), "queue=0") {
+				t.Errorf("want one warning naming %s and queue 0, got %d:\n%s", mvt, got, logs)
+			}
+			// RX: the guest offers buffers, nothing may come and nothing may spin.
+			rx := r.fe.Ring(0).Driver
+			for i := 0; i < 8; i++ {
+				rx.AddChain(nil, []int{2048})
+			}
+			rx.Publish()
+			r.fe.Kick(0)
+			assertIdleCPU(t)
+			if cs := rx.UsedAll(); len(cs) != 0 {
+				t.Errorf("%d RX chains used after the macvtap was deleted", len(cs))
+			}
+		})
+	}
 }

@@ -30,9 +30,16 @@ type pair struct {
 	c  counters
 	ct counters
 	w  runner // nil until the first ring starts
-	// tapGone is set by the TAP side when the TAP queue stopped carrying
-	// traffic; the pair stops polling it (BAD-INPUTS 51).
+	// tapGone is set when the TAP queue stopped carrying traffic, by the
+	// TAP side when its I/O says so or by the host watch when a probe does
+	// (BAD-INPUTS 51): TX frames are then dropped, RX stops.
 	tapGone atomic.Bool
+	// tapRetired is set by the host watch, with the workers paused, once
+	// it has seen tapGone: from then on the TAP fd is in no epoll set.
+	// Only the control plane changes it, at a safe point, so Fds gives
+	// busypoll the same list when a poller is removed as when it was
+	// added (tapGone flips under a running worker and cannot be used).
+	tapRetired bool
 }
 
 type ringState struct {
@@ -201,6 +208,18 @@ func (p *pair) shutdown() {
 		p.w.Stop()
 		p.w = nil
 	}
+}
+
+// retireTAP puts the pair in the TAP-gone state for good, whoever found
+// the TAP gone: tapGone set, and the TAP fd taken out of the workers'
+// epoll sets (the pause removes the pollers with the fd still listed and
+// adds them back without it). The workers run a round after the pause,
+// which drops the TX frames waiting for the TAP. Control plane, d.mu held.
+func (p *pair) retireTAP() {
+	p.paused(func() {
+		p.tapGone.Store(true)
+		p.tapRetired = true
+	})
 }
 
 // breakRing marks a ring broken by the guest (BAD-INPUTS "BROKEN-Q"): it is
@@ -422,9 +441,9 @@ func (p *pair) kickFds() []int {
 	return fds
 }
 
-// tapFds is the TAP queue, while RX runs and the TAP is there.
+// tapFds is the TAP queue, while RX runs and the TAP is not retired.
 func (p *pair) tapFds() []int {
-	if p.tapGone.Load() || !p.rings[rxRing].running {
+	if p.tapRetired || !p.rings[rxRing].running {
 		return nil
 	}
 	return []int{p.tq.Fd()}

@@ -11,8 +11,9 @@ type QueueStats struct {
 	Values map[string]uint64
 }
 
-// Stats returns every queue pair's counters. Any goroutine; the figures are
-// those the workers last published (once per poll).
+// Stats returns every queue pair's counters, and tap_gone: 1 once the
+// pair's TAP queue stopped carrying traffic (BAD-INPUTS 51). Any goroutine;
+// the figures are those the workers last published (once per poll).
 func (d *Device) Stats() []QueueStats {
 	out := make([]QueueStats, len(d.pairs))
 	for i, p := range d.pairs {
@@ -21,13 +22,17 @@ func (d *Device) Stats() []QueueStats {
 		for k, v := range s {
 			m[counterNames[k]] = v
 		}
+		m["tap_gone"] = 0
+		if p.tapGone.Load() {
+			m["tap_gone"] = 1
+		}
 		out[i] = QueueStats{Pair: i, Values: m}
 	}
 	return out
 }
 
 // StatsText renders the counters, one line per queue pair, zero counters
-// left out.
+// left out; tap_gone=1 ends the line of a pair whose TAP queue is gone.
 func (d *Device) StatsText() string {
 	var b strings.Builder
 	for i, p := range d.pairs {
@@ -37,6 +42,9 @@ func (d *Device) StatsText() string {
 			if v != 0 || k <= cTxBytes {
 				fmt.Fprintf(&b, " %s=%d", counterNames[k], v)
 			}
+		}
+		if p.tapGone.Load() {
+			b.WriteString(" tap_gone=1")
 		}
 		b.WriteByte('\n')
 	}
