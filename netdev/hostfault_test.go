@@ -132,6 +132,40 @@ func TestBadInput51TAPGone(t *testing.T) {
 	assertIdleCPU(t)
 }
 
+// TestBadInput51TAPDownAndUp: a TAP set down is not gone. TX frames are
+// dropped (tx_dropped_tap) while it is down, the queue is not retired, and
+// frames flow again once it is up.
+func TestBadInput51TAPDownAndUp(t *testing.T) {
+	ns := privtest.NetNS(t)
+	name := "vhd" + privtest.Suffix(8)
+	dev, err := Open(Config{TAP: name, QueuePairs: 1, Log: hclog.NewNullLogger()})
+	if err != nil {
+		t.Fatalf("open TAP in netns %s: %v", ns, err)
+	}
+	r := serveDevice(t, dev, 1, allFeatures())
+	r.sendTX(t, 4)
+	r.waitTXReturned(t, 4)
+	privtest.IP(t, ns, "link", "set", name, "down")
+	r.sendTX(t, 10)
+	r.waitTXReturned(t, 10)
+	st := dev.Stats()[0].Values
+	if st["tx_dropped_tap"] != 10 || st["tx_packets"] != 4 {
+		t.Fatalf("TAP down: tx_packets %d tx_dropped_tap %d, want 4 and 10", st["tx_packets"], st["tx_dropped_tap"])
+	}
+	// Longer than a probe interval: the host watch must not retire it.
+	time.Sleep(probeInterval + 300*time.Millisecond)
+	if g := dev.Stats()[0].Values["tap_gone"]; g != 0 {
+		t.Fatalf("a TAP set down was taken for gone (tap_gone %d)", g)
+	}
+	privtest.IP(t, ns, "link", "set", name, "up")
+	r.sendTX(t, 6)
+	r.waitTXReturned(t, 6)
+	st = dev.Stats()[0].Values
+	if st["tx_packets"] != 10 || st["tx_dropped_tap"] != 10 {
+		t.Fatalf("TAP up again: tx_packets %d tx_dropped_tap %d, want 10 and 10", st["tx_packets"], st["tx_dropped_tap"])
+	}
+}
+
 // macvtapInNetNS makes, in a fresh netns that the calling goroutine's
 // thread is moved into, a veth pair and a macvtap in bridge mode on one
 // end, all up, and returns the netns and the macvtap's name. The macvtap

@@ -240,6 +240,12 @@ func (t *txPath) toTAP(q *tap.Queue, enabled bool, c *counters) (n int, gone boo
 			// and stall its TX queue behind a slow host.
 			c.add(cTxDroppedTapFull, uint64(len(t.frames)-done))
 			done = len(t.frames)
+		case errno == unix.EIO:
+			// The TAP is set down (tun says EIO on write): drop the batch
+			// but keep the queue, which carries traffic again once the
+			// link is up. Reads on a down TAP just find nothing.
+			c.add(cTxDroppedTap, uint64(len(t.frames)-done))
+			done = len(t.frames)
 		case tap.IsGone(errno):
 			c.add(cTxDroppedTap, uint64(len(t.frames)-done))
 			done = len(t.frames)

@@ -68,4 +68,3 @@ func batchName(n int) string {
 	}
 	return "batch=128"
 }
-
