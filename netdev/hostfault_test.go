@@ -1,19 +1,18 @@
 package netdev
 
 import (
-	"bytes"
 	"fmt"
 	mrand "math/rand/v2"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/vhostd/vhostd/internal/privtest"
+	"github.com/vhostd/vhostd/internal/testutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -122,7 +121,13 @@ func TestBadInput51TAPGone(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	// RX: the guest offers buffers, nothing may come and nothing may spin.
+	r.offerRXExpectNothing(t)
+}
+
+// offerRXExpectNothing posts RX buffers on ring 0 after the TAP is gone:
+// nothing may come and nothing may spin.
+func (r *devRig) offerRXExpectNothing(t *testing.T) {
+	t.Helper()
 	rx := r.fe.Ring(0).Driver
 	for i := 0; i < 8; i++ {
 		rx.AddChain(nil, []int{2048})
@@ -130,6 +135,9 @@ func TestBadInput51TAPGone(t *testing.T) {
 	rx.Publish()
 	r.fe.Kick(0)
 	assertIdleCPU(t)
+	if cs := rx.UsedAll(); len(cs) != 0 {
+		t.Errorf("%d RX chains used after the TAP went away", len(cs))
+	}
 }
 
 // TestBadInput51TAPDownAndUp: a TAP set down is not gone. TX frames are
@@ -188,27 +196,9 @@ func macvtapInNetNS(t *testing.T) (ns, mvt string) {
 	return ns, mvt
 }
 
-// syncBuffer is a log sink the test can read while the device writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // warnLogger logs warnings and errors into a buffer the test can read.
-func warnLogger() (hclog.Logger, *syncBuffer) {
-	var buf syncBuffer
+func warnLogger() (hclog.Logger, *testutil.SyncBuffer) {
+	var buf testutil.SyncBuffer
 	return hclog.New(&hclog.LoggerOptions{Output: &buf, Level: hclog.Warn}), &buf
 }
 
@@ -242,15 +232,7 @@ func epollWatches(t testing.TB, fd int) bool {
 // worker's epoll set, one warning names the interface and queue, and
 // nothing spins. Event mode, busy polling and split threads.
 func TestBadInput51MacvtapGone(t *testing.T) {
-	for _, tc := range []struct {
-		name    string
-		spin    time.Duration
-		threads Threads
-	}{
-		{name: "event"},
-		{name: "busy-poll", spin: 50 * time.Microsecond},
-		{name: "split", threads: Split},
-	} {
+	for _, tc := range watchModes {
 		t.Run(tc.name, func(t *testing.T) {
 			ns, mvt := macvtapInNetNS(t)
 			log, logs := warnLogger()
@@ -296,17 +278,7 @@ func TestBadInput51MacvtapGone(t *testing.T) {
 			if got := strings.Count(logs.String(), "[WARN]"); got != 1 || !strings.Contains(logs.String(), mvt) || !strings.Contains(logs.String(), "queue=0") {
 				t.Errorf("want one warning naming %s and queue 0, got %d:\n%s", mvt, got, logs)
 			}
-			// RX: the guest offers buffers, nothing may come and nothing may spin.
-			rx := r.fe.Ring(0).Driver
-			for i := 0; i < 8; i++ {
-				rx.AddChain(nil, []int{2048})
-			}
-			rx.Publish()
-			r.fe.Kick(0)
-			assertIdleCPU(t)
-			if cs := rx.UsedAll(); len(cs) != 0 {
-				t.Errorf("%d RX chains used after the macvtap was deleted", len(cs))
-			}
+			r.offerRXExpectNothing(t)
 		})
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vhostd/vhostd/internal/testutil"
 	"github.com/vhostd/vhostd/tap"
 	"golang.org/x/sys/unix"
 )
@@ -17,7 +18,7 @@ type watchRig struct {
 	*devRig
 	gone   atomic.Bool
 	probes [2]atomic.Int64
-	logs   *syncBuffer
+	logs   *testutil.SyncBuffer
 }
 
 func startWatchRig(t *testing.T, spin time.Duration, threads Threads) *watchRig {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vhostd/vhostd/internal/privtest"
+	"github.com/vhostd/vhostd/internal/testutil"
 	"github.com/vhostd/vhostd/vhost"
 	"github.com/vhostd/vhostd/vhost/vhosttest"
 )
@@ -38,7 +39,7 @@ func TestInheritedFd(t *testing.T) {
 	tapName := "vhf" + privtest.Suffix(8)
 	cmd := exec.Command(bin, "--fd", "3", "--tap", tapName, "--log-level", "debug")
 	cmd.ExtraFiles = []*os.File{lf}
-	var log syncBuffer
+	var log testutil.SyncBuffer
 	cmd.Stderr = &log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
