@@ -97,10 +97,11 @@ type Options struct {
 	Warmup  time.Duration
 	Ping    time.Duration
 	Idle    time.Duration
-	Vhostd  string // vhostd binary
-	Self    string // this binary (children)
+	// Vhostd, Self and Dir are temporary paths of one run: not recorded.
+	Vhostd  string `json:"-"` // vhostd binary
+	Self    string `json:"-"` // this binary (children)
 	Testpmd string
-	Dir     string // sockets
+	Dir     string `json:"-"` // sockets
 	Only    string // substring filter on group names
 	Sink    string // guest-TX sink: xdp or stack
 	Smoke   bool
