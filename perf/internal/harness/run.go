@@ -92,11 +92,11 @@ func (r Run) value(m string) float64 {
 
 // Options are the harness settings.
 type Options struct {
-	Rounds  int
-	Window  time.Duration // throughput measurement window
-	Warmup  time.Duration
-	Ping    time.Duration
-	Idle    time.Duration
+	Rounds int
+	Window time.Duration // throughput measurement window
+	Warmup time.Duration
+	Ping   time.Duration
+	Idle   time.Duration
 	// Vhostd, Self and Dir are temporary paths of one run: not recorded.
 	Vhostd  string `json:"-"` // vhostd binary
 	Self    string `json:"-"` // this binary (children)
