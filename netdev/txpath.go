@@ -241,10 +241,9 @@ func (t *txPath) toTAP(q *tap.Queue, enabled bool, c *counters) (n int, gone boo
 			// and stall its TX queue behind a slow host.
 			c.add(cTxDroppedTapFull, uint64(len(t.frames)-done))
 			done = len(t.frames)
-		case errno == unix.EIO:
-			// The TAP is set down (tun says EIO on write): drop the batch
-			// but keep the queue, which carries traffic again once the
-			// link is up. Reads on a down TAP just find nothing.
+		case tap.IsDown(errno):
+			// The TAP is set down: drop the batch but keep the queue,
+			// which carries traffic again once the link is up.
 			c.add(cTxDroppedTap, uint64(len(t.frames)-done))
 			done = len(t.frames)
 		case tap.IsGone(errno):

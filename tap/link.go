@@ -133,7 +133,7 @@ func (d *Device) MAC() (net.HardwareAddr, error) {
 
 // SetUp sets the link administratively up or down (IFF_UP through SIOCGIFFLAGS and
 // SIOCSIFFLAGS, read-modify-write under the device lock). While a TAP is down, writes fail
-// with EIO (IsGone) and nothing arrives to read.
+// with EIO (IsDown) and nothing arrives to read.
 func (d *Device) SetUp(up bool) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()

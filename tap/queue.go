@@ -46,9 +46,11 @@ func (q *Queue) Close() error {
 //     spins. tun itself almost never says EAGAIN on write: it hands the frame to the stack
 //     and the stack drops on overload (see TestWriteQueueFull); macvtap can, when the
 //     socket's send buffer is full.
-//   - IsGone(errno): the device was deleted, set down, or the queue detached (BAD-INPUTS
-//     51): frames[n:] were not written; remove Fd() from the poller, drop or return the
-//     frames, and reopen with backoff. Further calls return the same errno at once.
+//   - IsGone(errno): the device was deleted or the queue detached (BAD-INPUTS 51):
+//     frames[n:] were not written; remove Fd() from the poller, drop or return the frames,
+//     and reopen with backoff. Further calls return the same errno at once.
+//   - IsDown(errno): the link is set down: frames[n:] were not written; drop them and keep
+//     the queue, whose writes succeed again once the link is up.
 //   - anything else (EINVAL: a malformed frame or header, EFAULT: a bad buffer, EMSGSIZE):
 //     frame n was rejected by the kernel and not sent; drop it, count it, and continue with
 //     frames[n+1:].
@@ -125,22 +127,30 @@ func (q *Queue) Probe() unix.Errno {
 }
 
 // IsGone reports whether errno from WriteBatch, ReadBatch or Probe means the device behind
-// the queue no longer carries traffic (BAD-INPUTS 51). Measured on Linux 6.x:
+// the queue no longer carries traffic, for good (BAD-INPUTS 51). Measured on Linux 6.x:
 //   - TAP deleted (ip link del) or queue detached: EBADFD on write and read, and poll reports
 //     EPOLLERR at once and forever;
-//   - TAP set down: EIO on write;
 //   - macvtap deleted: writes succeed (the frames are dropped) and reads see EAGAIN; only
 //     Probe tells (ENOLINK);
 //   - our own fd closed: EBADF.
 //
-// ENODEV, ENXIO, ENETDOWN and EPIPE are included for other drivers and kernels.
+// ENODEV, ENXIO and EPIPE are included for other drivers and kernels. A link set down is not
+// gone: see IsDown.
 // On true the caller removes Fd() from its poller (EPOLLERR would wake it forever), returns
 // the frames it holds (TX chains with length 0, counted tx_dropped_tap), and reopens with
 // backoff; it must not retry in a loop.
 func IsGone(errno unix.Errno) bool {
 	switch errno {
-	case unix.EBADFD, unix.EIO, unix.ENOLINK, unix.ENODEV, unix.ENXIO, unix.EBADF, unix.ENETDOWN, unix.EPIPE:
+	case unix.EBADFD, unix.ENOLINK, unix.ENODEV, unix.ENXIO, unix.EBADF, unix.EPIPE:
 		return true
 	}
 	return false
+}
+
+// IsDown reports whether errno from WriteBatch means the link is set down (tun: EIO; ENETDOWN
+// from other drivers). The queue stays attached and usable: reads just find nothing, and
+// writes succeed again once the link is up. The caller drops the frames (counting them) and
+// keeps the queue in its poller; it does not retry the frames.
+func IsDown(errno unix.Errno) bool {
+	return errno == unix.EIO || errno == unix.ENETDOWN
 }
