@@ -69,15 +69,11 @@ func (p *proc) stop(sig syscall.Signal) {
 		return
 	}
 	p.cmd.Process.Signal(sig)
-	t := time.Now()
 	select {
 	case <-p.done:
 	case <-time.After(8 * time.Second):
 		p.cmd.Process.Kill()
 		<-p.done
-	}
-	if os.Getenv("VPERF_TRACE") != "" {
-		fmt.Fprintf(os.Stderr, "vperf: %s stopped in %v\n", p.role, time.Since(t))
 	}
 }
 
