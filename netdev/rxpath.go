@@ -160,16 +160,11 @@ func (r *rxPath) fromTAP(q *tap.Queue, max int, c *counters) (frames int, gone b
 		}
 		r.consumed += uint64(s.cap)
 		// The overflow buffer catches what does not fit the chain: with
-		// MRG_RXBUF it is copied on, without it the frame is dropped. A
-		// chain that holds the largest frame needs none, and a chain in one
-		// buffer is then read with read(2), cheaper than readv(2). (A
-		// frame larger than maxFrame is still seen: tun and macvtap report
-		// a frame's full length when they truncate it.)
-		if s.cap >= r.maxFrame {
-			r.frame[0] = s.iov
-		} else {
-			r.frame[0] = append(s.iov, iovec(r.overflow))
-		}
+		// MRG_RXBUF it is copied on, without it the frame is dropped. It is
+		// also what makes an oversized frame visible (rx_truncated) even
+		// when the chain could hold the largest expected one: tun reports
+		// only the bytes it copied, never a frame's full length.
+		r.frame[0] = append(s.iov, iovec(r.overflow))
 		n, errno := q.ReadBatch(r.frame[:], r.size[:])
 		if n == 0 {
 			if tap.IsGone(errno) {

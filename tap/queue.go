@@ -75,12 +75,14 @@ func (q *Queue) WriteBatch(frames [][]unix.Iovec) (n int, errno unix.Errno) {
 	return n, 0
 }
 
-// ReadBatch reads frames from the TAP, one readv(2) per frame, into the caller's iovecs, until
-// the queue is empty or len(frames) frames were read. Each frame arrives as the 12-byte
-// virtio-net header followed by the Ethernet frame; sizes[i] is set to the number of bytes
-// the kernel reports for frame i, header included. If sizes[i] exceeds the capacity of
-// frames[i] the frame was truncated (the kernel reports the full length); the rest of the
-// frame is lost, so give each frame 65550+12 bytes of buffers when GSO offloads are on.
+// ReadBatch reads frames from the TAP, one read per frame (read(2) for one buffer, readv(2)
+// for more), into the caller's iovecs, until the queue is empty or len(frames) frames were
+// read. Each frame arrives as the 12-byte virtio-net header followed by the Ethernet frame;
+// sizes[i] is set to the number of bytes the kernel reports for frame i, header included.
+// A frame longer than frames[i] is truncated silently: tun reports the bytes it copied, not
+// the frame's length (TestReadTruncatedReportsCopiedLength, Linux 6.18). To see truncation,
+// give each frame one byte more than the largest frame expected (65550+12 bytes when GSO
+// offloads are on): sizes[i] equal to the capacity then means the frame was cut.
 // Only len(sizes) frames are read at most.
 //
 // It returns n and errno:

@@ -239,3 +239,50 @@ func TestTAPMTUMACUpDown(t *testing.T) {
 		t.Fatalf("LookupIfindex = %d, %v; want %d", idx, err, d.Ifindex())
 	}
 }
+
+// A frame longer than the reader's buffers is truncated, and tun reports only the bytes it
+// copied, one buffer or several: a reader that must see an oversized frame needs buffers
+// longer than the largest frame it expects (netdev's overflow buffer).
+func TestReadTruncatedReportsCopiedLength(t *testing.T) {
+	d, _ := openTestTAP(t, 1)
+	if err := d.SetUp(true); err != nil {
+		t.Fatal(err)
+	}
+	pkt := packetSocket(t, d.Ifindex())
+	q := d.Queue(0)
+	frame := testFrame(t, broadcast, "trunc", 0, 1000)
+	for _, bufs := range [][]int{{4000}, {200}, {100, 100}} {
+		if _, err := unix.Write(pkt, frame); err != nil {
+			t.Fatalf("AF_PACKET write: %v", err)
+		}
+		var in []unix.Iovec
+		capacity := 0
+		for _, n := range bufs {
+			in = append(in, iov(make([]byte, n)))
+			capacity += n
+		}
+		want := VnetHdrLen + len(frame)
+		if want > capacity {
+			want = capacity
+		}
+		// Other frames the stack sends (IPv6 chatter, under 200 bytes) are skipped: ours
+		// is the one that fills the buffers, or all 1012 bytes of the large one.
+		sizes := []int{0}
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			n, e := q.ReadBatch([][]unix.Iovec{in}, sizes)
+			if n == 1 && sizes[0] >= 200 {
+				break
+			}
+			if (n == 0 && e != unix.EAGAIN) || time.Now().After(deadline) {
+				t.Fatalf("%v buffers: ReadBatch = %d, %v; our frame did not come", bufs, n, e)
+			}
+			if n == 0 {
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+		if sizes[0] != want {
+			t.Fatalf("%v buffers: size %d, want %d", bufs, sizes[0], want)
+		}
+	}
+}
