@@ -160,11 +160,18 @@ func (r *rxPath) fromTAP(q *tap.Queue, max int, c *counters) (frames int, gone b
 		}
 		r.consumed += uint64(s.cap)
 		// The overflow buffer catches what does not fit the chain: with
-		// MRG_RXBUF it is copied on, without it the frame is dropped. It is
-		// also what makes an oversized frame visible (rx_truncated) even
-		// when the chain could hold the largest expected one: tun reports
-		// only the bytes it copied, never a frame's full length.
-		r.frame[0] = append(s.iov, iovec(r.overflow))
+		// MRG_RXBUF it is copied on, without it the frame is dropped. It
+		// also makes an oversized frame visible: tun reports only the bytes
+		// it copied, never a frame's full length. A chain longer than the
+		// largest frame needs none: a frame that fills it to the last byte
+		// may have been cut and counts as truncated. A chain in one buffer
+		// is then read with read(2), cheaper than readv(2).
+		whole := s.cap > r.maxFrame
+		if whole {
+			r.frame[0] = s.iov
+		} else {
+			r.frame[0] = append(s.iov, iovec(r.overflow))
+		}
 		n, errno := q.ReadBatch(r.frame[:], r.size[:])
 		if n == 0 {
 			if tap.IsGone(errno) {
@@ -175,6 +182,12 @@ func (r *rxPath) fromTAP(q *tap.Queue, max int, c *counters) (frames int, gone b
 		r.stock.Consume()
 		size := uint32(r.size[0])
 		switch {
+		case whole && size >= s.cap:
+			s.len = 0
+			r.done.Produce(s)
+			c.add(cRxTruncated, 1)
+			frames++
+			continue
 		case size <= s.cap:
 			s.len = size
 			putNumBuffers(s.chain.In, 1)
