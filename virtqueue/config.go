@@ -39,6 +39,29 @@ func (c Config) DescBytes() uint64  { return descSize * uint64(c.Size) }
 func (c Config) AvailBytes() uint64 { return 6 + 2*uint64(c.Size) }
 func (c Config) UsedBytes() uint64  { return 6 + usedElemSize*uint64(c.Size) }
 
+// Area is one of the three parts of a split ring: where it starts, how many
+// bytes it spans and the alignment virtio 1.x 2.7 requires of its guest
+// physical address.
+type Area struct {
+	Name  string // "desc", "avail" or "used"
+	Addr  uint64 // the address c holds for this part
+	Bytes uint64
+	Align uint64
+}
+
+// Areas lists c's descriptor table, avail ring and used ring, in that
+// order, with the extents DescBytes, AvailBytes and UsedBytes give and the
+// alignments Validate checks. A caller that knows the parts by another
+// address (vhost: the front-end's user addresses) fills c with those and
+// translates each Area itself.
+func (c Config) Areas() [3]Area {
+	return [3]Area{
+		{Name: "desc", Addr: c.Desc, Bytes: c.DescBytes(), Align: 16},
+		{Name: "avail", Addr: c.Avail, Bytes: c.AvailBytes(), Align: 2},
+		{Name: "used", Addr: c.Used, Bytes: c.UsedBytes(), Align: 4},
+	}
+}
+
 // Validate checks c against mem (BAD-INPUTS 23, 24): size a power of two
 // in 1..32768; desc 16-aligned, avail 2-aligned, used 4-aligned; each
 // part's whole extent inside one region. vhost calls it to reject
