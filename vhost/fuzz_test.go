@@ -97,7 +97,7 @@ func FuzzSession(f *testing.F) {
 	name := uniqueName("fuzz")
 	f.Fuzz(func(t *testing.T, data []byte, fdmask uint64) {
 		before := vhosttest.FdCount()
-		dev := vhost.NewNullDevice(testFeatures, testVrings)
+		dev := vhosttest.NewNullDevice(testFeatures, testVrings)
 		srv := vhost.NewServer(dev, hclog.NewNullLogger())
 		fe, be, err := vhosttest.Pair()
 		if err != nil {

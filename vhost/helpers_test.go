@@ -70,7 +70,7 @@ func uniqueName(prefix string) string {
 // and a captured log.
 type harness struct {
 	t    *testing.T
-	dev  *vhost.NullDevice
+	dev  *vhosttest.NullDevice
 	srv  *vhost.Server
 	fe   *vhosttest.FrontEnd
 	logs *logBuf
@@ -83,7 +83,7 @@ func newHarness(t *testing.T) *harness {
 
 func newHarnessLevel(t *testing.T, level hclog.Level) *harness {
 	t.Helper()
-	h := &harness{t: t, dev: vhost.NewNullDevice(testFeatures, testVrings), logs: &logBuf{}, done: make(chan error, 1)}
+	h := &harness{t: t, dev: vhosttest.NewNullDevice(testFeatures, testVrings), logs: &logBuf{}, done: make(chan error, 1)}
 	h.srv = vhost.NewServer(h.dev, newLogger(h.logs, level))
 	fe, be, err := vhosttest.Pair()
 	if err != nil {
@@ -124,7 +124,7 @@ func (h *harness) start(n int) {
 	}
 }
 
-func (h *harness) state() vhost.NullState { return h.dev.State() }
+func (h *harness) state() vhosttest.NullState { return h.dev.State() }
 
 // nack sends req with NEED_REPLY and asserts a failure REPLY_ACK.
 func (h *harness) nack(req vhost.Request, payload []byte, fds ...int) {
@@ -188,7 +188,7 @@ func (h *harness) logged(req vhost.Request, field string) {
 }
 
 // unchanged asserts the device state equals before.
-func (h *harness) unchanged(before vhost.NullState) {
+func (h *harness) unchanged(before vhosttest.NullState) {
 	h.t.Helper()
 	if after := h.state(); !reflect.DeepEqual(before, after) {
 		h.t.Fatalf("device state changed by a rejected message:\nbefore %+v\nafter  %+v", before, after)

@@ -19,14 +19,14 @@ import (
 // listening is a Server listening on a socket path and serving in the
 // background.
 type listening struct {
-	dev  *vhost.NullDevice
+	dev  *vhosttest.NullDevice
 	srv  *vhost.Server
 	path string
 	logs *logBuf
 	done chan error
 }
 
-func newListening(t *testing.T, dev vhost.Device, nd *vhost.NullDevice) *listening {
+func newListening(t *testing.T, dev vhost.Device, nd *vhosttest.NullDevice) *listening {
 	t.Helper()
 	l := &listening{dev: nd, logs: &logBuf{}, done: make(chan error, 1)}
 	l.srv = vhost.NewServer(dev, newLogger(l.logs, hclog.Info))
@@ -133,7 +133,7 @@ func qemuStart() []struct {
 }
 
 func TestBadInput45DisconnectAnywhere(t *testing.T) {
-	dev := vhost.NewNullDevice(testFeatures, testVrings)
+	dev := vhosttest.NewNullDevice(testFeatures, testVrings)
 	l := newListening(t, dev, dev)
 	name := uniqueName("disc")
 	// Baseline: one connection made and gone, so the server's own fds are
@@ -183,7 +183,7 @@ func TestBadInput45DisconnectAnywhere(t *testing.T) {
 // available, through virtqueue.Queue: every chain is completed (length 0)
 // and GET_VRING_BASE gets the real next avail index.
 type consumer struct {
-	*vhost.NullDevice
+	*vhosttest.NullDevice
 	mem   *virtqueue.Memory
 	specs map[int]vhost.RingSpec
 }
@@ -274,7 +274,7 @@ func TestBadInput46GetVringBase(t *testing.T) {
 		}
 	})
 	t.Run("data path", func(t *testing.T) {
-		nd := vhost.NewNullDevice(testFeatures, testVrings)
+		nd := vhosttest.NewNullDevice(testFeatures, testVrings)
 		dev := &consumer{NullDevice: nd, specs: map[int]vhost.RingSpec{}}
 		l := newListening(t, dev, nd)
 		fe := l.dial(t, uniqueName("base"))
@@ -426,7 +426,7 @@ func TestBadInput48Reset(t *testing.T) {
 }
 
 // refusingDevice is a NullDevice whose StartRing fails.
-type refusingDevice struct{ *vhost.NullDevice }
+type refusingDevice struct{ *vhosttest.NullDevice }
 
 func (refusingDevice) StartRing(vhost.RingSpec) error { return fmt.Errorf("refused") }
 
@@ -434,7 +434,7 @@ func (refusingDevice) StartRing(vhost.RingSpec) error { return fmt.Errorf("refus
 // SET_VRING_KICK is rejected like any other message: failure answer, log
 // line, and the kick fd it carried is closed, not kept.
 func TestKickRefusedByDevice(t *testing.T) {
-	nd := vhost.NewNullDevice(testFeatures, testVrings)
+	nd := vhosttest.NewNullDevice(testFeatures, testVrings)
 	l := newListening(t, refusingDevice{nd}, nd)
 	fe := l.dial(t, uniqueName("refuse"))
 	defer fe.Close()

@@ -97,7 +97,7 @@ func TestTraceReplay(t *testing.T) {
 type replayer struct {
 	t    *testing.T
 	fe   *vhosttest.FrontEnd
-	dev  *vhost.NullDevice
+	dev  *vhosttest.NullDevice
 	name string
 
 	offered, offeredProto uint64
@@ -108,7 +108,7 @@ type replayer struct {
 
 // countingDevice counts ring starts.
 type countingDevice struct {
-	*vhost.NullDevice
+	*vhosttest.NullDevice
 	starts atomic.Int64
 }
 
@@ -118,7 +118,7 @@ func (c *countingDevice) StartRing(r vhost.RingSpec) error {
 }
 
 func replayTrace(t *testing.T, recs []traceRec) {
-	dev := vhost.NewNullDevice(testFeatures, testVrings)
+	dev := vhosttest.NewNullDevice(testFeatures, testVrings)
 	cd := &countingDevice{NullDevice: dev}
 	l := newListening(t, cd, dev)
 	name := uniqueName("replay")

@@ -24,7 +24,7 @@ func TestListenStaleSocket(t *testing.T) {
 	ln.SetUnlinkOnClose(false)
 	ln.Close()
 	logs := &logBuf{}
-	dev := vhost.NewNullDevice(testFeatures, testVrings)
+	dev := vhosttest.NewNullDevice(testFeatures, testVrings)
 	srv := vhost.NewServer(dev, newLogger(logs, hclog.Info))
 	if err := srv.Listen(path); err != nil {
 		t.Fatalf("stale socket: %v", err)
@@ -64,7 +64,7 @@ func TestListenStaleSocket(t *testing.T) {
 }
 
 func TestServeFd(t *testing.T) {
-	dev := vhost.NewNullDevice(testFeatures, testVrings)
+	dev := vhosttest.NewNullDevice(testFeatures, testVrings)
 	t.Run("connected", func(t *testing.T) {
 		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
@@ -140,7 +140,7 @@ func TestDialAndServe(t *testing.T) {
 	// QEMU listens (server=on), vhostd connects (--client); the front-end
 	// goes away and comes back, and the back-end reconnects.
 	path := filepath.Join(t.TempDir(), "qemu.sock")
-	dev := vhost.NewNullDevice(testFeatures, testVrings)
+	dev := vhosttest.NewNullDevice(testFeatures, testVrings)
 	srv := vhost.NewServer(dev, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -125,7 +125,7 @@ func malformed(rng *rand.Rand, fe *vhosttest.FrontEnd) (h vhosttest.Header, p []
 }
 
 func TestMalformedFlood(t *testing.T) {
-	dev := vhost.NewNullDevice(testFeatures, testVrings)
+	dev := vhosttest.NewNullDevice(testFeatures, testVrings)
 	l := newListening(t, dev, dev)
 	name := uniqueName("flood")
 	fdBase := settledFdCount()
@@ -202,7 +202,7 @@ func TestMalformedFlood(t *testing.T) {
 }
 
 func TestReconnectCycles(t *testing.T) {
-	dev := vhost.NewNullDevice(testFeatures, testVrings)
+	dev := vhosttest.NewNullDevice(testFeatures, testVrings)
 	l := newListening(t, dev, dev)
 	name := uniqueName("cycle")
 	cycles := 1000
@@ -236,7 +236,7 @@ func TestReconnectCycles(t *testing.T) {
 // rate-limited per server, not per connection, so a front-end that
 // reconnects after every few bad messages cannot flood the log.
 func TestRejectLogRateLimitAcrossReconnects(t *testing.T) {
-	dev := vhost.NewNullDevice(testFeatures, testVrings)
+	dev := vhosttest.NewNullDevice(testFeatures, testVrings)
 	l := newListening(t, dev, dev)
 	t0 := time.Now()
 	const conns, perConn = 40, 5

@@ -27,6 +27,10 @@
 // front-end translates them to user addresses when it talks to the
 // back-end, exactly as QEMU does.
 //
+// NullDevice is the back-end's half for tests of the protocol layer alone: a
+// vhost.Device that negotiates like a real one, records what it was told
+// (State) and moves no data.
+//
 // A FrontEnd is not safe for concurrent use. FdCount, MapsCount and
 // FdsMatching read /proc/self to let tests assert that an in-process
 // back-end released what it was given.

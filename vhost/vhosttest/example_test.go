@@ -13,7 +13,7 @@ import (
 // through ring 1 (transmit). With a device that processes rings (netdev),
 // the completion arrives on the used ring and the call eventfd.
 func Example() {
-	dev := vhost.NewNullDevice(1<<32, 2) // VERSION_1, one queue pair
+	dev := vhosttest.NewNullDevice(1<<32, 2) // VERSION_1, one queue pair
 	srv := vhost.NewServer(dev, nil)
 	fe, be, err := vhosttest.Pair()
 	if err != nil {
