@@ -113,6 +113,50 @@ func TestBadInput03WrongSize(t *testing.T) {
 	})
 }
 
+// TestBadInput03SizeFromHeader: a header that declares the wrong size for a
+// fixed-size request is refused from the header alone: the answer comes
+// before any payload byte is sent, and the declared bytes are then skipped
+// so the session goes on.
+func TestBadInput03SizeFromHeader(t *testing.T) {
+	h := newHarness(t)
+	h.negotiate()
+	before := h.state()
+	hdr := vhosttest.Header{Req: uint32(vhost.ReqSetVringNum), Flags: vhosttest.FlagVersion | vhosttest.FlagNeedReply, Size: 64}
+	if err := h.fe.SendRaw(hdr, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	r, err := h.fe.ReadReply()
+	if err != nil {
+		t.Fatalf("no answer before the payload: %v", err)
+	}
+	if v, err := r.U64(); err != nil || r.Req != vhost.ReqSetVringNum || v == 0 {
+		t.Fatalf("answer %v %x, %v; want a failure REPLY_ACK for SET_VRING_NUM", r.Req, r.Payload, err)
+	}
+	h.logged(vhost.ReqSetVringNum, "size")
+	// The 64 declared bytes follow, with an fd that is closed as well;
+	// the next message is read where it starts.
+	q := pipeProbe(t)
+	if err := h.fe.SendBytes(make([]byte, 64), []int{q.Fd}); err != nil {
+		t.Fatal(err)
+	}
+	h.alive()
+	q.closedByPeer()
+	h.unchanged(before)
+
+	t.Run("GET_VRING_BASE", func(t *testing.T) {
+		// A request with a reply of its own closes without waiting for
+		// the payload.
+		h := newHarness(t)
+		h.negotiate()
+		hdr := vhosttest.Header{Req: uint32(vhost.ReqGetVringBase), Flags: vhosttest.FlagVersion, Size: 64}
+		if err := h.fe.SendRaw(hdr, nil, nil); err != nil {
+			t.Fatal(err)
+		}
+		h.closedClean()
+		h.logged(vhost.ReqGetVringBase, "size")
+	})
+}
+
 func TestBadInput04Flags(t *testing.T) {
 	for _, flags := range []uint32{0, 2, 3, 1 | vhost.FlagReply, 1 | 1<<4, 1 | 1<<31, 1 | vhost.FlagNeedReply | 1<<8} {
 		h := newHarness(t)

@@ -15,9 +15,11 @@ import (
 // that is little-endian.
 var le = binary.LittleEndian
 
-// Msg is one request read from the front-end. Payload is exactly Size bytes.
-// Fds are the descriptors that arrived with it, owned by whoever holds the
-// Msg: every path either keeps each fd or closes it.
+// Msg is one request read from the front-end. After readHeader it holds the
+// header and the fds that came with it; after readPayload, Payload is
+// exactly the size the header declared. Fds are the descriptors that
+// arrived with it, owned by whoever holds the Msg: every path either keeps
+// each fd or closes it.
 type Msg struct {
 	Req     Request
 	Flags   uint32
@@ -26,6 +28,7 @@ type Msg struct {
 	// Truncated is set when the kernel reported MSG_CTRUNC: more fds were
 	// sent than fit (the ones that did not fit are already closed).
 	Truncated bool
+	size      uint32 // the payload size the header declared
 }
 
 // closeFds closes every fd the message still owns.
@@ -46,28 +49,12 @@ func (m *Msg) takeFd(i int) int {
 // needReply reports whether the front-end asked for a REPLY_ACK answer.
 func (m *Msg) needReply() bool { return m.Flags&FlagNeedReply != 0 }
 
-// errFraming is returned for faults that leave the byte stream unusable:
-// the connection must be closed.
-var errFraming = errors.New("framing")
-
-// FramingError describes a fault in the message header or stream; after one
-// the connection cannot be trusted and is closed.
-type FramingError struct {
-	Req    Request
-	Field  string
-	Reason string
-}
-
-func (e *FramingError) Error() string {
-	return fmt.Sprintf("%v: %s: %s", e.Req, e.Field, e.Reason)
-}
-
-func (e *FramingError) Unwrap() error { return errFraming }
-
 // msgConn reads and writes vhost-user messages on a unix stream socket.
 type msgConn struct {
 	uc  *net.UnixConn
 	oob []byte
+	// junk receives the payload of a message refused from its header.
+	junk []byte
 }
 
 func newMsgConn(uc *net.UnixConn) *msgConn {
@@ -128,10 +115,12 @@ func parseRights(oob []byte) []int {
 	return fds
 }
 
-// read reads one message. On a framing fault (BAD-INPUTS 1, 2, 4) it
-// returns a *FramingError; on EOF io.EOF. Fds received with a message that
-// fails are closed before read returns.
-func (c *msgConn) read() (*Msg, error) {
+// readHeader reads one message header and the fds that came with it. On a
+// framing fault (BAD-INPUTS 1, 2, 4) it returns a *FramingError; on EOF
+// io.EOF. Fds received with a header that fails are closed before it
+// returns. The payload is left for readPayload or skipPayload: nothing is
+// allocated for it yet.
+func (c *msgConn) readHeader() (*Msg, error) {
 	var hdr [headerSize]byte
 	m := &Msg{}
 	if err := c.readFull(hdr[:], &m.Fds, &m.Truncated); err != nil {
@@ -143,32 +132,56 @@ func (c *msgConn) read() (*Msg, error) {
 	}
 	m.Req = Request(le.Uint32(hdr[0:]))
 	m.Flags = le.Uint32(hdr[4:])
-	size := le.Uint32(hdr[8:])
-	if size > maxPayload {
+	m.size = le.Uint32(hdr[8:])
+	if err := checkFraming(m); err != nil {
 		m.closeFds()
-		return nil, &FramingError{Req: m.Req, Field: "size", Reason: fmt.Sprintf("%d exceeds the %d-byte limit", size, maxPayload)}
-	}
-	if v := m.Flags & flagVersionMask; v != flagVersion {
-		m.closeFds()
-		return nil, &FramingError{Req: m.Req, Field: "flags", Reason: fmt.Sprintf("version %d, want 1", v)}
-	}
-	if m.Flags&FlagReply != 0 {
-		m.closeFds()
-		return nil, &FramingError{Req: m.Req, Field: "flags", Reason: "reply bit set on a request"}
-	}
-	if m.Flags&^uint32(flagKnownMask) != 0 {
-		m.closeFds()
-		return nil, &FramingError{Req: m.Req, Field: "flags", Reason: fmt.Sprintf("reserved bits %#x set", m.Flags&^uint32(flagKnownMask))}
-	}
-	m.Payload = make([]byte, size)
-	if err := c.readFull(m.Payload, &m.Fds, &m.Truncated); err != nil {
-		m.closeFds()
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			return nil, &FramingError{Req: m.Req, Field: "payload", Reason: fmt.Sprintf("connection closed inside a %d-byte payload", size)}
-		}
 		return nil, err
 	}
 	return m, nil
+}
+
+// checkFraming checks the header fields every request shares.
+func checkFraming(m *Msg) error {
+	fault := func(field, format string, args ...any) error {
+		return &FramingError{Req: m.Req, Field: field, Reason: fmt.Sprintf(format, args...)}
+	}
+	switch {
+	case m.size > maxPayload:
+		return fault("size", "%d exceeds the %d-byte limit", m.size, maxPayload)
+	case m.Flags&flagVersionMask != flagVersion:
+		return fault("flags", "version %d, want 1", m.Flags&flagVersionMask)
+	case m.Flags&FlagReply != 0:
+		return fault("flags", "reply bit set on a request")
+	case m.Flags&^uint32(flagKnownMask) != 0:
+		return fault("flags", "reserved bits %#x set", m.Flags&^uint32(flagKnownMask))
+	}
+	return nil
+}
+
+// readPayload reads the payload m's header declared, and any fds that come
+// with it. On failure m keeps the fds it received: its owner closes them.
+func (c *msgConn) readPayload(m *Msg) error {
+	m.Payload = make([]byte, m.size)
+	return c.payloadInto(m, m.Payload)
+}
+
+// skipPayload reads and drops the payload of a message refused from its
+// header, so that the next read starts at the next header.
+func (c *msgConn) skipPayload(m *Msg) error {
+	if c.junk == nil {
+		c.junk = make([]byte, maxPayload)
+	}
+	return c.payloadInto(m, c.junk[:m.size])
+}
+
+func (c *msgConn) payloadInto(m *Msg, b []byte) error {
+	if err := c.readFull(b, &m.Fds, &m.Truncated); err != nil {
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return &FramingError{Req: m.Req, Field: "payload", Reason: fmt.Sprintf("connection closed inside a %d-byte payload", m.size)}
+		}
+		return err
+	}
+	return nil
 }
 
 // reply sends a reply to req with the given payload.

@@ -1,10 +1,9 @@
 package vhost
 
-import "fmt"
-
 // Request is a vhost-user front-end request code (vhost-user.rst, "Front-end
 // message types"). Codes arrive from an untrusted peer: they are only ever
-// compared and switched on, never used to index a table.
+// compared or looked up in the requests table (requests.go), never used as
+// an index.
 type Request uint32
 
 // Front-end request codes, numbered as in QEMU's docs/interop/vhost-user.rst.
@@ -54,32 +53,6 @@ const (
 	ReqCheckDeviceState    Request = 43
 )
 
-var requestNames = map[Request]string{
-	ReqGetFeatures: "GET_FEATURES", ReqSetFeatures: "SET_FEATURES", ReqSetOwner: "SET_OWNER",
-	ReqResetOwner: "RESET_OWNER", ReqSetMemTable: "SET_MEM_TABLE", ReqSetLogBase: "SET_LOG_BASE",
-	ReqSetLogFd: "SET_LOG_FD", ReqSetVringNum: "SET_VRING_NUM", ReqSetVringAddr: "SET_VRING_ADDR",
-	ReqSetVringBase: "SET_VRING_BASE", ReqGetVringBase: "GET_VRING_BASE", ReqSetVringKick: "SET_VRING_KICK",
-	ReqSetVringCall: "SET_VRING_CALL", ReqSetVringErr: "SET_VRING_ERR",
-	ReqGetProtocolFeatures: "GET_PROTOCOL_FEATURES", ReqSetProtocolFeatures: "SET_PROTOCOL_FEATURES",
-	ReqGetQueueNum: "GET_QUEUE_NUM", ReqSetVringEnable: "SET_VRING_ENABLE", ReqSendRARP: "SEND_RARP",
-	ReqNetSetMTU: "NET_SET_MTU", ReqSetBackendReqFd: "SET_BACKEND_REQ_FD", ReqIOTLBMsg: "IOTLB_MSG",
-	ReqSetVringEndian: "SET_VRING_ENDIAN", ReqGetConfig: "GET_CONFIG", ReqSetConfig: "SET_CONFIG",
-	ReqCreateCryptoSession: "CREATE_CRYPTO_SESSION", ReqCloseCryptoSession: "CLOSE_CRYPTO_SESSION",
-	ReqPostcopyAdvise: "POSTCOPY_ADVISE", ReqPostcopyListen: "POSTCOPY_LISTEN", ReqPostcopyEnd: "POSTCOPY_END",
-	ReqGetInflightFd: "GET_INFLIGHT_FD", ReqSetInflightFd: "SET_INFLIGHT_FD", ReqGPUSetSocket: "GPU_SET_SOCKET",
-	ReqResetDevice: "RESET_DEVICE", ReqVringKick: "VRING_KICK", ReqGetMaxMemSlots: "GET_MAX_MEM_SLOTS",
-	ReqAddMemReg: "ADD_MEM_REG", ReqRemMemReg: "REM_MEM_REG", ReqSetStatus: "SET_STATUS",
-	ReqGetStatus: "GET_STATUS", ReqGetSharedObject: "GET_SHARED_OBJECT",
-	ReqSetDeviceStateFd: "SET_DEVICE_STATE_FD", ReqCheckDeviceState: "CHECK_DEVICE_STATE",
-}
-
-func (r Request) String() string {
-	if n, ok := requestNames[r]; ok {
-		return n
-	}
-	return fmt.Sprintf("UNKNOWN(%d)", uint32(r))
-}
-
 // Header flag bits (vhost-user.rst, "Header").
 const (
 	flagVersionMask = 0x3
@@ -104,16 +77,24 @@ const (
 	// MaxMemSlots is what GET_MAX_MEM_SLOTS advertises: QEMU's own limit
 	// for vhost-user (VHOST_USER_MAX_RAM_SLOTS).
 	MaxMemSlots = 509
-	regionSize  = 32
-	// maxConfigSize is VHOST_USER_MAX_CONFIG_SIZE.
-	maxConfigSize  = 256
-	configHdrSize  = 12
-	vringAddrSize  = 40
-	memRegMsgSize  = 8 + regionSize
+	// Payload layouts (vhost-user.rst, "Message types"): a u64; struct
+	// vhost_vring_state (u32 index, u32 num); struct vhost_vring_addr (u32
+	// index, u32 flags, five u64 addresses); the memory table's header (u32
+	// nregions, u32 padding) and its 32-byte regions; a single region
+	// behind a u64 of padding (ADD/REM_MEM_REG); the config header (u32
+	// offset, size, flags) before up to VHOST_USER_MAX_CONFIG_SIZE bytes.
+	u64Size         = 8
+	vringStateSize  = 8
+	vringAddrSize   = 40
+	memTableHdrSize = 8
+	regionSize      = 32
+	memRegMsgSize   = 8 + regionSize
+	configHdrSize   = 12
+	maxConfigSize   = 256
+	// SET_VRING_KICK/CALL/ERR's u64: the ring index in bits 0-7, bit 8 set
+	// when no fd comes with it.
 	vringIndexMask = 0xff
 	vringNoFd      = 1 << 8
-	// maxVringNum is the largest split ring (virtio 1.x 2.7: Queue Size <= 32768).
-	maxVringNum = 32768
 )
 
 // Protocol feature bits (vhost-user.rst, "Protocol features").

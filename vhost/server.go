@@ -82,8 +82,9 @@ func (s *Server) Listen(path string) error {
 	return nil
 }
 
-// ListenFd adopts an inherited socket (--fd). A listening socket is served
-// like one from Listen; a connected one is served once by ServeFd.
+// listenerFromFd adopts an inherited socket (--fd): it returns a listener
+// for a listening socket, to be served like one from Listen, or the
+// connection for a connected one, to be served once.
 func (s *Server) listenerFromFd(fd int) (*net.UnixListener, *net.UnixConn, error) {
 	acc, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN)
 	if err != nil {
@@ -94,28 +95,23 @@ func (s *Server) listenerFromFd(fd int) (*net.UnixListener, *net.UnixConn, error
 	}
 	f := os.NewFile(uintptr(fd), "vhost-user")
 	defer f.Close()
+	var c io.Closer
 	if acc == 1 {
-		l, err := net.FileListener(f)
-		if err != nil {
-			return nil, nil, fmt.Errorf("fd %d: %w", fd, err)
-		}
-		ul, ok := l.(*net.UnixListener)
-		if !ok {
-			l.Close()
-			return nil, nil, fmt.Errorf("fd %d: not a unix socket", fd)
-		}
-		return ul, nil, nil
+		c, err = net.FileListener(f)
+	} else {
+		c, err = net.FileConn(f)
 	}
-	c, err := net.FileConn(f)
 	if err != nil {
 		return nil, nil, fmt.Errorf("fd %d: %w", fd, err)
 	}
-	uc, ok := c.(*net.UnixConn)
-	if !ok {
-		c.Close()
-		return nil, nil, fmt.Errorf("fd %d: not a unix socket", fd)
+	switch c := c.(type) {
+	case *net.UnixListener:
+		return c, nil, nil
+	case *net.UnixConn:
+		return nil, c, nil
 	}
-	return nil, uc, nil
+	c.Close()
+	return nil, nil, fmt.Errorf("fd %d: not a unix socket", fd)
 }
 
 // ServeFd serves an inherited socket: a listening one until ctx ends, a
@@ -214,9 +210,8 @@ func (s *Server) ServeConn(ctx context.Context, uc *net.UnixConn) error {
 
 	log := s.log.With("conn", id)
 	log.Info("front-end connected")
-	sess := newSession(log, s.dev, newMsgConn(uc))
-	sess.lim = s.lim
-	err := s.loop(sess)
+	sess := newSession(log, s.dev, newMsgConn(uc), s.lim)
+	err := loop(sess)
 	sess.teardown()
 	uc.Close()
 	s.mu.Lock()
@@ -236,18 +231,15 @@ func errString(err error) string {
 	return err.Error()
 }
 
-func (s *Server) loop(sess *session) error {
+// loop handles messages until one ends the connection. A framing fault is
+// logged here, as every other refusal is in session.refuse.
+func loop(sess *session) error {
 	for {
-		m, err := sess.conn.read()
-		if err != nil {
+		if err := sess.next(); err != nil {
 			var fe *FramingError
 			if errors.As(err, &fe) {
 				sess.lim.log(sess.log, "rejected message, closing connection", "request", fe.Req.String(), "field", fe.Field, "reason", fe.Reason)
 			}
-			return err
-		}
-		sess.log.Debug("message", "request", m.Req.String(), "flags", m.Flags, "size", len(m.Payload), "fds", len(m.Fds))
-		if err := sess.handle(m); err != nil {
 			return err
 		}
 	}
