@@ -100,6 +100,7 @@ func (p *pair) start(r vhost.RingSpec, mem *virtqueue.Memory, acked uint64) erro
 			p.tx.reset(q, p.maxFrame(acked))
 		} else {
 			p.rx.reset(q, acked&bit(FMrgRxbuf) != 0, p.maxRxFrame(acked))
+			p.rx.broken.Store(false)
 		}
 	})
 	if p.w == nil {
@@ -130,6 +131,13 @@ func (p *pair) stop(role int) (base uint16) {
 		// is the first one not consumed.
 		p.settle()
 		base = rs.q.NextAvail()
+		if used := rs.q.NextUsed(); used != base {
+			// Cannot happen while chains complete in pop order and none
+			// is dropped; if it does, the base is still the one to trust
+			// after a restart-from-used-index, so say so loudly.
+			p.dev.log.Error("ring stopped with chains unaccounted for (ring-state invariant)",
+				"ring", 2*p.index+role, "next_avail", base, "next_used", used)
+		}
 		if role == rxRing {
 			p.rx.reset(nil, false, 0)
 		}
@@ -184,21 +192,35 @@ func (p *pair) setMemory(mem *virtqueue.Memory) {
 }
 
 // settle leaves no chain in flight: TX frames are written (or dropped)
-// and returned, filled RX buffers returned, unfilled ones rewound. Only
-// with the workers paused.
+// and returned, filled RX buffers returned, unfilled ones rewound (on a
+// broken ring returned empty instead). Since chains complete in the order
+// they were popped, what is rewound is exactly the newest popped, and the
+// ring's next avail index equals its used index afterwards. A guest that
+// asked for an interrupt for what settle returned gets one: the ring may
+// sleep or stop right after. Only with the workers paused.
 func (p *pair) settle() {
+	var callTx, callRx bool
 	if rs := &p.rings[txRing]; rs.running {
 		for p.tx.inflight > 0 {
-			p.tx.toTAP(p.tapQueue(), rs.enabled, &p.ct)
-			p.tx.complete()
+			w, _ := p.tx.toTAP(p.tapQueue(), rs.enabled, &p.ct)
+			n, notify := p.tx.complete()
+			callTx = callTx || notify
+			if w == 0 && n == 0 {
+				p.dev.log.Error("TX chains in flight and in no hand-off ring (ring-state invariant)",
+					"ring", 2*p.index+txRing, "inflight", p.tx.inflight)
+				break
+			}
 		}
 	}
 	if rs := &p.rings[rxRing]; rs.running {
-		p.rx.complete()
+		if p.rx.broken.Load() {
+			p.rx.returnStock()
+		}
+		_, callRx = p.rx.complete()
 		rs.q.Rewind(p.rx.inflight)
 		p.rx.reset(rs.q, p.rx.mrg, p.rx.maxFrame)
 	}
-	p.c.publish()
+	p.signalCalls(callTx, callRx)
 	p.ct.publish()
 }
 
@@ -224,6 +246,9 @@ func (p *pair) retireTAP() {
 
 // breakRing marks a ring broken by the guest (BAD-INPUTS "BROKEN-Q"): it is
 // not processed again until restarted; the error eventfd is signalled.
+// Chains popped before the fault are still completed in order: TX chains
+// go on to the TAP, stocked RX chains come back empty (returnStock), and
+// with them the faulting head if it was valid.
 func (p *pair) breakRing(role int) {
 	rs := &p.rings[role]
 	if rs.broken {
@@ -234,6 +259,7 @@ func (p *pair) breakRing(role int) {
 		p.c.add(cTxBroken, 1)
 	} else {
 		p.c.add(cRxBroken, 1)
+		p.rx.broken.Store(true)
 	}
 	if rs.spec.Err >= 0 {
 		signal(rs.spec.Err)
@@ -312,6 +338,8 @@ func (p *pair) tapStep(max int) (work int) {
 			p.tapGone.Store(true)
 		}
 		work += n
+	} else if p.rings[rxRing].running && p.rx.broken.Load() {
+		work += p.rx.returnStock()
 	}
 	return work
 }
@@ -332,6 +360,14 @@ func (p *pair) ringComplete() (work int) {
 		n, callRx = p.rx.complete()
 		work += n
 	}
+	p.signalCalls(callTx, callRx)
+	return work
+}
+
+// signalCalls publishes the ring side's counters, then signals the calls
+// asked for (whoever a call wakes sees the counters of what it was called
+// for).
+func (p *pair) signalCalls(callTx, callRx bool) {
 	callTx = callTx && p.countCall(txRing)
 	callRx = callRx && p.countCall(rxRing)
 	p.c.publish()
@@ -341,7 +377,6 @@ func (p *pair) ringComplete() (work int) {
 	if callRx {
 		signal(p.rings[rxRing].spec.Call)
 	}
-	return work
 }
 
 // rxOn reports whether frames may be delivered to the guest now.
@@ -394,6 +429,9 @@ func (p *pair) ringArm() (pending bool) {
 func (p *pair) tapArm() bool {
 	if p.rings[txRing].running && !p.tx.toTap.Empty() {
 		return true
+	}
+	if p.rings[rxRing].running && p.rx.broken.Load() && !p.rx.stock.Empty() {
+		return true // stocked chains of a broken ring to hand back
 	}
 	if !p.rxOn() {
 		return false

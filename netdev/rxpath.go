@@ -26,8 +26,11 @@ type rxSlot struct {
 //	           buffer and is copied once into the next chains, MRG_RXBUF)
 //	ring side: done -> used ring -> call, if the guest asked
 //
-// Chains stocked but not yet filled stay popped; when the ring stops they
-// are handed back by reporting a base before them (BAD-INPUTS 46).
+// Chains move through stock and done in the order they were popped and are
+// completed in that order; chains stocked but not yet filled stay popped,
+// and when the ring stops they are handed back by reporting a base before
+// them (BAD-INPUTS 46). Both are right only because nothing popped leaves
+// that order (doc.go, the ring-state invariant).
 type rxPath struct {
 	q        *virtqueue.Queue
 	chains   []virtqueue.Chain
@@ -56,6 +59,10 @@ type rxPath struct {
 	added    atomic.Uint64
 	limited  atomic.Bool
 	consumed uint64
+	// broken is set by the ring side when the guest broke the ring
+	// (BROKEN-Q): the TAP side then hands every stocked chain back with
+	// length 0, in order, which returns the faulting head too.
+	broken atomic.Bool
 }
 
 func newRxPath() *rxPath {
@@ -74,10 +81,10 @@ func newRxPath() *rxPath {
 		r.slots[i].iov = iovs[i*(maxSegs+1) : i*(maxSegs+1) : (i+1)*(maxSegs+1)]
 	}
 	var err error
-	if r.stock, err = ptrring.New[rxSlot](slotCount); err != nil {
+	if r.stock, err = ptrring.New[rxSlot](handoffSize); err != nil {
 		panic(err)
 	}
-	if r.done, err = ptrring.New[rxSlot](slotCount); err != nil {
+	if r.done, err = ptrring.New[rxSlot](handoffSize); err != nil {
 		panic(err)
 	}
 	return r
@@ -98,7 +105,6 @@ func (r *rxPath) refill(max int, c *counters) (int, error) {
 		return 0, nil
 	}
 	n, err := r.q.PopBatch(r.chains[r.next : r.next+max])
-	var bytes uint64
 	for i := 0; i < n; i++ {
 		s := &r.slots[r.next+i]
 		ch := s.chain
@@ -113,11 +119,20 @@ func (r *rxPath) refill(max int, c *counters) (int, error) {
 			s.iov = virtqueue.AppendIovecs(s.iov, ch.In)
 			s.cap = ch.InLen
 		}
-		bytes += uint64(s.cap)
 		r.batch[i] = s
 	}
 	if n > 0 {
-		r.stock.ProduceBatch(r.batch[:n])
+		// The stock has room (handoffSize); were it ever short, the chains
+		// it did not take go back to the ring, the newest popped: a chain
+		// counted in flight is always in the stock, done, or being filled.
+		if k := r.stock.ProduceBatch(r.batch[:n]); k < n {
+			r.q.Unpop(n - k)
+			n = k
+		}
+		var bytes uint64
+		for _, s := range r.batch[:n] {
+			bytes += uint64(s.cap)
+		}
 		r.next = (r.next + n) % slotCount
 		r.inflight += n
 		r.added.Add(bytes)
@@ -155,10 +170,9 @@ func (r *rxPath) fromTAP(q *tap.Queue, max int, c *counters) (frames int, gone b
 		r.starved = false
 		if s.bad {
 			r.stock.Consume()
-			r.done.Produce(s)
+			r.finish(s)
 			continue
 		}
-		r.consumed += uint64(s.cap)
 		// The overflow buffer catches what does not fit the chain: with
 		// MRG_RXBUF it is copied on, without it the frame is dropped. It
 		// also makes an oversized frame visible: tun reports only the bytes
@@ -177,24 +191,25 @@ func (r *rxPath) fromTAP(q *tap.Queue, max int, c *counters) (frames int, gone b
 			if tap.IsGone(errno) {
 				gone = true
 			}
-			return
+			return // s stays stocked, first in line
 		}
 		r.stock.Consume()
+		r.consumed += uint64(s.cap)
 		size := uint32(r.size[0])
 		switch {
 		case whole && size >= s.cap:
 			s.len = 0
-			r.done.Produce(s)
+			r.finish(s)
 			c.add(cRxTruncated, 1)
 			frames++
 			continue
 		case size <= s.cap:
 			s.len = size
 			putNumBuffers(s.chain.In, 1)
-			r.done.Produce(s)
+			r.finish(s)
 		case !r.mrg || size > r.maxFrame:
 			s.len = 0
-			r.done.Produce(s)
+			r.finish(s)
 			c.add(cRxTruncated, 1)
 			frames++
 			continue
@@ -257,8 +272,26 @@ func (r *rxPath) spill(s *rxSlot, size uint32, c *counters) bool {
 		}
 		c.add(cRxTruncated, 1)
 	}
-	r.done.ProduceBatch(parts)
+	handOn(r.done, parts)
 	return ok
+}
+
+// finish hands one slot on to the ring side (TAP side).
+func (r *rxPath) finish(s *rxSlot) {
+	if !r.done.Produce(s) {
+		panic(errHandoff)
+	}
+}
+
+// returnStock hands every stocked chain on with length 0, in order: the
+// ring is broken (BROKEN-Q) and will not be read into again. TAP side.
+func (r *rxPath) returnStock() (n int) {
+	for s := r.stock.Consume(); s != nil; s = r.stock.Consume() {
+		s.len = 0
+		r.finish(s)
+		n++
+	}
+	return n
 }
 
 // complete returns filled chains to the guest and reports whether the
@@ -276,7 +309,9 @@ func (r *rxPath) complete() (n int, notify bool) {
 	return n, r.q.NeedsNotify()
 }
 
-// reset empties the path for a new ring.
+// reset empties the path for a new ring; nothing may be in flight. The
+// broken flag is the caller's: a settled ring that the guest broke stays
+// broken until it is started again.
 func (r *rxPath) reset(q *virtqueue.Queue, mrg bool, maxFrame uint32) {
 	r.q, r.next, r.inflight, r.mrg, r.maxFrame = q, 0, 0, mrg, maxFrame
 	for r.stock.Consume() != nil {

@@ -13,6 +13,15 @@ const (
 	// slotCount is the number of chains a ring keeps in flight. A power of
 	// two (ptrring) and at most the largest ring we accept.
 	slotCount = 256
+	// handoffSize is the capacity of the ptrrings between the ring side
+	// and the TAP side. A ptrring's consumer gives slots back to the
+	// producer in groups of up to a quarter of its capacity, so a ring can
+	// refuse an item while it holds fewer than its capacity. At most
+	// slotCount chains are in flight, so with twice that capacity a
+	// hand-off always has room: no chain popped is ever left outside the
+	// rings (the ring-state invariant, doc.go). The constant below stops
+	// the build if the sizes ever break that bound.
+	handoffSize = 2 * slotCount
 	// budget is the most chains (TX) or frames (RX) one poll moves per
 	// ring: a flooding guest cannot starve the other rings (BAD-INPUTS 42).
 	budget = 64
@@ -35,6 +44,10 @@ const (
 	// 400 KB of slot buffers per TX ring.
 	smallFrame = 1536
 )
+
+// A hand-off ring holds every chain in flight plus the slots its consumer
+// may hold back (ptrring releases at most Cap/4 at a time).
+const _ = uint(handoffSize - slotCount - handoffSize/4)
 
 // Drop reasons a TX slot can carry.
 const (
@@ -98,10 +111,10 @@ func newTxPath() *txPath {
 		t.slots[i].iov = iovs[i*(maxSegs+1) : i*(maxSegs+1) : (i+1)*(maxSegs+1)]
 	}
 	var err error
-	if t.toTap, err = ptrring.New[txSlot](slotCount); err != nil {
+	if t.toTap, err = ptrring.New[txSlot](handoffSize); err != nil {
 		panic(err)
 	}
-	if t.done, err = ptrring.New[txSlot](slotCount); err != nil {
+	if t.done, err = ptrring.New[txSlot](handoffSize); err != nil {
 		panic(err)
 	}
 	return t
@@ -128,7 +141,12 @@ func (t *txPath) pop(max int, c *counters) (int, error) {
 		t.pbatch[i] = s
 	}
 	if n > 0 {
-		t.toTap.ProduceBatch(t.pbatch[:n]) // cannot fail: at most slotCount in flight
+		// The hand-off has room (handoffSize); were it ever short, the
+		// chains it did not take go back to the ring, the newest popped.
+		if k := t.toTap.ProduceBatch(t.pbatch[:n]); k < n {
+			t.q.Unpop(n - k)
+			n = k
+		}
 		t.next = (t.next + n) % slotCount
 		t.inflight += n
 	}
@@ -257,7 +275,7 @@ func (t *txPath) toTAP(q *tap.Queue, enabled bool, c *counters) (n int, gone boo
 			done++
 		}
 	}
-	t.done.ProduceBatch(t.batch[:n])
+	handOn(t.done, t.batch[:n])
 	return n, gone
 }
 
@@ -274,6 +292,18 @@ func (t *txPath) complete() (n int, notify bool) {
 	t.q.PushBatch(t.used[:n])
 	t.inflight -= n
 	return n, t.q.NeedsNotify()
+}
+
+// errHandoff is the panic of a hand-off refused: with handoffSize rings it
+// cannot happen, and a refusal would lose chains the guest must get back
+// in order, so it is a broken invariant, not a condition to handle.
+const errHandoff = "netdev: hand-off ring refused a finished chain (ring-state invariant)"
+
+// handOn passes finished slots to the ring side.
+func handOn[T any](r *ptrring.Ring[T], s []*T) {
+	if r.ProduceBatch(s) != len(s) {
+		panic(errHandoff)
+	}
 }
 
 // reset empties the path for a new ring; nothing may be in flight.

@@ -115,8 +115,8 @@ type ringPoller struct {
 
 func (r *ringPoller) Poll(max int) int {
 	n := r.p.ringPop(max)
-	if n > 0 {
-		r.peer.ws[1].Wake()
+	if n > 0 || r.p.rx.broken.Load() {
+		r.peer.ws[1].Wake() // chains to fill, or a broken ring's to hand back
 	}
 	return n + r.p.ringComplete()
 }
