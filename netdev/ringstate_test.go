@@ -265,12 +265,14 @@ func (m *model) startRing(role int, base uint16) {
 // the totals.
 func (m *model) run(steps []byte) {
 	m.in, m.pos = steps, 0
-	m.rnd = rand.New(rand.NewPCG(uint64(len(steps)), 7))
+	m.rnd = newModelRand(uint64(len(steps)))
 	for m.pos < len(m.in) {
 		m.step(m.next())
 	}
 	m.finish()
 }
+
+func newModelRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, 7)) }
 
 func (m *model) step(op byte) {
 	switch op % 26 {

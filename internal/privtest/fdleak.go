@@ -17,16 +17,18 @@ func RunCheckingFds(m *testing.M, what string) int {
 		r.Close()
 		w.Close()
 	}
-	before := countFds()
+	before := OpenFds()
 	code := m.Run()
-	if after := countFds(); code == 0 && after > before {
+	if after := OpenFds(); code == 0 && after > before {
 		fmt.Fprintf(os.Stderr, "%s tests leaked %d file descriptors (%d -> %d)\n", what, after-before, before, after)
 		code = 1
 	}
 	return code
 }
 
-func countFds() int {
+// OpenFds is the number of file descriptors the process has open (0 if
+// /proc cannot tell).
+func OpenFds() int {
 	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
 		return 0
