@@ -873,7 +873,7 @@ func FuzzRingStateModel(f *testing.F) {
 	}
 	cfgs := modelConfigs()
 	f.Fuzz(func(t *testing.T, in []byte) {
-		if len(in) < 1 || len(in) > 20000 {
+		if len(in) < 1 || len(in) > 4096 {
 			return
 		}
 		runModel(t, cfgs[int(in[0])%len(cfgs)], in[1:])
