@@ -3,7 +3,6 @@ package busypoll
 import (
 	"errors"
 	"fmt"
-	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -11,30 +10,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vhostd/vhostd/internal/testutil"
 )
-
-// TestMain fails the run if the tests leak file descriptors.
-func TestMain(m *testing.M) {
-	// Let the runtime open what it opens once (the netpoller's epoll fd and eventfd,
-	// set up by the first timer or pollable file) before counting.
-	time.Sleep(time.Millisecond)
-	openFds()
-	before := openFds()
-	code := m.Run()
-	if after := openFds(); code == 0 && after != before {
-		fmt.Fprintf(os.Stderr, "fd leak: %d open before the tests, %d after\n", before, after)
-		code = 1
-	}
-	os.Exit(code)
-}
-
-func openFds() int {
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		return -1
-	}
-	return len(ents)
-}
 
 // fakePoller is a queue over an atomic counter: produce adds items, Poll takes them. Its
 // wake-up source is an eventfd that the producer writes only while the poller is armed,
@@ -152,7 +130,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func itemsForRace(full int) int {
-	if testing.Short() || raceEnabled {
+	if testing.Short() || testutil.Race {
 		return full / 10
 	}
 	return full
@@ -445,7 +423,7 @@ func (*badFds) Fds() []int { return []int{-1} }
 // TestLoopDoesNotAllocate runs the polling round and the arm/epoll/disarm path directly
 // under testing.AllocsPerRun.
 func TestLoopDoesNotAllocate(t *testing.T) {
-	if raceEnabled {
+	if testutil.Race {
 		t.Skip("under the race detector a read(2) returning EAGAIN allocates")
 	}
 	a, b := newFake(t), newFake(t)
@@ -475,7 +453,7 @@ func TestLoopDoesNotAllocate(t *testing.T) {
 // TestRunningWorkerDoesNotAllocate counts heap allocations across many rounds of a
 // running worker, busy and sleeping.
 func TestRunningWorkerDoesNotAllocate(t *testing.T) {
-	if raceEnabled {
+	if testutil.Race {
 		t.Skip("the race detector's runtime allocates around syscalls and sleeps")
 	}
 	busy := newFake(t)

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 	"unsafe"
+
+	"github.com/vhostd/vhostd/internal/testutil"
 )
 
 func mustNew[T any](t testing.TB, size int) *Ring[T] {
@@ -354,7 +356,7 @@ func TestZeroAllocs(t *testing.T) {
 // single and batch calls, checking order and completeness.
 func TestStress(t *testing.T) {
 	full := 2_000_000
-	if testing.Short() || raceEnabled {
+	if testing.Short() || testutil.Race {
 		full = 100_000
 	}
 	items := vals(full)

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vhostd/vhostd/internal/privtest"
+	"github.com/vhostd/vhostd/internal/testutil"
 	"github.com/vhostd/vhostd/vhost"
 	"github.com/vhostd/vhostd/vhost/vhosttest"
 )
@@ -270,7 +272,7 @@ func TestBadInput07TooManyFds(t *testing.T) {
 	// The loop: 100 000 messages with 9 fds each (17 every other time,
 	// which truncates the control message) keep the fd count flat.
 	count := 100000
-	if testing.Short() || raceEnabled {
+	if testing.Short() || testutil.Race {
 		count = 5000
 	}
 	p := pipeProbe(t)
@@ -280,7 +282,7 @@ func TestBadInput07TooManyFds(t *testing.T) {
 		seventeen[i] = p.Fd
 	}
 	copy(nine, seventeen)
-	start := vhosttest.FdCount()
+	start := privtest.OpenFds()
 	before := h.state()
 	t0 := time.Now()
 	for i := 0; i < count; i++ {
@@ -293,13 +295,13 @@ func TestBadInput07TooManyFds(t *testing.T) {
 		}
 		if i%1000 == 999 {
 			h.alive()
-			if n := vhosttest.FdCount(); n > start+2 {
+			if n := privtest.OpenFds(); n > start+2 {
 				t.Fatalf("after %d messages: %d fds open, %d at the start", i+1, n, start)
 			}
 		}
 	}
 	h.alive()
-	if n := vhosttest.FdCount(); n != start {
+	if n := privtest.OpenFds(); n != start {
 		t.Fatalf("after %d messages: %d fds open, %d at the start", count, n, start)
 	}
 	p.closedByPeer()
@@ -355,7 +357,7 @@ func TestBadInput09ReplaceFd(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.alive()
-	start := vhosttest.FdCount()
+	start := privtest.OpenFds()
 	for i := 0; i < 1000; i++ {
 		if err := h.fe.SetVringNum(2, 256); err != nil {
 			t.Fatal(err)
@@ -365,7 +367,7 @@ func TestBadInput09ReplaceFd(t *testing.T) {
 		}
 	}
 	h.alive()
-	if n := vhosttest.FdCount(); n != start {
+	if n := privtest.OpenFds(); n != start {
 		t.Fatalf("fds: %d before, %d after 1000 replacements", start, n)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"math"
 	"testing"
 
+	"github.com/vhostd/vhostd/internal/privtest"
 	"github.com/vhostd/vhostd/vhost"
 	"github.com/vhostd/vhostd/vhost/vhosttest"
 	"golang.org/x/sys/unix"
@@ -136,11 +137,11 @@ func TestBadInput18FdTooShort(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	before := vhosttest.FdCount()
+	before := privtest.OpenFds()
 	h.nack(vhost.ReqSetMemTable, vhosttest.MemTable(r), d)
 	unix.Close(d)
-	if !waitFor(2e9, func() bool { return vhosttest.FdCount() == before-1 }) {
-		t.Fatalf("directory fd kept: %d fds, want %d", vhosttest.FdCount(), before-1)
+	if !waitFor(2e9, func() bool { return privtest.OpenFds() == before-1 }) {
+		t.Fatalf("directory fd kept: %d fds, want %d", privtest.OpenFds(), before-1)
 	}
 }
 

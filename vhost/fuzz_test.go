@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/vhostd/vhostd/internal/privtest"
 	"github.com/vhostd/vhostd/vhost"
 	"github.com/vhostd/vhostd/vhost/vhosttest"
 	"golang.org/x/sys/unix"
@@ -96,7 +97,7 @@ func FuzzSession(f *testing.F) {
 	}
 	name := uniqueName("fuzz")
 	f.Fuzz(func(t *testing.T, data []byte, fdmask uint64) {
-		before := vhosttest.FdCount()
+		before := privtest.OpenFds()
 		dev := vhosttest.NewNullDevice(testFeatures, testVrings)
 		srv := vhost.NewServer(dev, hclog.NewNullLogger())
 		fe, be, err := vhosttest.Pair()
@@ -128,7 +129,7 @@ func FuzzSession(f *testing.F) {
 		if n := vhosttest.MapsCount(name); n != 0 {
 			t.Fatalf("%d mappings left", n)
 		}
-		if after := vhosttest.FdCount(); after != before {
+		if after := privtest.OpenFds(); after != before {
 			t.Fatalf("fds: %d before, %d after", before, after)
 		}
 	})

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/vhostd/vhostd/internal/privtest"
 	"github.com/vhostd/vhostd/vhost"
 	"github.com/vhostd/vhostd/vhost/vhosttest"
 	"github.com/vhostd/vhostd/virtqueue"
@@ -173,8 +174,8 @@ func TestBadInput45DisconnectAnywhere(t *testing.T) {
 			t.Fatalf("after disconnecting at %s: device %+v", last, st)
 		}
 		fe2.Close()
-		if !waitFor(time.Second, func() bool { return vhosttest.FdCount() == base }) {
-			t.Fatalf("after disconnecting at %s: %d fds open, %d before", last, vhosttest.FdCount(), base)
+		if !waitFor(time.Second, func() bool { return privtest.OpenFds() == base }) {
+			t.Fatalf("after disconnecting at %s: %d fds open, %d before", last, privtest.OpenFds(), base)
 		}
 	}
 }

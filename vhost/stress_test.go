@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vhostd/vhostd/internal/privtest"
 	"github.com/vhostd/vhostd/vhost"
 	"github.com/vhostd/vhostd/vhost/vhosttest"
 	"golang.org/x/sys/unix"
@@ -17,11 +18,11 @@ import (
 // settledFdCount waits until the process's fd count stops changing (the
 // server tears a session down after the front-end has gone) and returns it.
 func settledFdCount() int {
-	n := vhosttest.FdCount()
+	n := privtest.OpenFds()
 	stable := time.Now()
 	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); {
 		time.Sleep(5 * time.Millisecond)
-		if m := vhosttest.FdCount(); m != n {
+		if m := privtest.OpenFds(); m != n {
 			n, stable = m, time.Now()
 		} else if time.Since(stable) > 50*time.Millisecond {
 			break
@@ -33,8 +34,8 @@ func settledFdCount() int {
 // waitFdCount waits up to 2 s for the fd count to come back to want.
 func waitFdCount(t *testing.T, want int, what string) {
 	t.Helper()
-	if !waitFor(2*time.Second, func() bool { return vhosttest.FdCount() == want }) {
-		t.Fatalf("%s: %d fds open, %d at the start", what, vhosttest.FdCount(), want)
+	if !waitFor(2*time.Second, func() bool { return privtest.OpenFds() == want }) {
+		t.Fatalf("%s: %d fds open, %d at the start", what, privtest.OpenFds(), want)
 	}
 }
 

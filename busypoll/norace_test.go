@@ -1,5 +1,0 @@
-//go:build !race
-
-package busypoll
-
-const raceEnabled = false

@@ -1,5 +1,0 @@
-//go:build !race
-
-package ptrring
-
-const raceEnabled = false

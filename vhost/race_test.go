@@ -1,5 +1,0 @@
-//go:build race
-
-package vhost_test
-
-const raceEnabled = true
