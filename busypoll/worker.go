@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/vhostd/vhostd/internal/rawio"
 	"golang.org/x/sys/unix"
 )
 
@@ -91,7 +92,6 @@ type Worker struct {
 	// Owned by the worker goroutine.
 	pollers []Poller
 	events  [16]unix.EpollEvent
-	efdBuf  [8]byte
 	tid     int
 
 	// sleeping is set by the worker before it arms its pollers and cleared after it
@@ -216,11 +216,11 @@ func (w *Worker) Wake() {
 	}
 }
 
-// kick writes the internal eventfd. An error can only mean the counter is saturated,
-// which already wakes the worker, or that the worker has stopped.
+// kick signals the internal eventfd (EFD_NONBLOCK, as rawio.Signal needs). An error can
+// only mean the counter is saturated, which already wakes the worker, or that the worker
+// has stopped.
 func (w *Worker) kick() {
-	one := [8]byte{1}
-	unix.Write(w.efd, one[:])
+	rawio.Signal(w.efd)
 }
 
 func (w *Worker) run(cpus []int, started chan<- error) {
@@ -321,7 +321,7 @@ func (w *Worker) sleep(msec int) {
 			}
 		}
 		if ctl {
-			unix.Read(w.efd, w.efdBuf[:]) // drain; EAGAIN if a racing read got it
+			rawio.Drain(w.efd) // EAGAIN if a racing read got it
 			s.ctlWakes.Store(s.ctlWakes.Load() + 1)
 		}
 		if woke {

@@ -3,6 +3,7 @@ package netdev
 import (
 	"sync/atomic"
 
+	"github.com/vhostd/vhostd/internal/rawio"
 	"github.com/vhostd/vhostd/tap"
 	"github.com/vhostd/vhostd/vhost"
 	"github.com/vhostd/vhostd/virtqueue"
@@ -164,7 +165,7 @@ func (p *pair) setCall(role int, fd int) {
 	p.paused(func() {
 		p.rings[role].spec.Call = fd
 		if fd >= 0 && p.rings[role].running {
-			signal(fd)
+			rawio.Signal(fd)
 		}
 	})
 }
@@ -262,7 +263,7 @@ func (p *pair) breakRing(role int) {
 		p.rx.broken.Store(true)
 	}
 	if rs.spec.Err >= 0 {
-		signal(rs.spec.Err)
+		rawio.Signal(rs.spec.Err)
 	}
 }
 
@@ -372,10 +373,10 @@ func (p *pair) signalCalls(callTx, callRx bool) {
 	callRx = callRx && p.countCall(rxRing)
 	p.c.publish()
 	if callTx {
-		signal(p.rings[txRing].spec.Call)
+		rawio.Signal(p.rings[txRing].spec.Call)
 	}
 	if callRx {
-		signal(p.rings[rxRing].spec.Call)
+		rawio.Signal(p.rings[rxRing].spec.Call)
 	}
 }
 

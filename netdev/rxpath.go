@@ -3,6 +3,7 @@ package netdev
 import (
 	"sync/atomic"
 
+	"github.com/vhostd/vhostd/internal/rawio"
 	"github.com/vhostd/vhostd/ptrring"
 	"github.com/vhostd/vhostd/tap"
 	"github.com/vhostd/vhostd/virtqueue"
@@ -116,7 +117,7 @@ func (r *rxPath) refill(max int, c *counters) (int, error) {
 			s.bad, s.cap = true, 0
 			c.add(cRxMalformed, 1)
 		} else {
-			s.iov = virtqueue.AppendIovecs(s.iov, ch.In)
+			s.iov = rawio.AppendIovecs(s.iov, ch.In)
 			s.cap = ch.InLen
 		}
 		r.batch[i] = s
@@ -184,7 +185,7 @@ func (r *rxPath) fromTAP(q *tap.Queue, max int, c *counters) (frames int, gone b
 		if whole {
 			r.frame[0] = s.iov
 		} else {
-			r.frame[0] = append(s.iov, iovec(r.overflow))
+			r.frame[0] = append(s.iov, rawio.Iovec(r.overflow))
 		}
 		n, errno := q.ReadBatch(r.frame[:], r.size[:])
 		if n == 0 {

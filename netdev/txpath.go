@@ -1,6 +1,7 @@
 package netdev
 
 import (
+	"github.com/vhostd/vhostd/internal/rawio"
 	"github.com/vhostd/vhostd/ptrring"
 	"github.com/vhostd/vhostd/tap"
 	"github.com/vhostd/vhostd/virtqueue"
@@ -202,15 +203,15 @@ func (t *txPath) prepare(s *txSlot, c *counters) {
 			n += copy(s.buf[n:], ch.Out[seg][off:])
 			off = 0
 		}
-		s.iov = append(s.iov, iovec(s.buf[:n]))
+		s.iov = append(s.iov, rawio.Iovec(s.buf[:n]))
 		return
 	}
-	s.iov = append(s.iov, iovec(hdr))
+	s.iov = append(s.iov, rawio.Iovec(hdr))
 	for ; seg < len(ch.Out); seg++ {
 		b := ch.Out[seg][off:]
 		off = 0
 		if len(b) > 0 {
-			s.iov = append(s.iov, iovec(b))
+			s.iov = append(s.iov, rawio.Iovec(b))
 		}
 	}
 }

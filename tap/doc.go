@@ -32,7 +32,8 @@
 //     means the device is gone or down: remove Fd() from the poller (BAD-INPUTS 51).
 //   - Nothing here blocks, spins or retries except on EINTR.
 //
-// Raw syscalls and the one struct ifreq the x/sys helpers lack live in the *_unsafe.go
-// files. Privileged tests use internal/privtest: they skip without CAP_NET_ADMIN and
+// The per-frame syscalls are internal/rawio's (readv/writev through RawSyscall, returning
+// unix.Errno; every queue fd is O_NONBLOCK, which RawSyscall needs). The ioctls whose
+// struct ifreq the x/sys helpers lack live in ioctl_unsafe.go. Privileged tests use internal/privtest: they skip without CAP_NET_ADMIN and
 // /dev/net/tun unless VHOSTD_TEST_PRIVILEGED=1, each in its own network namespace.
 package tap

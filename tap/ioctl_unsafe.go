@@ -35,3 +35,11 @@ func hwaddrIoctl(fd int, req uint, name string, mac net.HardwareAddr) (net.Hardw
 	copy(out, ifr.data[:6])
 	return out, nil
 }
+
+// tungetiff asks the driver which interface fd is attached to (TUNGETIFF), into a stack
+// ifreq (struct ifreq is 40 bytes on 64-bit Linux), so that Probe does not allocate.
+func tungetiff(fd int) unix.Errno {
+	var ifr [40]byte
+	_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), uintptr(unix.TUNGETIFF), uintptr(unsafe.Pointer(&ifr[0])))
+	return e
+}

@@ -3,6 +3,7 @@ package tap
 import (
 	"sync/atomic"
 
+	"github.com/vhostd/vhostd/internal/rawio"
 	"golang.org/x/sys/unix"
 )
 
@@ -63,7 +64,7 @@ func (q *Queue) WriteBatch(frames [][]unix.Iovec) (n int, errno unix.Errno) {
 		if len(f) == 0 {
 			return n, unix.EINVAL
 		}
-		_, e := writev(fd, f)
+		_, e := rawio.Writev(fd, f)
 		if e != 0 {
 			if e == unix.EINTR {
 				continue
@@ -103,7 +104,7 @@ func (q *Queue) ReadBatch(frames [][]unix.Iovec, sizes []int) (n int, errno unix
 		if len(f) == 0 {
 			return n, unix.EINVAL
 		}
-		r, e := readv(fd, f)
+		r, e := rawio.Readv(fd, f)
 		if e != 0 {
 			if e == unix.EINTR {
 				continue

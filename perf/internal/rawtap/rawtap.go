@@ -10,8 +10,8 @@ import (
 	"fmt"
 	"net"
 	"sync/atomic"
-	"unsafe"
 
+	"github.com/vhostd/vhostd/internal/rawio"
 	"golang.org/x/sys/unix"
 )
 
@@ -93,11 +93,12 @@ type Counters struct {
 	Frames, Bytes, Errors atomic.Uint64
 }
 
-// WriteLoop writes buf (header and frame) into fd until stop is set. Like
-// tap/, it calls write(2) through RawSyscall (the fd is nonblocking, the
-// call never sleeps): unix.Write's Syscall tells the Go scheduler about
-// every call, which cost this loop about 100 ns a frame, so with it the
-// loop was no limit for vhostd.
+// WriteLoop writes buf (header and frame) into fd, which must be
+// non-blocking, until stop is set. Like tap/, it calls write(2) through
+// rawio (RawSyscall: the fd is nonblocking, the call never sleeps):
+// unix.Write's Syscall tells the Go scheduler about every call, which cost
+// this loop about 100 ns a frame, so with it the loop was no limit for
+// vhostd.
 func WriteLoop(fd int, buf []byte, stop *atomic.Bool, n *Counters) {
 	var fr, er uint64
 	frame := uint64(len(buf) - 12)
@@ -110,7 +111,7 @@ func WriteLoop(fd int, buf []byte, stop *atomic.Bool, n *Counters) {
 			n.Bytes.Store(fr * frame)
 			n.Errors.Store(er)
 		}
-		if _, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf))); e != 0 {
+		if _, e := rawio.Write(fd, buf); e != 0 {
 			er++
 			continue
 		}
@@ -119,8 +120,8 @@ func WriteLoop(fd int, buf []byte, stop *atomic.Bool, n *Counters) {
 }
 
 // ReadLoop reads frames from fd until stop is set, spinning on EAGAIN
-// (a busy-polling reader, like a back-end under load), through RawSyscall
-// as WriteLoop does.
+// (a busy-polling reader, like a back-end under load), through rawio as
+// WriteLoop does; fd must be non-blocking.
 func ReadLoop(fd int, bufSize int, stop *atomic.Bool, n *Counters) {
 	buf := make([]byte, bufSize)
 	var fr, by uint64
@@ -132,8 +133,7 @@ func ReadLoop(fd int, bufSize int, stop *atomic.Bool, n *Counters) {
 			n.Frames.Store(fr)
 			n.Bytes.Store(by)
 		}
-		r, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)))
-		m := int(r)
+		m, e := rawio.Read(fd, buf)
 		if e != 0 || m <= 12 {
 			continue
 		}

@@ -1,0 +1,18 @@
+// Package rawio is the one home of the system calls vhostd makes per frame
+// or per wake-up: building iovecs over guest memory and frame buffers,
+// readv/writev on TAP queues, signalling and draining eventfds, and a poll
+// that asks whether an fd is readable now.
+//
+// Every call goes through unix.RawSyscall and returns unix.Errno, so the
+// data path never boxes an error, never allocates, and does not tell the Go
+// scheduler about the call (which costs about 100 ns a call; perf/FINDINGS).
+// RawSyscall is only right on a call that cannot sleep: hence the
+// precondition every function here states, the fd must be non-blocking
+// (O_NONBLOCK, EFD_NONBLOCK). Given a blocking fd the call would hold its
+// OS thread and P until it returned. (gVisor's pkg/rawfile is the model.)
+//
+// The iovecs carry raw pointers. The Go garbage collector does not track
+// memory that the caller keeps alive by other means (guest memory is
+// mmap'd; frame buffers are owned by long-lived structures), so an iovec
+// is valid exactly as long as the slice it was built from.
+package rawio
