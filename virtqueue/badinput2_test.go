@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/vhostd/vhostd/internal/shmem"
 )
 
 // TestBadInput39DoubleFetch runs PopBatch and PushBatch while a second
@@ -116,7 +118,7 @@ func TestBadInput40UsedIdxNotTrusted(t *testing.T) {
 	r.drv.Publish()
 	cs, _ := r.pop(1)
 	// The guest scribbles on used.idx and the used ring.
-	store32(r.q.r.used, 0, 0xdead<<16|0xbeef)
+	shmem.Store32(r.q.r.used, 0, 0xdead<<16|0xbeef)
 	clear(r.q.r.used[4:])
 	r.q.PushBatch([]Used{{Head: cs[0].Head, Len: 0}})
 	if got := r.drv.UsedIdx(); got != 101 {

@@ -1,6 +1,10 @@
 package virtqueue
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/vhostd/vhostd/internal/shmem"
+)
 
 // Split ring constants, virtio 1.x section 2.7 (include/uapi/linux/virtio_ring.h).
 const (
@@ -113,7 +117,7 @@ func (c Config) rings(mem *Memory) (rings, error) {
 	// a host address whose alignment differs from its guest address would
 	// defeat that. mmap regions are page aligned, so this never fires in
 	// practice; refuse rather than silently fall back on every descriptor.
-	if !hostAligned(r.desc, 8) {
+	if !shmem.Aligned(r.desc, 8) {
 		return r, fmt.Errorf("%w: descriptor table not 8-aligned in host memory", ErrRingAddress)
 	}
 	return r, nil

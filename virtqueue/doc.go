@@ -11,9 +11,12 @@
 // Every address the guest or the front-end gives is translated through a
 // bounds-checked accessor. Descriptors and ring entries are copied out of
 // guest memory once and only the copies are used: the guest can rewrite its
-// memory while we read it. Code touching shared memory with atomics or
-// unsafe lives in files named *_unsafe.go. Guest memory is little-endian;
-// the package builds only on little-endian hosts.
+// memory while we read it. Every load and store on the rings and descriptor
+// tables goes through internal/shmem, where the ordering rules are written
+// down (atomic for the indexes, flags and descriptors; plain stores for used
+// elements, which the used.idx store publishes); this package has no unsafe
+// code of its own. Guest memory is little-endian; the package builds only on
+// little-endian hosts.
 //
 // # Using a Queue (one worker owns it)
 //
@@ -38,8 +41,15 @@
 //		if n == 0 && !q.EnableNotify() { sleep on the kick eventfd }
 //	}
 //
-// On receive queues a worker may pop more chains than it has frames and
-// hand the rest back with Unpop.
+// Two calls hand popped chains back, to be popped again; neither touches
+// guest memory, and neither may hand back a chain already pushed:
+//
+//   - Unpop(n), right after a PopBatch, for the last n chains of that
+//     batch: a hand-off took fewer chains than were popped (netdev's TX
+//     queue and RX stock when their rings are short).
+//   - Rewind(n), for the n chains popped most recently across any number of
+//     PopBatch calls: a ring stops with chains stocked but never filled
+//     (netdev's settle rewinds RX chains waiting for frames).
 //
 // # Faults
 //

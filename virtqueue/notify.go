@@ -1,5 +1,7 @@
 package virtqueue
 
+import "github.com/vhostd/vhostd/internal/shmem"
+
 // Notification suppression, virtio 1.x sections 2.7.7 (driver to device:
 // used.flags NO_NOTIFY or avail_event) and 2.7.10 (device to driver:
 // avail.flags NO_INTERRUPT or used_event). With EVENT_IDX the 16-bit
@@ -21,9 +23,9 @@ func (q *Queue) NeedsNotify() bool {
 	// Our used.idx store must be visible before we read the guest's
 	// suppression state; pairs with the full barrier the driver issues
 	// between re-enabling interrupts and re-checking used.idx.
-	q.f.fence()
+	q.f.Full()
 	if !q.cfg.EventIdx {
-		return load16(q.r.avail, 0)&availFNoInterrupt == 0
+		return shmem.Load16(q.r.avail, 0)&availFNoInterrupt == 0
 	}
 	old, cur := q.signalled, q.nextUsed
 	valid := q.signalledValid
@@ -31,7 +33,7 @@ func (q *Queue) NeedsNotify() bool {
 	if !valid {
 		return true
 	}
-	ev := load16(q.r.avail, 4+2*int(q.cfg.Size)) // used_event
+	ev := shmem.Load16(q.r.avail, 4+2*int(q.cfg.Size)) // used_event
 	// vring_need_event: notify if used_event lies in [old, cur).
 	return cur-ev-1 < cur-old
 }
@@ -68,11 +70,11 @@ func (q *Queue) EnableNotify() (pending bool) {
 		return false
 	}
 	if q.cfg.EventIdx {
-		store16(q.r.used, 4+usedElemSize*int(q.cfg.Size), q.lastAvail) // avail_event
+		shmem.Store16(q.r.used, 4+usedElemSize*int(q.cfg.Size), q.lastAvail) // avail_event
 	} else if q.usedFlags&usedFNoNotify != 0 {
 		q.usedFlags &^= usedFNoNotify
 		q.publishUsed()
 	}
-	q.f.fence()
-	return load16(q.r.avail, 2) != q.lastAvail
+	q.f.Full()
+	return shmem.Load16(q.r.avail, 2) != q.lastAvail
 }

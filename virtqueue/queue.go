@@ -1,16 +1,17 @@
 package virtqueue
 
 import (
-	"encoding/binary"
 	"math"
+
+	"github.com/vhostd/vhostd/internal/shmem"
 )
 
 // Queue is the device side of one split virtqueue.
 //
 // A Queue is owned by one worker: none of its methods may run concurrently
 // with another on the same Queue. The guest (the driver) runs concurrently
-// on the other side of the shared rings; every access to them is in
-// shared_unsafe.go.
+// on the other side of the shared rings; every access to them goes through
+// internal/shmem.
 //
 // A Queue touches guest memory only inside its methods. A stopped ring
 // (before SET_VRING_KICK/enable, after GET_VRING_BASE, BAD-INPUTS 43) is
@@ -31,7 +32,7 @@ type Queue struct {
 
 	broken error // non-nil once the guest broke the queue
 
-	f fenceWord
+	f shmem.Fence
 }
 
 // NewQueue validates c against mem and returns a queue whose next avail
@@ -115,7 +116,7 @@ func (q *Queue) PopBatch(chains []Chain) (n int, err error) {
 	if len(chains) == 0 {
 		return 0, nil
 	}
-	idx := load16(q.r.avail, 2)
+	idx := shmem.Load16(q.r.avail, 2)
 	pending := idx - q.lastAvail
 	if pending > q.cfg.Size {
 		return 0, q.setBroken(ErrAvailIndex)
@@ -124,7 +125,7 @@ func (q *Queue) PopBatch(chains []Chain) (n int, err error) {
 		chains = chains[:pending]
 	}
 	for i := range chains {
-		head := load16(q.r.avail, 4+2*int(q.lastAvail&q.mask))
+		head := shmem.Load16(q.r.avail, 4+2*int(q.lastAvail&q.mask))
 		if head >= q.cfg.Size {
 			return i, q.setBroken(ErrHeadRange)
 		}
@@ -163,7 +164,7 @@ func (q *Queue) walk(c *Chain, head uint16) error {
 			return ErrDescLoop
 		}
 		// The one read of this descriptor (BAD-INPUTS 39).
-		addr, w := loadDesc(table, int(i)*descSize)
+		addr, w := shmem.LoadDesc(table, int(i)*descSize)
 		dlen := uint32(w)
 		flags := uint16(w >> 32)
 		next := uint32(uint16(w >> 48))
@@ -274,8 +275,8 @@ func (q *Queue) PushBatch(used []Used) {
 		off := 4 + usedElemSize*int(q.nextUsed&q.mask)
 		// Plain stores: the guest may read an element only after it has
 		// seen the used.idx store that follows.
-		binary.LittleEndian.PutUint32(u[off:], uint32(e.Head))
-		binary.LittleEndian.PutUint32(u[off+4:], e.Len)
+		shmem.Put32(u, off, uint32(e.Head))
+		shmem.Put32(u, off+4, e.Len)
 		q.nextUsed++
 	}
 	q.publishUsed()
@@ -290,5 +291,5 @@ func (q *Queue) PushBatch(used []Used) {
 // publishUsed stores used.flags and used.idx in one 32-bit store. Both
 // halves are the device's to write (virtio 1.x 2.7.8).
 func (q *Queue) publishUsed() {
-	store32(q.r.used, 0, uint32(q.usedFlags)|uint32(q.nextUsed)<<16)
+	shmem.Store32(q.r.used, 0, uint32(q.usedFlags)|uint32(q.nextUsed)<<16)
 }

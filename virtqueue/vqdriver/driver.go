@@ -14,14 +14,20 @@
 //
 // A Driver is not safe for concurrent use, but it may run in one goroutine
 // while the device runs in another: every ring word the two share is
-// accessed atomically on the driver side too.
+// accessed through internal/shmem, atomically where the device may read or
+// write it concurrently, as on the device side.
 package vqdriver
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"github.com/vhostd/vhostd/internal/shmem"
 )
+
+// barrier is the target of the driver side's full fences (virtio_mb),
+// shared by every Driver: a test driver is not on a hot path.
+var barrier shmem.Fence
 
 // Descriptor flags, virtio 1.x 2.7.5.
 const (
@@ -175,21 +181,21 @@ func (d *Driver) WriteDesc(i uint16, x Desc) {
 // WriteDescAt writes a descriptor at any guest address (indirect tables,
 // misaligned ones included). Raw: no bookkeeping.
 func (d *Driver) WriteDescAt(gpa uint64, x Desc) {
-	storeDesc(d.Mem(gpa, DescSize), x.Addr, uint64(x.Len)|uint64(x.Flags)<<32|uint64(x.Next)<<48)
+	shmem.StoreDesc(d.Mem(gpa, DescSize), 0, x.Addr, uint64(x.Len)|uint64(x.Flags)<<32|uint64(x.Next)<<48)
 }
 
 // ReadDesc reads descriptor i of the main table.
 func (d *Driver) ReadDesc(i uint16) Desc {
 	b := d.Mem(d.cfg.Desc+16*uint64(i), DescSize)
-	w := binary.LittleEndian.Uint64(b[8:])
-	return Desc{Addr: binary.LittleEndian.Uint64(b), Len: uint32(w), Flags: uint16(w >> 32), Next: uint16(w >> 48)}
+	addr, w := shmem.LoadDesc(b, 0)
+	return Desc{Addr: addr, Len: uint32(w), Flags: uint16(w >> 32), Next: uint16(w >> 48)}
 }
 
 // PutAvail writes head into the next avail ring slot without publishing
 // it. Raw: head need not be a chain AddChain built (completions for such
 // heads carry no data).
 func (d *Driver) PutAvail(head uint16) {
-	store16(d.avail, 4+2*int(d.availIdx&(d.cfg.Size-1)), head)
+	shmem.Store16(d.avail, 4+2*int(d.availIdx&(d.cfg.Size-1)), head)
 	d.availIdx++
 }
 
@@ -198,14 +204,14 @@ func (d *Driver) PutAvail(head uint16) {
 // call it while another uses the Driver (flipping ring entries under the
 // device, BAD-INPUTS 39).
 func (d *Driver) WriteAvailSlot(slot, head uint16) {
-	store16(d.avail, 4+2*int(slot&(d.cfg.Size-1)), head)
+	shmem.Store16(d.avail, 4+2*int(slot&(d.cfg.Size-1)), head)
 }
 
 // SetAvailIdx stores idx as avail.idx at once (raw: lets a test move the
 // index anywhere) and makes it the driver's private index too.
 func (d *Driver) SetAvailIdx(idx uint16) {
 	d.availIdx, d.published = idx, idx
-	store32(d.avail, 0, uint32(d.availFlags)|uint32(idx)<<16)
+	shmem.Store32(d.avail, 0, uint32(d.availFlags)|uint32(idx)<<16)
 }
 
 // StartAt puts both rings at index idx as if idx chains had already gone
@@ -215,7 +221,7 @@ func (d *Driver) SetAvailIdx(idx uint16) {
 func (d *Driver) StartAt(idx uint16) {
 	d.SetAvailIdx(idx)
 	d.lastUsed = idx
-	store32(d.used, 0, uint32(idx)<<16)
+	shmem.Store32(d.used, 0, uint32(idx)<<16)
 }
 
 // AvailIdx is the driver's private avail index (published or not).
@@ -226,14 +232,14 @@ func (d *Driver) AvailIdx() uint16 { return d.availIdx }
 // kick: avail_event with EVENT_IDX, VRING_USED_F_NO_NOTIFY without.
 func (d *Driver) Publish() (kick bool) {
 	old, cur := d.published, d.availIdx
-	store32(d.avail, 0, uint32(d.availFlags)|uint32(cur)<<16)
+	shmem.Store32(d.avail, 0, uint32(d.availFlags)|uint32(cur)<<16)
 	d.published = cur
-	fence()
+	barrier.Full()
 	if d.cfg.EventIdx {
 		ev := d.AvailEvent()
 		return cur-ev-1 < cur-old
 	}
-	return load16(d.used, 0)&UsedFNoNotify == 0
+	return shmem.Load16(d.used, 0)&UsedFNoNotify == 0
 }
 
 // AddChain builds a chain of direct descriptors: one device-readable
@@ -354,7 +360,7 @@ type Completion struct {
 }
 
 // UsedIdx reads used.idx as the device last published it.
-func (d *Driver) UsedIdx() uint16 { return load16(d.used, 2) }
+func (d *Driver) UsedIdx() uint16 { return shmem.Load16(d.used, 2) }
 
 // Used returns the next used entry, if the device has published one.
 func (d *Driver) Used() (Completion, bool) {
@@ -362,8 +368,8 @@ func (d *Driver) Used() (Completion, bool) {
 		return Completion{}, false
 	}
 	off := 4 + 8*int(d.lastUsed&(d.cfg.Size-1))
-	id := binary.LittleEndian.Uint32(d.used[off:])
-	n := binary.LittleEndian.Uint32(d.used[off+4:])
+	id := shmem.Get32(d.used, off)
+	n := shmem.Get32(d.used, off+4)
 	d.lastUsed++
 	c := Completion{Head: uint16(id), Len: n}
 	if id < uint32(d.cfg.Size) && d.chains[id].live {
@@ -405,7 +411,7 @@ func (d *Driver) EnableInterrupts() (pending bool) {
 	} else if d.availFlags&AvailFNoInterrupt != 0 {
 		d.SetNoInterrupt(false)
 	}
-	fence()
+	barrier.Full()
 	return d.UsedIdx() != d.lastUsed
 }
 
@@ -425,15 +431,15 @@ func (d *Driver) SetNoInterrupt(on bool) {
 	} else {
 		d.availFlags &^= AvailFNoInterrupt
 	}
-	store32(d.avail, 0, uint32(d.availFlags)|uint32(d.published)<<16)
+	shmem.Store32(d.avail, 0, uint32(d.availFlags)|uint32(d.published)<<16)
 }
 
 // SetUsedEvent writes used_event: with EVENT_IDX the device calls when
 // its used index passes v.
-func (d *Driver) SetUsedEvent(v uint16) { store16(d.avail, 4+2*int(d.cfg.Size), v) }
+func (d *Driver) SetUsedEvent(v uint16) { shmem.Store16(d.avail, 4+2*int(d.cfg.Size), v) }
 
 // AvailEvent reads avail_event as the device wrote it.
-func (d *Driver) AvailEvent() uint16 { return load16(d.used, 4+8*int(d.cfg.Size)) }
+func (d *Driver) AvailEvent() uint16 { return shmem.Load16(d.used, 4+8*int(d.cfg.Size)) }
 
 // UsedFlags reads used.flags as the device wrote it.
-func (d *Driver) UsedFlags() uint16 { return load16(d.used, 0) }
+func (d *Driver) UsedFlags() uint16 { return shmem.Load16(d.used, 0) }

@@ -16,11 +16,11 @@
 package fe
 
 import (
-	"encoding/binary"
 	"fmt"
 	"time"
 
 	"github.com/vhostd/vhostd/internal/rawio"
+	"github.com/vhostd/vhostd/internal/shmem"
 	"github.com/vhostd/vhostd/vhost"
 	"github.com/vhostd/vhostd/vhost/vhosttest"
 	"github.com/vhostd/vhostd/virtqueue/vqdriver"
@@ -37,8 +37,6 @@ const (
 	FeatGuestUSO4 = 54
 	FeatGuestUSO6 = 55
 )
-
-var le = binary.LittleEndian
 
 // RingSize is the queue size of both rings.
 const RingSize = 256
@@ -131,21 +129,17 @@ func (r *Ring) Slab(i uint16) []byte {
 // SetDesc writes descriptor i as one buffer of n bytes at the start of its
 // slab, device-writable when write.
 func (r *Ring) SetDesc(i uint16, n uint32, write bool) {
-	d := r.desc[16*int(i):]
 	addr := r.heap + uint64(i)*r.slab
-	le.PutUint64(d, addr)
-	le.PutUint32(d[8:], n)
-	fl := uint16(0)
+	fl := uint64(0)
 	if write {
 		fl = 2 // VRING_DESC_F_WRITE
 	}
-	le.PutUint16(d[12:], fl)
-	le.PutUint16(d[14:], 0)
+	shmem.PutDesc(r.desc, 16*int(i), addr, uint64(n)|fl<<32) // next 0
 }
 
 // Put writes head into the next avail slot (not yet published).
 func (r *Ring) Put(head uint16) {
-	le.PutUint16(r.avail[4+2*int(r.availIdx&r.mask):], head)
+	shmem.Put16(r.avail, 4+2*int(r.availIdx&r.mask), head)
 	r.availIdx++
 }
 
@@ -158,15 +152,15 @@ func (r *Ring) Publish(old uint16) {
 	cur := r.availIdx
 	if r.eventIdx {
 		// used_event, never reached while the guest keeps up: no interrupts.
-		store32(r.avail, 4+2*int(r.size), uint32(r.lastUsed+0x7fff))
+		shmem.Store32(r.avail, 4+2*int(r.size), uint32(r.lastUsed+0x7fff))
 	}
-	store32(r.avail, 0, uint32(cur)<<16|r.availFlags())
+	shmem.Store32(r.avail, 0, uint32(cur)<<16|r.availFlags())
 	var kick bool
 	if r.eventIdx {
-		ev := uint16(load32(r.used, 4+8*int(r.size)))
+		ev := uint16(shmem.Load32(r.used, 4+8*int(r.size)))
 		kick = cur-ev-1 < cur-old
 	} else {
-		kick = load32(r.used, 0)&1 == 0
+		kick = shmem.Load32(r.used, 0)&1 == 0
 	}
 	if kick {
 		r.Kicks++
@@ -182,10 +176,10 @@ func (r *Ring) availFlags() uint32 {
 }
 
 // UsedIdx reads the back-end's used.idx.
-func (r *Ring) UsedIdx() uint16 { return uint16(load32(r.used, 0) >> 16) }
+func (r *Ring) UsedIdx() uint16 { return uint16(shmem.Load32(r.used, 0) >> 16) }
 
 // Used returns used entry k (head, len); k counts from 0 like the index.
 func (r *Ring) Used(k uint16) (uint16, uint32) {
-	e := r.used[4+8*int(k&r.mask):]
-	return uint16(le.Uint32(e)), le.Uint32(e[4:])
+	off := 4 + 8*int(k&r.mask)
+	return uint16(shmem.Get32(r.used, off)), shmem.Get32(r.used, off+4)
 }
