@@ -91,8 +91,9 @@ func newRxPath() *rxPath {
 	return r
 }
 
-// refill pops guest buffers into the stock, up to max chains. It returns
-// how many it popped and the queue's error if the guest broke it.
+// refill pops guest buffers into the stock, up to max chains (ring side).
+// It returns how many chains it stocked, malformed ones included (they go
+// back empty in their turn), and the queue's error if the guest broke it.
 func (r *rxPath) refill(max int, c *counters) (int, error) {
 	free := slotCount - r.inflight
 	if max > free {
@@ -152,9 +153,11 @@ func (r *rxPath) canRead() bool {
 	return r.added.Load()-r.consumed >= uint64(r.maxFrame) || r.limited.Load()
 }
 
-// fromTAP reads up to max frames from the TAP into stocked chains. It
-// returns the frames moved, whether the TAP still had frames when the
-// stock ran dry, and whether the TAP is gone.
+// fromTAP reads up to max frames from the TAP into stocked chains (TAP
+// side). It returns the frames moved (truncated ones included) and whether
+// the TAP is gone. It stops early when the stock is empty or not ready
+// (canRead) or the TAP has nothing to read; a TAP that still holds frames
+// when the stock is empty is noted by noteStarved, not here.
 func (r *rxPath) fromTAP(q *tap.Queue, max int, c *counters) (frames int, gone bool) {
 	for frames < max {
 		s := r.stock.Peek()

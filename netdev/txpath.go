@@ -76,8 +76,8 @@ type txSlot struct {
 //	TAP side:  toTap -> writev each frame -> done
 //	ring side: done -> used ring (len 0) -> call, if the guest asked
 //
-// Both sides run on the pair's worker today; the ptrrings are the seam where
-// they can be split over two threads.
+// With --threads inline both sides run on the pair's worker; with split
+// each has its own, and the ptrrings are all they share (doc.go).
 type txPath struct {
 	q        *virtqueue.Queue
 	chains   []virtqueue.Chain
@@ -86,9 +86,9 @@ type txPath struct {
 	inflight int // slots popped and not yet returned to the guest
 	toTap    *ptrring.Ring[txSlot]
 	done     *ptrring.Ring[txSlot]
-	batch    []*txSlot // ring side's pops, then the TAP side's batch
-	pbatch   []*txSlot // the ring side's, when the sides run apart
-	cbatch   []*txSlot // completions (ring side)
+	batch    []*txSlot // TAP side: the slots toTAP took from toTap
+	pbatch   []*txSlot // ring side: the slots pop hands to toTap
+	cbatch   []*txSlot // ring side: the slots complete took from done
 	frames   [][]unix.Iovec
 	frameOf  []int
 	used     []virtqueue.Used
@@ -122,7 +122,8 @@ func newTxPath() *txPath {
 }
 
 // pop takes up to max chains from the ring, prepares them and hands them to
-// the TAP side. It returns how many it took and the queue's error, if the
+// the TAP side through toTap (ring side, batch pbatch). It returns how many
+// it handed on, malformed ones included, and the queue's error, if the
 // guest broke it.
 func (t *txPath) pop(max int, c *counters) (int, error) {
 	free := slotCount - t.inflight
@@ -216,10 +217,13 @@ func (t *txPath) prepare(s *txSlot, c *counters) {
 	}
 }
 
-// toTAP writes the frames the ring side prepared. When enabled is false the
-// ring is "started but disabled": frames are consumed and discarded
-// (vhost-user.rst, Ring states). When q is nil the TAP is gone and frames
-// are dropped (BAD-INPUTS 51). It reports whether the TAP went away.
+// toTAP writes the frames the ring side prepared (TAP side): it takes one
+// batch from toTap into t.batch, writes the good frames, and hands every
+// slot of the batch on to done. When enabled is false the ring is "started
+// but disabled": frames are consumed and discarded (vhost-user.rst, Ring
+// states). When q is nil the TAP is gone and frames are dropped
+// (BAD-INPUTS 51). It returns how many slots it took, dropped ones
+// included, and whether the TAP went away.
 func (t *txPath) toTAP(q *tap.Queue, enabled bool, c *counters) (n int, gone bool) {
 	n = t.toTap.ConsumeBatch(t.batch)
 	if n == 0 {

@@ -148,6 +148,14 @@ func (r *Ring) InFlight() uint16 { return r.availIdx - r.lastUsed }
 
 // Publish makes every Put visible with one store and kicks the back-end if
 // it asked for it (avail_event with EVENT_IDX, NO_NOTIFY without).
+//
+// The shared words are read and written as 32-bit words through
+// internal/shmem (it has no 16-bit store that writes a whole word): the
+// avail ring's {flags, idx}, the used ring's {flags, idx}, used_event and
+// avail_event (each followed by 2 bytes of padding in the layout vqdriver
+// uses). On amd64 an atomic store is an XCHG, a full fence: the store that
+// publishes avail.idx orders the ring writes before it and the read of
+// avail_event after it.
 func (r *Ring) Publish(old uint16) {
 	cur := r.availIdx
 	if r.eventIdx {
