@@ -170,16 +170,12 @@ func (q *Queue) walk(c *Chain, head uint16) error {
 		next := uint32(uint16(w >> 48))
 
 		if flags&descFIndirect != 0 {
-			// BAD-INPUTS 32. VRING_DESC_F_WRITE is ignored here (virtio
-			// 1.x 2.7.5.3.2).
-			if indirect || !q.cfg.Indirect || flags&descFNext != 0 ||
-				dlen == 0 || dlen%descSize != 0 || dlen/descSize > maxIndirect {
-				c.fail(ErrIndirect)
-				return ErrIndirect
-			}
-			t, ok := q.mem.Slice(addr, uint64(dlen))
-			if !ok {
-				c.fail(ErrBufferRange)
+			t, err := q.indirectTable(indirect, flags, addr, dlen)
+			if err != nil {
+				c.fail(err)
+				if err == ErrIndirect {
+					return err
+				}
 				return nil
 			}
 			table, size, i, hops, indirect = t, dlen/descSize, 0, 0, true
@@ -201,27 +197,11 @@ func (q *Queue) walk(c *Chain, head uint16) error {
 			c.fail(ErrChainTooLong)
 			return nil
 		}
-		// Map [addr, addr+dlen), one iovec per region it crosses
-		// (BAD-INPUTS 33: adjacent regions split, holes drop the chain).
 		if dlen != 0 {
-			if addr > math.MaxUint64-uint64(dlen) {
-				c.fail(ErrBufferRange)
+			var err error
+			if segs, err = q.appendBuffer(segs, addr, dlen); err != nil {
+				c.fail(err)
 				return nil
-			}
-			gpa, rem := addr, uint64(dlen)
-			for rem != 0 {
-				b, ok := q.mem.Contiguous(gpa, rem)
-				if !ok || len(b) == 0 {
-					c.fail(ErrBufferRange)
-					return nil
-				}
-				if len(segs) == cap(segs) {
-					c.fail(ErrTooManySegments)
-					return nil
-				}
-				segs = append(segs, b)
-				gpa += uint64(len(b))
-				rem -= uint64(len(b))
 			}
 			if write {
 				inLen += dlen
@@ -243,6 +223,49 @@ func (q *Queue) walk(c *Chain, head uint16) error {
 	c.Out, c.In = segs[:nOut:nOut], segs[nOut:]
 	c.OutLen, c.InLen = outLen, inLen
 	return nil
+}
+
+// indirectTable checks an indirect descriptor (BAD-INPUTS 32) and returns
+// the table it points to. nested says the walk is already inside an
+// indirect table. A malformed indirect descriptor breaks the queue
+// (ErrIndirect); a table outside guest memory drops the chain
+// (ErrBufferRange). VRING_DESC_F_WRITE is ignored here (virtio 1.x
+// 2.7.5.3.2).
+func (q *Queue) indirectTable(nested bool, flags uint16, addr uint64, dlen uint32) ([]byte, error) {
+	if nested || !q.cfg.Indirect || flags&descFNext != 0 ||
+		dlen == 0 || dlen%descSize != 0 || dlen/descSize > maxIndirect {
+		return nil, ErrIndirect
+	}
+	t, ok := q.mem.Slice(addr, uint64(dlen))
+	if !ok {
+		return nil, ErrBufferRange
+	}
+	return t, nil
+}
+
+// appendBuffer maps the guest buffer [addr, addr+dlen) and appends one
+// iovec per memory region it crosses to segs (BAD-INPUTS 33: adjacent
+// regions split, holes drop the chain). The error is the chain's DROP
+// reason: ErrBufferRange for a buffer outside guest memory,
+// ErrTooManySegments when segs is full.
+func (q *Queue) appendBuffer(segs [][]byte, addr uint64, dlen uint32) ([][]byte, error) {
+	if addr > math.MaxUint64-uint64(dlen) {
+		return segs, ErrBufferRange
+	}
+	gpa, rem := addr, uint64(dlen)
+	for rem != 0 {
+		b, ok := q.mem.Contiguous(gpa, rem)
+		if !ok || len(b) == 0 {
+			return segs, ErrBufferRange
+		}
+		if len(segs) == cap(segs) {
+			return segs, ErrTooManySegments
+		}
+		segs = append(segs, b)
+		gpa += uint64(len(b))
+		rem -= uint64(len(b))
+	}
+	return segs, nil
 }
 
 // Unpop hands back the last n chains of the most recent PopBatch, which
