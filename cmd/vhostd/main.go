@@ -201,18 +201,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "vhostd:", err)
 		return 2
 	}
-	if o.cpuProfile != "" {
-		f, err := os.Create(o.cpuProfile)
-		if err != nil {
-			fmt.Fprintln(stderr, "vhostd: --cpuprofile:", err)
-			return 2
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			fmt.Fprintln(stderr, "vhostd: --cpuprofile:", err)
-			return 2
-		}
-		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	stopProfile, err := startCPUProfile(o.cpuProfile)
+	if err != nil {
+		fmt.Fprintln(stderr, "vhostd: --cpuprofile:", err)
+		return 2
 	}
+	defer stopProfile()
 	xcfg, xdpOn, err := o.xdp.config(cfg.MAC)
 	if err != nil {
 		fmt.Fprintln(stderr, "vhostd:", err)
@@ -237,6 +231,37 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
+	serveErr, err := serve(ctx, srv, o)
+	if err != nil {
+		log.Error("cannot listen", "error", err)
+		return 1
+	}
+	log.Info("ready", "interface", dev.Name(), "queue_pairs", o.queues, "features", netdev.FeatureString(dev.Features()))
+	return wait(o, sigs, log, srv, dev, xdp, cancel, serveErr, stderr)
+}
+
+// startCPUProfile starts the --cpuprofile CPU profile into path, if path
+// is set; stop ends it and closes the file.
+func startCPUProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
+// serve starts the vhost-user server the way the flags ask (an inherited
+// connected fd, a client that dials, or a listening socket) and returns
+// the channel that receives what the server's run returns. The only error
+// is the listening socket's.
+func serve(ctx context.Context, srv *vhost.Server, o *options) (chan error, error) {
 	serveErr := make(chan error, 1)
 	switch {
 	case o.fd >= 0:
@@ -245,13 +270,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 		go func() { serveErr <- srv.DialAndServe(ctx, o.socketPath, o.reconnect) }()
 	default:
 		if err := srv.Listen(o.socketPath); err != nil {
-			log.Error("cannot listen", "error", err)
-			return 1
+			return nil, err
 		}
 		go func() { serveErr <- srv.Serve(ctx) }()
 	}
-	log.Info("ready", "interface", dev.Name(), "queue_pairs", o.queues, "features", netdev.FeatureString(dev.Features()))
+	return serveErr, nil
+}
 
+// wait runs the daemon's life after start-up: stats on SIGUSR1 and every
+// --stats-interval, an XDP reload on SIGHUP, shutdown on SIGTERM or
+// SIGINT, and the end of a connected --fd. It returns the exit status.
+func wait(o *options, sigs <-chan os.Signal, log hclog.Logger, srv *vhost.Server, dev *netdev.Device, xdp *xdpState,
+	cancel context.CancelFunc, serveErr chan error, stderr io.Writer) int {
 	var tick <-chan time.Time
 	if o.statsEvery > 0 {
 		t := time.NewTicker(o.statsEvery)
