@@ -1,15 +1,11 @@
 package harness
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"math/rand"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -122,285 +118,130 @@ func newHarness(o Options) *harness {
 	return h
 }
 
-// testpmd is the argv of one testpmd. 256 MiB holds its 32768 mbufs (about
-// 75 MiB) with room to spare; with 1024 MiB (DESIGN.md's figure) a testpmd
-// front-end and a testpmd back-end took 8.5 s to pass their first frame,
-// mapping and faulting in each other's memory, against 1.5 s.
-func (h *harness) testpmd(prefix string, cpu int, vdevs []string, extra ...string) []string {
-	a := []string{h.o.Testpmd, "--no-pci", "--no-huge", "-m", "256", "--file-prefix=" + prefix,
-		fmt.Sprintf("--lcores=(0,1)@%d", cpu), "--log-level=user1,notice"}
-	for _, v := range vdevs {
-		a = append(a, "--vdev", v)
-	}
-	a = append(a, "--", "--total-num-mbufs=32768", "--auto-start", "--stats-period", "3600")
-	return append(a, extra...)
-}
-
 // runOne measures subject s of group g once. Back-end (or raw loop) on
 // CPU 1, front-end and injector on CPU 0.
 func (h *harness) runOne(g Group, s Subject, round int) (r Run) {
-	h.seq++
-	id := fmt.Sprintf("%s%d", h.suffix, h.seq)
-	tap := "vp" + id
-	sock := filepath.Join(h.o.Dir, "s"+id+".sock")
-	prefix := "vperf" + id
-	began := time.Now()
-	r = Run{Group: g.Name, Subject: s.Name, Round: round, Start: began.UTC().Format(time.RFC3339)}
+	x := h.newRunState(g, s)
+	r = Run{Group: g.Name, Subject: s.Name, Round: round, Start: x.began.UTC().Format(time.RFC3339)}
 	r.Load1, _ = loadavg()
-	var be, fe, inj *proc
-	sigBE := syscall.SIGTERM
-	defer func() {
-		// testpmd's virtio-user front-end is killed: on SIGTERM it waited
-		// 0.8 s for a vhostd back-end and timed out (8 s) on a testpmd one,
-		// and it has nothing to save (its memory is a memfd, its run
-		// directory is removed below).
-		sigFE := syscall.SIGTERM
-		if g.FE == "dpdk" {
-			sigFE = syscall.SIGKILL
-		}
-		fe.stop(sigFE)
-		inj.stop(syscall.SIGTERM)
-		be.stop(sigBE)
-		if exists("/sys/class/net/" + tap) {
-			sh("ip", "link", "del", "dev", tap)
-		}
-		os.Remove(sock)
-		for _, suf := range []string{"b", "f"} {
-			os.RemoveAll("/var/run/dpdk/" + prefix + suf)
-		}
-		if r.Error != "" && be != nil {
-			r.Error += " | backend stderr: " + lastLines(be.stderr.String(), 4)
-		}
-		r.WallSeconds = time.Since(began).Seconds()
-	}()
-	fail := func(err error) Run {
+	defer x.cleanUp(&r)
+	if err := x.setUp(&r); err != nil {
 		r.Error = err.Error()
 		return r
 	}
-	size := strconv.Itoa(g.Size)
-	var err error
-	switch s.Kind {
-	case kVhostd:
-		argv := []string{h.o.Vhostd, "--socket-path", sock, "--tap", tap, "--queues", "1",
-			"--busy-poll", strconv.Itoa(s.BusyPoll), "--cpus", "1", "--log-level", "warn"}
-		cpus := s.CPUs
-		if cpus == "" {
-			cpus = "1"
-		}
-		be, err = start("backend", cpus, append(argv, s.Extra...)...)
-	case kTestpmd:
-		sigBE = syscall.SIGINT
-		be, err = start("backend", "1", h.testpmd(prefix+"b", 1,
-			[]string{"net_vhost0,iface=" + sock + ",queues=1", "net_tap0,iface=" + tap},
-			"--forward-mode=io")...)
-	case kRawTx, kRawRx:
-		be, err = start("backend", "1", append([]string{h.o.Self, s.Kind, "--tap", tap, "--size", size}, s.Extra...)...)
-	}
-	if err != nil {
-		return fail(err)
-	}
-	raw := s.Kind == kRawTx || s.Kind == kRawRx
-	if !raw {
-		if err := waitFor("the back-end's socket", 60*time.Second, func() bool { return exists(sock) }, be); err != nil {
-			return fail(err)
-		}
-	}
-	if err := waitFor("the TAP", 60*time.Second, func() bool { return exists("/sys/class/net/" + tap) }, be); err != nil {
-		return fail(err)
-	}
-	// No IPv6 chatter (router solicitations) on the TAP.
-	os.WriteFile("/proc/sys/net/ipv6/conf/"+tap+"/disable_ipv6", []byte("1"), 0)
-
-	// Guest-TX sink: xdptap's count-and-drop program, which counts in its
-	// own map (XDP drops never reach the TAP's rx counters). 64 KiB TSO
-	// frames go to the host stack instead: on a TAP, XDP sees a GSO frame
-	// only through generic XDP on a linearized skb, a cost the guest's
-	// frame would not otherwise pay.
-	var att *xdptap.Attachment
-	if g.Reflect {
-		ifi, err := net.InterfaceByName(tap)
-		if err == nil {
-			att, err = xdptap.Attach(ifi.Index, xdptap.Config{Mode: xdptap.ModeReflect})
-		}
-		if err != nil {
-			return fail(fmt.Errorf("xdp reflect: %w", err))
-		}
-		defer att.Close()
-	}
-	if g.Dir == "tx" {
-		r.Sink = "stack"
-		if h.o.Sink == "xdp" && g.Size != tsoSize {
-			ifi, err := net.InterfaceByName(tap)
-			if err == nil {
-				att, err = xdptap.Attach(ifi.Index, xdptap.Config{Mode: xdptap.ModeCountDrop})
-			}
-			if err != nil {
-				return fail(fmt.Errorf("xdp sink: %w", err))
-			}
-			r.Sink = "xdp"
-			defer att.Close()
-		}
-	}
-
-	var hostIP, guestIP string
-	if g.Dir == "ping" || (g.Dir == "rx" && g.Size == tsoSize) {
-		h.netSeq++
-		n := h.netSeq % 64
-		hostIP = fmt.Sprintf("10.%d.%d.%d", h.net8[0], h.net8[1], 4*n+1)
-		guestIP = fmt.Sprintf("10.%d.%d.%d", h.net8[0], h.net8[1], 4*n+2)
-		if err := sh("ip", "addr", "add", hostIP+"/30", "dev", tap); err != nil {
-			return fail(err)
-		}
-		sh("ip", "link", "set", "dev", tap, "up")
-		if err := sh("ip", "neigh", "replace", guestIP, "lladdr", "02:76:68:00:00:01", "dev", tap, "nud", "permanent"); err != nil {
-			return fail(err)
-		}
-	}
-
-	// Front-end and source.
-	if !raw {
-		switch {
-		case g.FE == "dpdk":
-			mode := map[string]string{"tx": "txonly", "rx": "rxonly", "idle": "rxonly"}[g.Dir]
-			extra := []string{"--forward-mode=" + mode}
-			if g.Dir == "tx" {
-				extra = append(extra, "--txpkts="+size)
-			}
-			fe, err = start("fe", "0", h.testpmd(prefix+"f", 0, []string{"net_virtio_user0,path=" + sock + ",queues=1"}, extra...)...)
-		case g.Dir == "ping":
-			mac, _ := os.ReadFile("/sys/class/net/" + tap + "/address")
-			fe, err = start("fe", "0", h.o.Self, "fe", "--socket", sock, "--mode", "ping", "--duration", h.o.Ping.String(),
-				"--dst-mac", strings.TrimSpace(string(mac)), "--src", guestIP, "--dst", hostIP)
-		case g.Dir == "rx":
-			// The Go guest is its own traffic source, taking turns with its
-			// ring on CPU 0.
-			argv := []string{h.o.Self, "fe", "--socket", sock, "--mode", "rx", "--size", size, "--inject-tap", tap}
-			if g.Size == tsoSize {
-				argv = append(argv, "--inject-udp-gso", guestIP)
-			}
-			fe, err = start("fe", "0", argv...)
-		default:
-			fe, err = start("fe", "0", h.o.Self, "fe", "--socket", sock, "--mode", g.Dir, "--size", size)
-		}
-		if err != nil {
-			return fail(err)
-		}
-	}
-	if g.Dir == "rx" && (raw || g.FE == "dpdk") {
-		argv := []string{h.o.Self, "inject", "--tap", tap, "--size", size}
-		if g.Size == tsoSize {
-			argv = append(argv, "--udp-gso", guestIP)
-		}
-		if inj, err = start("inject", "0", argv...); err != nil {
-			return fail(err)
-		}
-	}
 	if g.Dir == "ping" {
-		r.SetupSeconds = time.Since(began).Seconds()
-		select {
-		case <-fe.done:
-		case <-time.After(h.o.Ping + 60*time.Second):
-			return fail(fmt.Errorf("ping front-end did not finish"))
-		}
-		var rep struct {
-			Ping *struct{ Sent, Received, P50, P99, Min int64 }
-		}
-		if err := json.Unmarshal(bytes.TrimSpace(fe.stdout.Bytes()), &rep); err != nil || rep.Ping == nil {
-			return fail(fmt.Errorf("ping front-end: %v %v: %s", err, fe.err, lastLines(fe.stderr.String(), 4)))
-		}
-		r.Pings, r.Lost = int(rep.Ping.Sent), int(rep.Ping.Sent-rep.Ping.Received)
-		r.RTTP50us, r.RTTP99us, r.RTTMinus = float64(rep.Ping.P50)/1e3, float64(rep.Ping.P99)/1e3, float64(rep.Ping.Min)/1e3
-		if rep.Ping.Received == 0 {
-			// A measurement, not a harness failure (testpmd's TAP port never
-			// received frames reflected by XDP; not investigated further).
-			r.Note = "no echo reply came back"
+		if err := x.ping(&r); err != nil {
+			r.Error = err.Error()
 		}
 		return r
 	}
-
-	stat := map[string][2]string{"tx": {"rx_packets", "rx_bytes"}, "rx": {"tx_packets", "tx_bytes"}}[g.Dir]
-	count := func() (uint64, uint64) {
-		if g.Dir == "idle" {
-			return 0, 0
-		}
-		if att != nil {
-			m, err := att.Counters()
-			if err != nil {
-				return 0, 0
-			}
-			var p, b uint64
-			for k, v := range m {
-				switch {
-				case strings.HasSuffix(k, "_packets"):
-					p += v
-				case strings.HasSuffix(k, "_bytes"):
-					b += v
-				}
-			}
-			return p, b
-		}
-		p, _ := tapStat(tap, stat[0])
-		b, _ := tapStat(tap, stat[1])
-		return p, b
-	}
-	procs := []*proc{be, fe, inj}
-	if g.Dir == "idle" {
-		r.SetupSeconds = time.Since(began).Seconds()
-		// Connected and set up, then nothing: give the handshake time.
-		time.Sleep(h.o.Warmup + time.Second)
-	} else {
-		p0, _ := count()
-		moving := func() bool { p, _ := count(); return p > p0+100 }
-		wait := 20 * time.Second
-		if h.o.Smoke {
-			wait = 5 * time.Second
-		}
-		if err := waitFor("traffic", wait, moving, procs...); err != nil {
-			r.Note = fmt.Sprintf("no traffic within %v (%v); measured anyway", wait, err)
-		}
-		r.SetupSeconds = time.Since(began).Seconds()
-		time.Sleep(h.o.Warmup)
-	}
-	window := h.o.Window
-	if g.Dir == "idle" {
-		window = h.o.Idle
-	}
-	f0, b0 := count()
-	c0 := map[string]uint64{}
-	for _, p := range procs {
-		if p != nil {
-			c0[p.role] = cpuNs(p.pid())
-		}
-	}
-	m0, t0 := busyNs(), time.Now()
-	time.Sleep(window)
-	f1, b1 := count()
-	el := time.Since(t0)
-	m1 := busyNs()
-	r.Frames, r.Bytes, r.Seconds = f1-f0, b1-b0, el.Seconds()
-	r.Mpps = float64(r.Frames) / el.Seconds() / 1e6
-	r.Gbps = float64(r.Bytes) * 8 / el.Seconds() / 1e9
-	r.Cores = map[string]float64{}
-	r.CPUNsPerFrame = map[string]float64{}
-	var ours float64
-	for _, p := range procs {
-		if p == nil {
-			continue
-		}
-		if p.exited() {
-			r.Error = fmt.Sprintf("%s exited during the window (%v): %s", p.role, p.err, lastLines(p.stderr.String(), 4))
-			return r
-		}
-		d := float64(cpuNs(p.pid()) - c0[p.role])
-		r.Cores[p.role] = d / float64(el.Nanoseconds())
-		ours += d
-		if r.Frames > 0 {
-			r.CPUNsPerFrame[p.role] = d / float64(r.Frames)
-		}
-	}
-	r.Foreign = (float64(m1-m0) - ours) / float64(el.Nanoseconds())
-	if r.Foreign < 0 {
-		r.Foreign = 0
-	}
+	x.measure(&r)
 	return r
+}
+
+// runState is one run under way: the names it made up, the processes it
+// started and the XDP programs it attached, all of which its clean-up
+// removes.
+type runState struct {
+	h      *harness
+	g      Group
+	s      Subject
+	tap    string
+	sock   string
+	prefix string // DPDK file prefix; testpmd appends b (back-end) or f (front-end)
+	size   string // g.Size as a flag value
+	began  time.Time
+
+	be, fe, inj *proc
+	sigBE       syscall.Signal // what stops the back-end
+	xdp         []*xdptap.Attachment
+	// att is the last program attached: when set, the throughput figures
+	// are its counters instead of the TAP's.
+	att             *xdptap.Attachment
+	hostIP, guestIP string // the TAP's and the guest's address (ping, guest RX of TSO frames)
+}
+
+func (h *harness) newRunState(g Group, s Subject) *runState {
+	h.seq++
+	id := fmt.Sprintf("%s%d", h.suffix, h.seq)
+	return &runState{
+		h: h, g: g, s: s,
+		tap:    "vp" + id,
+		sock:   filepath.Join(h.o.Dir, "s"+id+".sock"),
+		prefix: "vperf" + id,
+		size:   strconv.Itoa(g.Size),
+		began:  time.Now(),
+		sigBE:  syscall.SIGTERM,
+	}
+}
+
+// raw reports whether the subject is a raw loop standing in for the
+// back-end: no socket, no front-end.
+func (x *runState) raw() bool { return x.s.Kind == kRawTx || x.s.Kind == kRawRx }
+
+// cleanUp detaches the XDP programs, stops the processes and removes the
+// TAP, the socket and DPDK's run directories; it adds the back-end's last
+// lines to a failed run's error and records the wall time.
+func (x *runState) cleanUp(r *Run) {
+	for i := len(x.xdp) - 1; i >= 0; i-- {
+		x.xdp[i].Close()
+	}
+	// testpmd's virtio-user front-end is killed: on SIGTERM it waited
+	// 0.8 s for a vhostd back-end and timed out (8 s) on a testpmd one,
+	// and it has nothing to save (its memory is a memfd, its run
+	// directory is removed below).
+	sigFE := syscall.SIGTERM
+	if x.g.FE == "dpdk" {
+		sigFE = syscall.SIGKILL
+	}
+	x.fe.stop(sigFE)
+	x.inj.stop(syscall.SIGTERM)
+	x.be.stop(x.sigBE)
+	if exists("/sys/class/net/" + x.tap) {
+		sh("ip", "link", "del", "dev", x.tap)
+	}
+	os.Remove(x.sock)
+	for _, suf := range []string{"b", "f"} {
+		os.RemoveAll("/var/run/dpdk/" + x.prefix + suf)
+	}
+	if r.Error != "" && x.be != nil {
+		r.Error += " | backend stderr: " + lastLines(x.be.stderr.String(), 4)
+	}
+	r.WallSeconds = time.Since(x.began).Seconds()
+}
+
+// setUp starts the back-end, waits for its socket and TAP, attaches the
+// XDP programs, gives the TAP its addresses and starts the front-end and
+// the injector.
+func (x *runState) setUp(r *Run) error {
+	if err := x.startBackend(); err != nil {
+		return err
+	}
+	if !x.raw() {
+		if err := waitFor("the back-end's socket", 60*time.Second, func() bool { return exists(x.sock) }, x.be); err != nil {
+			return err
+		}
+	}
+	if err := waitFor("the TAP", 60*time.Second, func() bool { return exists("/sys/class/net/" + x.tap) }, x.be); err != nil {
+		return err
+	}
+	// No IPv6 chatter (router solicitations) on the TAP.
+	os.WriteFile("/proc/sys/net/ipv6/conf/"+x.tap+"/disable_ipv6", []byte("1"), 0)
+	if err := x.attachXDP(r); err != nil {
+		return err
+	}
+	if x.g.Dir == "ping" || (x.g.Dir == "rx" && x.g.Size == tsoSize) {
+		if err := x.address(); err != nil {
+			return err
+		}
+	}
+	if !x.raw() {
+		if err := x.startFrontEnd(); err != nil {
+			return err
+		}
+	}
+	if x.g.Dir == "rx" && (x.raw() || x.g.FE == "dpdk") {
+		return x.startInjector()
+	}
+	return nil
 }
