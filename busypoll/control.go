@@ -57,24 +57,24 @@ func (w *Worker) Resume() {
 // Add registers p's fds and adds it to the pollers, at a safe point; p starts in the
 // polling state and is polled from the next round. It returns once that is done.
 func (w *Worker) Add(p Poller) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.stopped {
-		return ErrStopped
-	}
-	return w.send(opAdd, p)
+	return w.request(opAdd, p)
 }
 
 // Remove takes p out of the pollers and its fds out of the epoll set, at a safe point,
 // and returns once the worker will call none of p's methods again. p is left in the
 // polling state. Pollers are compared with ==.
 func (w *Worker) Remove(p Poller) error {
+	return w.request(opRemove, p)
+}
+
+// request sends op for p unless the worker has stopped (ErrStopped).
+func (w *Worker) request(op ctlOp, p Poller) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.stopped {
 		return ErrStopped
 	}
-	return w.send(opRemove, p)
+	return w.send(op, p)
 }
 
 // Stop ends the worker at a safe point and waits for its goroutine to exit, which closes

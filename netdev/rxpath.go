@@ -76,18 +76,11 @@ func newRxPath() *rxPath {
 		overflow: make([]byte, maxGSOFrame+tap.VnetHdrLen),
 		parts:    make([]*rxSlot, 0, slotCount),
 	}
-	iovs := make([]unix.Iovec, slotCount*(maxSegs+1))
+	iovs := slotIovecs()
 	for i := range r.slots {
-		r.slots[i].chain = &r.chains[i]
-		r.slots[i].iov = iovs[i*(maxSegs+1) : i*(maxSegs+1) : (i+1)*(maxSegs+1)]
+		r.slots[i].chain, r.slots[i].iov = &r.chains[i], iovs[i]
 	}
-	var err error
-	if r.stock, err = ptrring.New[rxSlot](handoffSize); err != nil {
-		panic(err)
-	}
-	if r.done, err = ptrring.New[rxSlot](handoffSize); err != nil {
-		panic(err)
-	}
+	r.stock, r.done = newHandoff[rxSlot](), newHandoff[rxSlot]()
 	return r
 }
 

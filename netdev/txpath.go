@@ -106,19 +106,35 @@ func newTxPath() *txPath {
 		frameOf: make([]int, 0, slotCount),
 		used:    make([]virtqueue.Used, slotCount),
 	}
-	iovs := make([]unix.Iovec, slotCount*(maxSegs+1))
+	iovs := slotIovecs()
 	for i := range t.slots {
-		t.slots[i].chain = &t.chains[i]
-		t.slots[i].iov = iovs[i*(maxSegs+1) : i*(maxSegs+1) : (i+1)*(maxSegs+1)]
+		t.slots[i].chain, t.slots[i].iov = &t.chains[i], iovs[i]
 	}
-	var err error
-	if t.toTap, err = ptrring.New[txSlot](handoffSize); err != nil {
-		panic(err)
-	}
-	if t.done, err = ptrring.New[txSlot](handoffSize); err != nil {
-		panic(err)
-	}
+	t.toTap, t.done = newHandoff[txSlot](), newHandoff[txSlot]()
 	return t
+}
+
+// slotIovecs returns slotCount empty iovec slices backed by one
+// allocation, each with room for a chain's maxSegs iovecs plus one: the
+// header copy (TX) or the overflow buffer (RX).
+func slotIovecs() [][]unix.Iovec {
+	const per = maxSegs + 1
+	iovs := make([]unix.Iovec, slotCount*per)
+	s := make([][]unix.Iovec, slotCount)
+	for i := range s {
+		s[i] = iovs[i*per : i*per : (i+1)*per]
+	}
+	return s
+}
+
+// newHandoff returns a hand-off ring of handoffSize entries. The size is
+// a constant power of two, so New cannot fail unless the code is wrong.
+func newHandoff[T any]() *ptrring.Ring[T] {
+	r, err := ptrring.New[T](handoffSize)
+	if err != nil {
+		panic(err)
+	}
+	return r
 }
 
 // pop takes up to max chains from the ring, prepares them and hands them to

@@ -58,20 +58,10 @@ func (q *Queue) Close() error {
 //
 // An empty frame (no iovecs) is reported as EINVAL at its index. EINTR is retried.
 func (q *Queue) WriteBatch(frames [][]unix.Iovec) (n int, errno unix.Errno) {
-	fd := q.fd
-	for n < len(frames) {
-		f := frames[n]
-		if len(f) == 0 {
-			return n, unix.EINVAL
-		}
-		_, e := rawio.Writev(fd, f)
-		if e != 0 {
-			if e == unix.EINTR {
-				continue
-			}
+	for ; n < len(frames); n++ {
+		if _, e := frameIO(q.fd, frames[n], true); e != 0 {
 			return n, e
 		}
-		n++
 	}
 	return n, 0
 }
@@ -94,27 +84,35 @@ func (q *Queue) WriteBatch(frames [][]unix.Iovec) (n int, errno unix.Errno) {
 //     n has no iovecs; EFAULT: a bad buffer): the kernel dropped the frame it was delivering
 //     (tun.c frees it); frames[n] holds nothing usable. Fix the buffers, count, continue.
 func (q *Queue) ReadBatch(frames [][]unix.Iovec, sizes []int) (n int, errno unix.Errno) {
-	fd := q.fd
-	max := len(frames)
-	if len(sizes) < max {
-		max = len(sizes)
-	}
-	for n < max {
-		f := frames[n]
-		if len(f) == 0 {
-			return n, unix.EINVAL
-		}
-		r, e := rawio.Readv(fd, f)
+	max := min(len(frames), len(sizes))
+	for ; n < max; n++ {
+		r, e := frameIO(q.fd, frames[n], false)
 		if e != 0 {
-			if e == unix.EINTR {
-				continue
-			}
 			return n, e
 		}
 		sizes[n] = r
-		n++
 	}
 	return n, 0
+}
+
+// frameIO writes (write) or reads one frame f on fd in one call, retrying on
+// EINTR, and returns the bytes moved. A frame with no iovecs is EINVAL.
+func frameIO(fd int, f []unix.Iovec, write bool) (int, unix.Errno) {
+	if len(f) == 0 {
+		return 0, unix.EINVAL
+	}
+	for {
+		var n int
+		var e unix.Errno
+		if write {
+			n, e = rawio.Writev(fd, f)
+		} else {
+			n, e = rawio.Readv(fd, f)
+		}
+		if e != unix.EINTR {
+			return n, e
+		}
+	}
 }
 
 // Probe asks the driver whether the queue is still attached to its device (one TUNGETIFF

@@ -177,23 +177,11 @@ func (m *Memory) Len() int {
 // whose end overflows is refused (BAD-INPUTS 33). n == 0 is valid inside a
 // region and returns an empty slice.
 func (m *Memory) Slice(gpa, n uint64) (b []byte, ok bool) {
-	if m == nil {
+	r, off := m.find(gpa)
+	if r == nil || n > r.Size-off {
 		return nil, false
 	}
-	for _, r := range m.regions {
-		if gpa < r.GPA {
-			break
-		}
-		off := gpa - r.GPA
-		if off >= r.Size {
-			continue
-		}
-		if n > r.Size-off {
-			return nil, false
-		}
-		return r.data[off : off+n : off+n], true
-	}
-	return nil, false
+	return r.data[off : off+n : off+n], true
 }
 
 // Contiguous reports the largest prefix of [gpa, gpa+n) that lies in one
@@ -201,23 +189,31 @@ func (m *Memory) Slice(gpa, n uint64) (b []byte, ok bool) {
 // is walked by calling Contiguous again at gpa+len(b). ok is false when gpa
 // itself is outside every region.
 func (m *Memory) Contiguous(gpa, n uint64) (b []byte, ok bool) {
-	if m == nil {
+	r, off := m.find(gpa)
+	if r == nil {
 		return nil, false
+	}
+	if n > r.Size-off {
+		n = r.Size - off
+	}
+	return r.data[off : off+n : off+n], true
+}
+
+// find returns the region that holds guest physical address gpa and gpa's
+// offset in it, or nil when gpa is outside every region (or m is nil).
+func (m *Memory) find(gpa uint64) (r *Region, off uint64) {
+	if m == nil {
+		return nil, 0
 	}
 	for _, r := range m.regions {
 		if gpa < r.GPA {
 			break
 		}
-		off := gpa - r.GPA
-		if off >= r.Size {
-			continue
+		if off := gpa - r.GPA; off < r.Size {
+			return r, off
 		}
-		if n > r.Size-off {
-			n = r.Size - off
-		}
-		return r.data[off : off+n : off+n], true
 	}
-	return nil, false
+	return nil, 0
 }
 
 // VAToGPA translates a front-end virtual address range to a guest physical

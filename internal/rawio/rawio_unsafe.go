@@ -36,14 +36,7 @@ func AppendIovecs(dst []unix.Iovec, bufs [][]byte) []unix.Iovec {
 //
 // Preconditions: fd is non-blocking; iov is not empty.
 func Writev(fd int, iov []unix.Iovec) (int, unix.Errno) {
-	if len(iov) == 1 {
-		n, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd),
-			uintptr(unsafe.Pointer(iov[0].Base)), uintptr(iov[0].Len))
-		return int(n), e
-	}
-	n, _, e := unix.RawSyscall(unix.SYS_WRITEV, uintptr(fd),
-		uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
-	return int(n), e
+	return vectored(unix.SYS_WRITE, unix.SYS_WRITEV, fd, iov)
 }
 
 // Readv reads into the buffers of iov from fd in one call and returns the
@@ -51,12 +44,18 @@ func Writev(fd int, iov []unix.Iovec) (int, unix.Errno) {
 //
 // Preconditions: fd is non-blocking; iov is not empty.
 func Readv(fd int, iov []unix.Iovec) (int, unix.Errno) {
+	return vectored(unix.SYS_READ, unix.SYS_READV, fd, iov)
+}
+
+// vectored makes the call single (read or write) for one buffer, vector
+// (readv or writev) for more. Preconditions: Readv's and Writev's.
+func vectored(single, vector uintptr, fd int, iov []unix.Iovec) (int, unix.Errno) {
 	if len(iov) == 1 {
-		n, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd),
+		n, _, e := unix.RawSyscall(single, uintptr(fd),
 			uintptr(unsafe.Pointer(iov[0].Base)), uintptr(iov[0].Len))
 		return int(n), e
 	}
-	n, _, e := unix.RawSyscall(unix.SYS_READV, uintptr(fd),
+	n, _, e := unix.RawSyscall(vector, uintptr(fd),
 		uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
 	return int(n), e
 }

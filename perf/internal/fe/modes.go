@@ -26,12 +26,8 @@ func (c *Conn) TxLoop(hdr [frames.VnetHdrLen]byte, frame []byte, stop <-chan str
 	}
 	var done uint64
 	for k := 0; ; k++ {
-		if k&1023 == 0 {
-			select {
-			case <-stop:
-				return
-			default:
-			}
+		if stopped(k, stop) {
+			return
 		}
 		u := r.UsedIdx()
 		if d := u - r.lastUsed; d != 0 {
@@ -48,6 +44,20 @@ func (c *Conn) TxLoop(hdr [frames.VnetHdrLen]byte, frame []byte, stop <-chan str
 			}
 			r.Publish(old)
 		}
+	}
+}
+
+// stopped reports whether stop is closed, looking only every 1024th
+// round k of a loop: the channel check costs more than a poll of the ring.
+func stopped(k int, stop <-chan struct{}) bool {
+	if k&1023 != 0 {
+		return false
+	}
+	select {
+	case <-stop:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -74,12 +84,8 @@ func (c *Conn) RxLoop(stop <-chan struct{}, n *Counters, src func()) {
 	c.PostRx()
 	var fr, by uint64
 	for k := 0; ; k++ {
-		if k&1023 == 0 {
-			select {
-			case <-stop:
-				return
-			default:
-			}
+		if stopped(k, stop) {
+			return
 		}
 		if src != nil {
 			src()

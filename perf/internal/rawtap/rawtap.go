@@ -93,6 +93,14 @@ type Counters struct {
 	Frames, Bytes, Errors atomic.Uint64
 }
 
+// publish stores a loop's running totals; a loop calls it every few
+// hundred rounds, not per frame.
+func (n *Counters) publish(frames, bytes, errors uint64) {
+	n.Frames.Store(frames)
+	n.Bytes.Store(bytes)
+	n.Errors.Store(errors)
+}
+
 // WriteLoop writes buf (header and frame) into fd, which must be
 // non-blocking, until stop is set. Like tap/, it calls write(2) through
 // rawio (RawSyscall: the fd is nonblocking, the call never sleeps):
@@ -107,9 +115,7 @@ func WriteLoop(fd int, buf []byte, stop *atomic.Bool, n *Counters) {
 			if stop.Load() {
 				return
 			}
-			n.Frames.Store(fr)
-			n.Bytes.Store(fr * frame)
-			n.Errors.Store(er)
+			n.publish(fr, fr*frame, er)
 		}
 		if _, e := rawio.Write(fd, buf); e != 0 {
 			er++
@@ -130,8 +136,7 @@ func ReadLoop(fd int, bufSize int, stop *atomic.Bool, n *Counters) {
 			if stop.Load() {
 				return
 			}
-			n.Frames.Store(fr)
-			n.Bytes.Store(by)
+			n.publish(fr, by, 0)
 		}
 		m, e := rawio.Read(fd, buf)
 		if e != 0 || m <= 12 {
@@ -190,8 +195,7 @@ func (in *Injector) Loop(buf []byte, stop *atomic.Bool, n *Counters) {
 			if stop.Load() {
 				return
 			}
-			n.Frames.Store(fr)
-			n.Errors.Store(er)
+			n.publish(fr, 0, er) // bytes: the reader counts them
 		}
 		if _, err := unix.Write(in.fd, buf); err != nil {
 			er++

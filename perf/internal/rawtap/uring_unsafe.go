@@ -183,9 +183,7 @@ func WriteLoopUring(fd int, buf []byte, k uint32, fixed bool, stop *atomic.Bool,
 			if stop.Load() {
 				return nil
 			}
-			n.Frames.Store(fr)
-			n.Bytes.Store(fr * frame)
-			n.Errors.Store(er)
+			n.publish(fr, fr*frame, er)
 		}
 		ok, err := u.WriteBatch(fd, fixed, buf, k)
 		if err != nil {
