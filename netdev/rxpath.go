@@ -88,13 +88,7 @@ func newRxPath() *rxPath {
 // It returns how many chains it stocked, malformed ones included (they go
 // back empty in their turn), and the queue's error if the guest broke it.
 func (r *rxPath) refill(max int, c *counters) (int, error) {
-	free := slotCount - r.inflight
-	if max > free {
-		max = free
-	}
-	if max > slotCount-r.next {
-		max = slotCount - r.next
-	}
+	max = popRoom(max, r.inflight, r.next)
 	if max <= 0 {
 		r.limited.Store(true) // the stock is full
 		return 0, nil

@@ -127,6 +127,13 @@ func slotIovecs() [][]unix.Iovec {
 	return s
 }
 
+// popRoom clamps a pop of max chains to the slots free (inflight of
+// slotCount are taken) and to the slots left after next, so that no
+// PopBatch wraps around the slot array.
+func popRoom(max, inflight, next int) int {
+	return min(max, slotCount-inflight, slotCount-next)
+}
+
 // newHandoff returns a hand-off ring of handoffSize entries. The size is
 // a constant power of two, so New cannot fail unless the code is wrong.
 func newHandoff[T any]() *ptrring.Ring[T] {
@@ -142,13 +149,7 @@ func newHandoff[T any]() *ptrring.Ring[T] {
 // it handed on, malformed ones included, and the queue's error, if the
 // guest broke it.
 func (t *txPath) pop(max int, c *counters) (int, error) {
-	free := slotCount - t.inflight
-	if max > free {
-		max = free
-	}
-	if max > slotCount-t.next {
-		max = slotCount - t.next // no wrap inside one PopBatch
-	}
+	max = popRoom(max, t.inflight, t.next)
 	if max <= 0 {
 		return 0, nil
 	}

@@ -47,6 +47,23 @@ func (d *Device) ifreqLocked(req uint, set func(*unix.Ifreq)) (*unix.Ifreq, erro
 	return ifr, nil
 }
 
+// getInt runs a SIOCGIF* ioctl whose answer is one int in the ifreq (ifr_ifindex,
+// ifr_mtu), under d.mu.
+func (d *Device) getInt(req uint) (int, error) {
+	ifr, err := d.ifreqCall(req, nil)
+	if err != nil {
+		return 0, err
+	}
+	return int(int32(ifr.Uint32())), nil
+}
+
+// setInt runs a SIOCSIF* ioctl that takes one int in the ifreq (ifr_mtu, ifr_qlen),
+// under d.mu.
+func (d *Device) setInt(req uint, v int) error {
+	_, err := d.ifreqCall(req, func(r *unix.Ifreq) { r.SetUint32(uint32(v)) })
+	return err
+}
+
 // lookupIndex asks the kernel for d.name's ifindex (SIOCGIFINDEX); ENODEV if there is none.
 func (d *Device) lookupIndex() (int, error) {
 	ifr, err := d.ifreqLocked(unix.SIOCGIFINDEX, nil)
@@ -59,11 +76,11 @@ func (d *Device) lookupIndex() (int, error) {
 // LookupIfindex returns the current ifindex of d's interface (SIOCGIFINDEX); ENODEV
 // (wrapped) when the interface is gone.
 func (d *Device) LookupIfindex() (int, error) {
-	ifr, err := d.ifreqCall(unix.SIOCGIFINDEX, nil)
+	n, err := d.getInt(unix.SIOCGIFINDEX)
 	if err != nil {
 		return 0, fmt.Errorf("tap: ifindex of %q: %w", d.name, err)
 	}
-	return int(int32(ifr.Uint32())), nil
+	return n, nil
 }
 
 // SetMTU sets the interface MTU (SIOCSIFMTU). The frames this device carries are then up to
@@ -72,7 +89,7 @@ func (d *Device) SetMTU(mtu int) error {
 	if mtu <= 0 || mtu > 1<<20 {
 		return fmt.Errorf("tap: set MTU of %q to %d: out of range", d.name, mtu)
 	}
-	if _, err := d.ifreqCall(unix.SIOCSIFMTU, func(r *unix.Ifreq) { r.SetUint32(uint32(mtu)) }); err != nil {
+	if err := d.setInt(unix.SIOCSIFMTU, mtu); err != nil {
 		return fmt.Errorf("tap: set MTU of %q to %d: %w", d.name, mtu, err)
 	}
 	return nil
@@ -80,11 +97,11 @@ func (d *Device) SetMTU(mtu int) error {
 
 // MTU returns the interface MTU (SIOCGIFMTU).
 func (d *Device) MTU() (int, error) {
-	ifr, err := d.ifreqCall(unix.SIOCGIFMTU, nil)
+	n, err := d.getInt(unix.SIOCGIFMTU)
 	if err != nil {
 		return 0, fmt.Errorf("tap: MTU of %q: %w", d.name, err)
 	}
-	return int(int32(ifr.Uint32())), nil
+	return n, nil
 }
 
 // SetTxQueueLen sets the interface's txqueuelen (SIOCSIFTXQLEN). For a TAP this is also the
@@ -94,7 +111,7 @@ func (d *Device) SetTxQueueLen(n int) error {
 	if n < 0 || n > 1<<30 {
 		return fmt.Errorf("tap: txqueuelen %d of %q: out of range", n, d.name)
 	}
-	if _, err := d.ifreqCall(unix.SIOCSIFTXQLEN, func(r *unix.Ifreq) { r.SetUint32(uint32(n)) }); err != nil {
+	if err := d.setInt(unix.SIOCSIFTXQLEN, n); err != nil {
 		return fmt.Errorf("tap: set txqueuelen of %q: %w", d.name, err)
 	}
 	return nil

@@ -63,24 +63,20 @@ func (c *Chain) Descs() (out, in int) { return int(c.nOutDesc), int(c.nInDesc) }
 // descriptor (BAD-INPUTS 35), else c.Err. The queue does not know whether
 // it carries TX or RX; netdev calls this on its transmit queues and drops
 // the chain (push length 0, count) on error.
-func (c *Chain) CheckTX() error {
-	if c.Err != nil {
-		return c.Err
-	}
-	if c.nInDesc != 0 {
-		return ErrWritableInTX
-	}
-	return nil
-}
+func (c *Chain) CheckTX() error { return c.check(c.nInDesc, ErrWritableInTX) }
 
 // CheckRX returns ErrReadableInRX if the chain has any device-readable
 // descriptor (BAD-INPUTS 35), else c.Err. netdev calls it on receive queues.
-func (c *Chain) CheckRX() error {
+func (c *Chain) CheckRX() error { return c.check(c.nOutDesc, ErrReadableInRX) }
+
+// check returns c.Err, else wrongErr if the chain has wrong descriptors of
+// the direction the queue does not carry, else nil.
+func (c *Chain) check(wrong uint32, wrongErr error) error {
 	if c.Err != nil {
 		return c.Err
 	}
-	if c.nOutDesc != 0 {
-		return ErrReadableInRX
+	if wrong != 0 {
+		return wrongErr
 	}
 	return nil
 }

@@ -258,12 +258,7 @@ func (a *Attachment) UpdateACL(rules []Rule) error {
 	if err != nil {
 		return err
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if err := a.guardLocked(); err != nil {
-		return err
-	}
-	return a.guard.setACL(acl)
+	return a.withGuard(func(g *guardState) error { return g.setACL(acl) })
 }
 
 // LoadRules reads the rules file at path (ParseRules) and applies it with UpdateACL.
@@ -281,20 +276,19 @@ func (a *Attachment) UpdateGuard(g GuardConfig) error {
 	if err := g.validate(); err != nil {
 		return err
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if err := a.guardLocked(); err != nil {
-		return err
-	}
-	return a.guard.setGuard(g)
+	return a.withGuard(func(s *guardState) error { return s.setGuard(g) })
 }
 
-func (a *Attachment) guardLocked() error {
+// withGuard runs f on the guard's maps under a.mu: ErrClosed after Close, an error if
+// a is not the guard program.
+func (a *Attachment) withGuard(f func(*guardState) error) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	if a.closed {
 		return ErrClosed
 	}
 	if a.guard == nil {
 		return fmt.Errorf("xdptap: %s is not the guard", a.prog)
 	}
-	return nil
+	return f(a.guard)
 }

@@ -104,46 +104,43 @@ func updateBatch[K any](m *ebpf.Map, keys []K) error {
 	for i := range vals {
 		vals[i] = 1
 	}
-	for done := 0; done < len(keys); {
-		chunk := keys[done:min(done+batchSize, len(keys))]
-		n, err := m.BatchUpdate(chunk, vals[:len(chunk)], nil)
-		if errors.Is(err, ebpf.ErrNotSupported) {
-			for i := done + n; i < len(keys); i++ {
-				if err := m.Put(&keys[i], &vals[0]); err != nil {
-					return fmt.Errorf("update %v: %w", keys[i], err)
-				}
-			}
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("batch update (%d of %d done): %w", done+n, len(keys), err)
-		}
-		if n == 0 {
-			return fmt.Errorf("batch update (%d of %d done): no progress", done, len(keys))
-		}
-		done += n
-	}
-	return nil
+	return inBatches(keys, "update",
+		func(chunk []K) (int, error) { return m.BatchUpdate(chunk, vals[:len(chunk)], nil) },
+		func(k *K) error { return m.Put(k, &vals[0]) })
 }
 
-// deleteBatch deletes keys, batchSize per BPF_MAP_DELETE_BATCH.
+// deleteBatch deletes keys, batchSize per BPF_MAP_DELETE_BATCH. A key that is not
+// there counts as deleted where the kernel deletes one element at a time.
 func deleteBatch[K any](m *ebpf.Map, keys []K) error {
+	return inBatches(keys, "delete",
+		func(chunk []K) (int, error) { return m.BatchDelete(chunk, nil) },
+		func(k *K) error {
+			if err := m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+				return err
+			}
+			return nil
+		})
+}
+
+// inBatches applies batch to keys, batchSize keys a call; when the kernel has no batch
+// operations for the map (ebpf.ErrNotSupported) it applies one to each key not yet done.
+// op names the operation in errors.
+func inBatches[K any](keys []K, op string, batch func(chunk []K) (int, error), one func(k *K) error) error {
 	for done := 0; done < len(keys); {
-		chunk := keys[done:min(done+batchSize, len(keys))]
-		n, err := m.BatchDelete(chunk, nil)
+		n, err := batch(keys[done:min(done+batchSize, len(keys))])
 		if errors.Is(err, ebpf.ErrNotSupported) {
 			for i := done + n; i < len(keys); i++ {
-				if err := m.Delete(&keys[i]); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-					return fmt.Errorf("delete %v: %w", keys[i], err)
+				if err := one(&keys[i]); err != nil {
+					return fmt.Errorf("%s %v: %w", op, keys[i], err)
 				}
 			}
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("batch delete (%d of %d done): %w", done+n, len(keys), err)
+			return fmt.Errorf("batch %s (%d of %d done): %w", op, done+n, len(keys), err)
 		}
 		if n == 0 {
-			return fmt.Errorf("batch delete (%d of %d done): no progress", done, len(keys))
+			return fmt.Errorf("batch %s (%d of %d done): no progress", op, done, len(keys))
 		}
 		done += n
 	}
