@@ -117,15 +117,11 @@ func start(t *testing.T, cfg Config, ps ...Poller) *Worker {
 	return w
 }
 
-// waitFor polls cond for up to 5 s.
+// waitFor polls cond every 100 µs for up to 5 s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(100 * time.Microsecond)
+	if !testutil.WaitFor(5*time.Second, 100*time.Microsecond, cond) {
+		t.Fatalf("timed out waiting for %s", what)
 	}
 }
 

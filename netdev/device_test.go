@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/vhostd/vhostd/internal/testutil"
 	"github.com/vhostd/vhostd/tap"
 	"github.com/vhostd/vhostd/vhost"
 	"github.com/vhostd/vhostd/vhost/vhosttest"
@@ -164,7 +165,7 @@ func TestDeviceMovesFramesBothWays(t *testing.T) {
 			tx := r.fe.Ring(1).Driver
 			hdr := make([]byte, 12)
 			for i := 0; i < 10; i++ {
-				if _, err := tx.AddChain([][]byte{hdr, frameOf(60+i, byte(i))}, nil); err != nil {
+				if _, err := tx.AddChain([][]byte{hdr, testutil.PatternFrame(60+i, byte(i))}, nil); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -173,7 +174,7 @@ func TestDeviceMovesFramesBothWays(t *testing.T) {
 			}
 			for i := 0; i < 10; i++ {
 				got := r.host.peerRead(t, 0, 5*time.Second)
-				if want := append(append([]byte{}, hdr...), frameOf(60+i, byte(i))...); !bytes.Equal(got, want) {
+				if want := append(append([]byte{}, hdr...), testutil.PatternFrame(60+i, byte(i))...); !bytes.Equal(got, want) {
 					t.Fatalf("frame %d on the TAP: %x, want %x", i, got, want)
 				}
 			}
@@ -195,7 +196,7 @@ func TestDeviceMovesFramesBothWays(t *testing.T) {
 			}
 			var sent [][]byte
 			for i := 0; i < 5; i++ {
-				f := append(make([]byte, 12), frameOf(100+i, byte(i+50))...)
+				f := append(make([]byte, 12), testutil.PatternFrame(100+i, byte(i+50))...)
 				sent = append(sent, f)
 				if _, err := unix.Write(r.host.peers[0], f); err != nil {
 					t.Fatal(err)
@@ -248,7 +249,7 @@ func TestDisabledRing(t *testing.T) {
 		t.Fatal(err)
 	}
 	tx := r.fe.Ring(1).Driver
-	tx.AddChain([][]byte{make([]byte, 12), frameOf(60, 1)}, nil)
+	tx.AddChain([][]byte{make([]byte, 12), testutil.PatternFrame(60, 1)}, nil)
 	tx.Publish()
 	r.fe.Kick(1)
 	if err := r.fe.WaitCall(1, 5*time.Second); err != nil {
@@ -263,7 +264,7 @@ func TestDisabledRing(t *testing.T) {
 	rx := r.fe.Ring(0).Driver
 	rx.AddChain(nil, []int{2048})
 	rx.Publish()
-	unix.Write(r.host.peers[0], append(make([]byte, 12), frameOf(80, 3)...))
+	unix.Write(r.host.peers[0], append(make([]byte, 12), testutil.PatternFrame(80, 3)...))
 	time.Sleep(100 * time.Millisecond)
 	if cs := rx.UsedAll(); len(cs) != 0 {
 		t.Fatalf("a disabled RX ring delivered %d frames", len(cs))

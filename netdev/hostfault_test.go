@@ -1,8 +1,6 @@
 package netdev
 
 import (
-	"fmt"
-	mrand "math/rand/v2"
 	"os"
 	"os/exec"
 	"strconv"
@@ -21,7 +19,7 @@ func (r *devRig) sendTX(t testing.TB, n int) {
 	t.Helper()
 	tx := r.fe.Ring(1).Driver
 	for i := 0; i < n; i++ {
-		if _, err := tx.AddChain([][]byte{make([]byte, 12), frameOf(1000, byte(i))}, nil); err != nil {
+		if _, err := tx.AddChain([][]byte{make([]byte, 12), testutil.PatternFrame(1000, byte(i))}, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -90,7 +88,7 @@ func assertIdleCPU(t *testing.T) {
 // tap_gone, the dead fd leaves the worker's epoll set, and nothing spins.
 func TestBadInput51TAPGone(t *testing.T) {
 	ns := privtest.NetNS(t)
-	name := "vhg" + privtest.Suffix(8)
+	name := "vhg" + testutil.Suffix(8)
 	cfg := Config{TAP: name, QueuePairs: 1, Log: hclog.NewNullLogger()}
 	dev, err := Open(cfg)
 	if err != nil {
@@ -113,13 +111,10 @@ func TestBadInput51TAPGone(t *testing.T) {
 		t.Fatalf("no tx_dropped_tap after the TAP was deleted: %v", st)
 	}
 	// The host watch retires the queue within a probe interval or so.
-	deadline := time.Now().Add(5 * time.Second)
-	for dev.Stats()[0].Values["tap_gone"] == 0 || epollWatches(t, fd) {
-		if time.Now().After(deadline) {
-			t.Fatalf("5 s after the TAP was deleted: tap_gone %d, fd %d in an epoll set %v",
-				dev.Stats()[0].Values["tap_gone"], fd, epollWatches(t, fd))
-		}
-		time.Sleep(20 * time.Millisecond)
+	retired := func() bool { return dev.Stats()[0].Values["tap_gone"] != 0 && !epollWatches(t, fd) }
+	if !testutil.WaitFor(5*time.Second, 20*time.Millisecond, retired) {
+		t.Fatalf("5 s after the TAP was deleted: tap_gone %d, fd %d in an epoll set %v",
+			dev.Stats()[0].Values["tap_gone"], fd, epollWatches(t, fd))
 	}
 	r.offerRXExpectNothing(t)
 }
@@ -145,7 +140,7 @@ func (r *devRig) offerRXExpectNothing(t *testing.T) {
 // frames flow again once it is up.
 func TestBadInput51TAPDownAndUp(t *testing.T) {
 	ns := privtest.NetNS(t)
-	name := "vhd" + privtest.Suffix(8)
+	name := "vhd" + testutil.Suffix(8)
 	dev, err := Open(Config{TAP: name, QueuePairs: 1, Log: hclog.NewNullLogger()})
 	if err != nil {
 		t.Fatalf("open TAP in netns %s: %v", ns, err)
@@ -172,28 +167,6 @@ func TestBadInput51TAPDownAndUp(t *testing.T) {
 	if st["tx_packets"] != 10 || st["tx_dropped_tap"] != 10 {
 		t.Fatalf("TAP up again: tx_packets %d tx_dropped_tap %d, want 10 and 10", st["tx_packets"], st["tx_dropped_tap"])
 	}
-}
-
-// macvtapInNetNS makes, in a fresh netns that the calling goroutine's
-// thread is moved into, a veth pair and a macvtap in bridge mode on one
-// end, all up, and returns the netns and the macvtap's name. The macvtap
-// gets a random high ifindex: its /dev/tapN is then unlikely to be taken
-// by another namespace's macvtap on a shared machine.
-func macvtapInNetNS(t *testing.T) (ns, mvt string) {
-	t.Helper()
-	ns = privtest.NetNS(t)
-	sfx := privtest.Suffix(6)
-	lower, peer := "vnl"+sfx, "vnp"+sfx
-	mvt = "vnm" + sfx
-	privtest.IP(t, ns, "link", "add", lower, "type", "veth", "peer", "name", peer)
-	index := fmt.Sprint(100000 + mrand.IntN(1<<30))
-	if out, err := exec.Command("ip", "-n", ns, "link", "add", "link", lower, "name", mvt, "index", index, "type", "macvtap", "mode", "bridge").CombinedOutput(); err != nil {
-		privtest.Missing(t, "cannot create a macvtap: %v: %s", err, out)
-	}
-	for _, l := range []string{lower, peer, mvt} {
-		privtest.IP(t, ns, "link", "set", l, "up")
-	}
-	return ns, mvt
 }
 
 // warnLogger logs warnings and errors into a buffer the test can read.
@@ -234,7 +207,7 @@ func epollWatches(t testing.TB, fd int) bool {
 func TestBadInput51MacvtapGone(t *testing.T) {
 	for _, tc := range watchModes {
 		t.Run(tc.name, func(t *testing.T) {
-			ns, mvt := macvtapInNetNS(t)
+			ns, mvt, _ := privtest.Macvtap(t, "vn", nil)
 			log, logs := warnLogger()
 			dev, err := Open(Config{Macvtap: mvt, QueuePairs: 1, BusyPoll: tc.spin, Threads: tc.threads, Log: log})
 			if err != nil {

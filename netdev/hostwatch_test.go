@@ -57,7 +57,7 @@ func startWatchRig(t *testing.T, spin time.Duration, threads Threads) *watchRig 
 func (w *watchRig) send(t *testing.T, p int, tag byte) {
 	t.Helper()
 	tx := w.fe.Ring(2*p + 1).Driver
-	if _, err := tx.AddChain([][]byte{make([]byte, 12), frameOf(64, tag)}, nil); err != nil {
+	if _, err := tx.AddChain([][]byte{make([]byte, 12), testutil.PatternFrame(64, tag)}, nil); err != nil {
 		t.Fatal(err)
 	}
 	tx.Publish()
@@ -67,12 +67,9 @@ func (w *watchRig) send(t *testing.T, p int, tag byte) {
 // waitGone waits until pair 0 reports tap_gone.
 func (w *watchRig) waitGone(t *testing.T) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for w.dev.Stats()[0].Values["tap_gone"] == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("pair 0 not reported gone: %v", w.dev.Stats()[0].Values)
-		}
-		time.Sleep(5 * time.Millisecond)
+	gone := func() bool { return w.dev.Stats()[0].Values["tap_gone"] != 0 }
+	if !testutil.WaitFor(5*time.Second, 5*time.Millisecond, gone) {
+		t.Fatalf("pair 0 not reported gone: %v", w.dev.Stats()[0].Values)
 	}
 }
 
@@ -108,7 +105,7 @@ func (w *watchRig) checkRetired(t *testing.T, detectedBy string) {
 	}
 	// RX: a frame waits in the stand-in and the guest offers buffers;
 	// nothing may be delivered.
-	if _, err := unix.Write(w.host.peers[0], append(make([]byte, 12), frameOf(64, 9)...)); err != nil {
+	if _, err := unix.Write(w.host.peers[0], append(make([]byte, 12), testutil.PatternFrame(64, 9)...)); err != nil {
 		t.Fatal(err)
 	}
 	rx := w.fe.Ring(0).Driver
@@ -189,12 +186,9 @@ func TestHostWatchIOGone(t *testing.T) {
 			w.waitTXReturned(t, 1)
 			// What tapStep does when a read or write says the TAP is gone.
 			w.dev.pairs[0].tapGone.Store(true)
-			deadline := time.Now().Add(5 * time.Second)
-			for epollWatches(t, w.host.queues[0].Fd()) {
-				if time.Now().After(deadline) {
-					t.Fatal("the gone queue's fd stayed in an epoll set")
-				}
-				time.Sleep(5 * time.Millisecond)
+			unwatched := func() bool { return !epollWatches(t, w.host.queues[0].Fd()) }
+			if !testutil.WaitFor(5*time.Second, 5*time.Millisecond, unwatched) {
+				t.Fatal("the gone queue's fd stayed in an epoll set")
 			}
 			w.checkRetired(t, "io")
 		})

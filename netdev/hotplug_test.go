@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/vhostd/vhostd/internal/testutil"
 	"github.com/vhostd/vhostd/vhost"
 	"github.com/vhostd/vhostd/vhost/vhosttest"
 	"golang.org/x/sys/unix"
@@ -14,7 +15,7 @@ import (
 func (r *devRig) roundTrip(t *testing.T, tag byte) {
 	t.Helper()
 	tx := r.fe.Ring(1).Driver
-	if _, err := tx.AddChain([][]byte{make([]byte, 12), frameOf(64, tag)}, nil); err != nil {
+	if _, err := tx.AddChain([][]byte{make([]byte, 12), testutil.PatternFrame(64, tag)}, nil); err != nil {
 		t.Fatal(err)
 	}
 	tx.Publish()
@@ -63,7 +64,7 @@ func TestBadInput54MemoryHotplug(t *testing.T) {
 		t.Fatalf("ADD_MEM_REG: %v", err)
 	}
 	r.roundTrip(t, 2)
-	unix.Write(host.peers[0], append(make([]byte, 12), frameOf(70, 9)...))
+	unix.Write(host.peers[0], append(make([]byte, 12), testutil.PatternFrame(70, 9)...))
 	if err := fe.WaitCall(0, 5*time.Second); err != nil {
 		t.Fatalf("no RX after the memory change: %v", err)
 	}

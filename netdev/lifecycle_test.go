@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/vhostd/vhostd/internal/privtest"
+	"github.com/vhostd/vhostd/internal/testutil"
 	"github.com/vhostd/vhostd/vhost"
 	"github.com/vhostd/vhostd/vhost/vhosttest"
 	"golang.org/x/sys/unix"
@@ -182,12 +183,12 @@ func TestBadInput45DisconnectMidTraffic(t *testing.T) {
 		rx.Publish()
 		fe.Kick(0)
 		for i := 0; i < 200; i++ {
-			tx.AddChain([][]byte{make([]byte, 12), frameOf(500, byte(i))}, nil)
+			tx.AddChain([][]byte{make([]byte, 12), testutil.PatternFrame(500, byte(i))}, nil)
 			if i%50 == 49 {
 				tx.Publish()
 				fe.Kick(1)
 			}
-			f := append(make([]byte, 12), frameOf(700, byte(i))...)
+			f := append(make([]byte, 12), testutil.PatternFrame(700, byte(i))...)
 			unix.Write(host.peers[0], f) // EAGAIN when the TAP is full: fine
 		}
 		// Gone mid-traffic: at least some frames crossed, most are in flight.
@@ -213,13 +214,13 @@ func TestBadInput45DisconnectMidTraffic(t *testing.T) {
 	rx.AddChain(nil, []int{2048})
 	rx.Publish()
 	fe.Kick(0)
-	tx.AddChain([][]byte{make([]byte, 12), frameOf(300, 1)}, nil)
+	tx.AddChain([][]byte{make([]byte, 12), testutil.PatternFrame(300, 1)}, nil)
 	tx.Publish()
 	fe.Kick(1)
 	if got := host.peerRead(t, 0, 5*time.Second); len(got) != 312 {
 		t.Fatalf("TX after the reconnects: %d bytes on the TAP, want 312", len(got))
 	}
-	unix.Write(host.peers[0], append(make([]byte, 12), frameOf(400, 2)...))
+	unix.Write(host.peers[0], append(make([]byte, 12), testutil.PatternFrame(400, 2)...))
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		if cs := rx.UsedAll(); len(cs) == 1 {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/vhostd/vhostd/internal/testutil"
 	"github.com/vhostd/vhostd/tap"
 	"github.com/vhostd/vhostd/virtqueue"
 	"github.com/vhostd/vhostd/virtqueue/vqdriver"
@@ -70,18 +71,12 @@ func tapStandIn(t testing.TB, i int) (*tap.Queue, int) {
 	return q, fds[1]
 }
 
+// hdrBytes is h as the TAP carries it. (Not in internal/testutil: tap's own tests import
+// testutil, so testutil cannot import tap.)
 func hdrBytes(h tap.VnetHdr) []byte {
 	var b [tap.VnetHdrLen]byte
 	h.Marshal(&b)
 	return b[:]
-}
-
-func frameOf(n int, seed byte) []byte {
-	f := make([]byte, n)
-	for i := range f {
-		f[i] = seed + byte(i)
-	}
-	return f
 }
 
 func (r *rig) recv() []byte {
@@ -135,7 +130,7 @@ func TestTXFrameReachesTAP(t *testing.T) {
 					tx := newTxPath()
 					tx.reset(r.q, maxGSOFrame)
 					h := hdrBytes(tap.VnetHdr{})
-					f := frameOf(size, 7)
+					f := testutil.PatternFrame(size, 7)
 					if _, err := r.drv.AddChain(tc.split(h, f), nil); err != nil {
 						t.Fatal(err)
 					}
@@ -163,10 +158,10 @@ func TestTXDropsAndReturnsBadChains(t *testing.T) {
 	r := newRig(t, 64, 4096, false)
 	tx := newTxPath()
 	tx.reset(r.q, 1518)
-	good := append(hdrBytes(tap.VnetHdr{}), frameOf(60, 1)...)
-	lying := append(hdrBytes(tap.VnetHdr{Flags: tap.VirtioNetHdrFNeedsCsum, CsumStart: 200, CsumOffset: 16}), frameOf(60, 2)...)
+	good := append(hdrBytes(tap.VnetHdr{}), testutil.PatternFrame(60, 1)...)
+	lying := append(hdrBytes(tap.VnetHdr{Flags: tap.VirtioNetHdrFNeedsCsum, CsumStart: 200, CsumOffset: 16}), testutil.PatternFrame(60, 2)...)
 	short := hdrBytes(tap.VnetHdr{}) // BAD-INPUTS 36: nothing after the header
-	big := append(hdrBytes(tap.VnetHdr{}), frameOf(1600, 3)...)
+	big := append(hdrBytes(tap.VnetHdr{}), testutil.PatternFrame(1600, 3)...)
 	for _, c := range []struct {
 		out [][]byte
 		in  []int
@@ -216,7 +211,7 @@ func TestRXFrameLandsInGuestBuffer(t *testing.T) {
 	}
 	r.drv.Publish()
 	h := hdrBytes(tap.VnetHdr{})
-	f := frameOf(300, 9)
+	f := testutil.PatternFrame(300, 9)
 	if _, err := unix.Write(r.peer, append(h, f...)); err != nil {
 		t.Fatal(err)
 	}
@@ -246,7 +241,7 @@ func TestRXMergeableSpansChains(t *testing.T) {
 		r.drv.AddChain(nil, []int{100})
 	}
 	r.drv.Publish()
-	f := frameOf(350, 4) // 362 bytes with the header: 4 chains of 100
+	f := testutil.PatternFrame(350, 4) // 362 bytes with the header: 4 chains of 100
 	unix.Write(r.peer, append(hdrBytes(tap.VnetHdr{}), f...))
 	r.runRX(rx)
 	cs := r.drv.UsedAll()
@@ -275,7 +270,7 @@ func TestRXWithoutMergeableTruncates(t *testing.T) {
 	r.drv.AddChain(nil, []int{100})
 	r.drv.AddChain(nil, []int{100})
 	r.drv.Publish()
-	unix.Write(r.peer, append(hdrBytes(tap.VnetHdr{}), frameOf(200, 1)...))
+	unix.Write(r.peer, append(hdrBytes(tap.VnetHdr{}), testutil.PatternFrame(200, 1)...))
 	r.runRX(rx)
 	cs := r.drv.UsedAll()
 	if len(cs) != 1 || cs[0].Len != 0 {
@@ -303,7 +298,7 @@ func TestRXLongChainSeesOversizedFrames(t *testing.T) {
 			}
 			r.drv.Publish()
 			for _, n := range []int{500, 200, 250} {
-				unix.Write(r.peer, append(hdrBytes(tap.VnetHdr{}), frameOf(n, 1)...))
+				unix.Write(r.peer, append(hdrBytes(tap.VnetHdr{}), testutil.PatternFrame(n, 1)...))
 			}
 			r.runRX(rx)
 			cs := r.drv.UsedAll()
@@ -324,7 +319,7 @@ func TestRXNoBuffersCounts(t *testing.T) {
 	r := newRig(t, 64, 4096, true)
 	rx := newRxPath()
 	rx.reset(r.q, true, 1530)
-	unix.Write(r.peer, append(hdrBytes(tap.VnetHdr{}), frameOf(60, 1)...))
+	unix.Write(r.peer, append(hdrBytes(tap.VnetHdr{}), testutil.PatternFrame(60, 1)...))
 	r.runRX(rx)
 	if r.c.local[cRxNoBuffer] == 0 {
 		t.Fatalf("rx_no_buffer not counted (BAD-INPUTS 44)")
@@ -343,7 +338,7 @@ func TestRXNoBuffersCounts(t *testing.T) {
 // TestPathsZeroAllocs guards the hot path: a steady stream of frames both
 // ways allocates nothing.
 func TestPathsZeroAllocs(t *testing.T) {
-	frame := append(hdrBytes(tap.VnetHdr{}), frameOf(60, 1)...)
+	frame := append(hdrBytes(tap.VnetHdr{}), testutil.PatternFrame(60, 1)...)
 	// vqdriver allocates (it plays the guest), so the guest's chains are
 	// all queued before measuring the device side alone.
 	r2 := newRig(t, 256, 2048, true)

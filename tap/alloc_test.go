@@ -4,6 +4,9 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vhostd/vhostd/internal/rawio"
+	"github.com/vhostd/vhostd/internal/testutil"
 )
 
 // The batch calls work on any fd that takes readv/writev, so the zero-allocation guard runs
@@ -21,13 +24,13 @@ func TestBatchZeroAllocsSocketpair(t *testing.T) {
 	payload := make([]byte, 64)
 	out := make([][]unix.Iovec, batch)
 	for i := range out {
-		out[i] = []unix.Iovec{iov(hdr[:]), iov(payload)}
+		out[i] = []unix.Iovec{rawio.Iovec(hdr[:]), rawio.Iovec(payload)}
 	}
 	bufs := make([][]byte, batch)
 	in := make([][]unix.Iovec, batch)
 	for i := range in {
 		bufs[i] = make([]byte, 2048)
-		in[i] = []unix.Iovec{iov(bufs[i])}
+		in[i] = []unix.Iovec{rawio.Iovec(bufs[i])}
 	}
 	sizes := make([]int, batch)
 
@@ -58,13 +61,13 @@ func TestBatchZeroAllocsTAP(t *testing.T) {
 	}
 	const batch = 32
 	var hdr [VnetHdrLen]byte
-	frame := testFrame(t, broadcast, "alloc", 0, 64)
+	frame := testutil.TaggedFrame(broadcast, testSrcMAC, "alloc", 0, 64)
 	out := make([][]unix.Iovec, batch)
 	for i := range out {
-		out[i] = []unix.Iovec{iov(hdr[:]), iov(frame)}
+		out[i] = []unix.Iovec{rawio.Iovec(hdr[:]), rawio.Iovec(frame)}
 	}
 	buf := make([]byte, 2048)
-	in := [][]unix.Iovec{{iov(buf)}}
+	in := [][]unix.Iovec{{rawio.Iovec(buf)}}
 	sizes := []int{0}
 	q := d.Queue(0)
 	allocs := testing.AllocsPerRun(100, func() {
@@ -87,14 +90,14 @@ func TestBatchEdges(t *testing.T) {
 	w, r := &Queue{fd: fds[0]}, &Queue{fd: fds[1]}
 	t.Cleanup(func() { w.Close(); r.Close() })
 	b := make([]byte, 16)
-	if n, e := w.WriteBatch([][]unix.Iovec{{iov(b)}, {}, {iov(b)}}); n != 1 || e != unix.EINVAL {
+	if n, e := w.WriteBatch([][]unix.Iovec{{rawio.Iovec(b)}, {}, {rawio.Iovec(b)}}); n != 1 || e != unix.EINVAL {
 		t.Fatalf("WriteBatch with an empty frame = %d, %v; want 1, EINVAL", n, e)
 	}
 	if n, e := w.WriteBatch(nil); n != 0 || e != 0 {
 		t.Fatalf("WriteBatch(nil) = %d, %v", n, e)
 	}
-	w.WriteBatch([][]unix.Iovec{{iov(b)}, {iov(b)}})
-	in := [][]unix.Iovec{{iov(make([]byte, 64))}, {iov(make([]byte, 64))}, {iov(make([]byte, 64))}}
+	w.WriteBatch([][]unix.Iovec{{rawio.Iovec(b)}, {rawio.Iovec(b)}})
+	in := [][]unix.Iovec{{rawio.Iovec(make([]byte, 64))}, {rawio.Iovec(make([]byte, 64))}, {rawio.Iovec(make([]byte, 64))}}
 	sizes := make([]int, 2)
 	if n, e := r.ReadBatch(in, sizes); n != 2 || e != 0 {
 		t.Fatalf("ReadBatch with 2 sizes = %d, %v; want 2, 0", n, e)
@@ -108,7 +111,7 @@ func TestBatchEdges(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
-	if n, e := w.WriteBatch([][]unix.Iovec{{iov(b)}}); n != 0 || !IsGone(e) {
+	if n, e := w.WriteBatch([][]unix.Iovec{{rawio.Iovec(b)}}); n != 0 || !IsGone(e) {
 		t.Fatalf("WriteBatch after Close = %d, %v; want a gone errno (EBADF)", n, e)
 	}
 }

@@ -4,6 +4,9 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vhostd/vhostd/internal/rawio"
+	"github.com/vhostd/vhostd/internal/testutil"
 )
 
 // BenchmarkWriteBatch writes 64-byte frames (plus the 12-byte header) into a TAP that is up
@@ -16,10 +19,10 @@ func BenchmarkWriteBatch(b *testing.B) {
 				b.Fatal(err)
 			}
 			var hdr [VnetHdrLen]byte
-			frame := testFrame(b, broadcast, "bench", 0, 64)
+			frame := testutil.TaggedFrame(broadcast, testSrcMAC, "bench", 0, 64)
 			frames := make([][]unix.Iovec, batch)
 			for i := range frames {
-				frames[i] = []unix.Iovec{iov(hdr[:]), iov(frame)}
+				frames[i] = []unix.Iovec{rawio.Iovec(hdr[:]), rawio.Iovec(frame)}
 			}
 			q := d.Queue(0)
 			b.ReportAllocs()
@@ -47,7 +50,7 @@ func BenchmarkRawWrite(b *testing.B) {
 	if err := d.SetUp(true); err != nil {
 		b.Fatal(err)
 	}
-	buf := append(make([]byte, VnetHdrLen), testFrame(b, broadcast, "bench", 0, 64)...)
+	buf := append(make([]byte, VnetHdrLen), testutil.TaggedFrame(broadcast, testSrcMAC, "bench", 0, 64)...)
 	fd := d.Queue(0).Fd()
 	b.ReportAllocs()
 	b.SetBytes(int64(len(buf) - VnetHdrLen))

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vhostd/vhostd/internal/rawio"
+	"github.com/vhostd/vhostd/internal/testutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -24,7 +26,7 @@ func TestReadQueueFullDropsAndEAGAIN(t *testing.T) {
 	pkt := packetSocket(t, d.Ifindex())
 	const sent = 200
 	for i := 0; i < sent; i++ {
-		if _, err := unix.Write(pkt, testFrame(t, broadcast, "full", uint32(i), 64)); err != nil {
+		if _, err := unix.Write(pkt, testutil.TaggedFrame(broadcast, testSrcMAC, "full", uint32(i), 64)); err != nil {
 			t.Fatalf("AF_PACKET write %d: %v", i, err)
 		}
 	}
@@ -35,7 +37,7 @@ func TestReadQueueFullDropsAndEAGAIN(t *testing.T) {
 	frames := make([][]unix.Iovec, batch)
 	for i := range frames {
 		bufs[i] = make([]byte, 2048)
-		frames[i] = []unix.Iovec{iov(bufs[i])} // header and frame in one buffer
+		frames[i] = []unix.Iovec{rawio.Iovec(bufs[i])} // header and frame in one buffer
 	}
 	sizes := make([]int, batch)
 	n, e := d.Queue(0).ReadBatch(frames, sizes)
@@ -47,7 +49,7 @@ func TestReadQueueFullDropsAndEAGAIN(t *testing.T) {
 	}
 	tagged := 0
 	for i := 0; i < n; i++ {
-		if _, ok := parseTestFrame(bufs[i][VnetHdrLen:sizes[i]], "full"); ok {
+		if _, ok := testutil.ParseTaggedFrame(bufs[i][VnetHdrLen:sizes[i]], "full"); ok {
 			tagged++
 		}
 	}
@@ -73,7 +75,7 @@ func TestWriteQueueFullPolicy(t *testing.T) {
 	const batch = 256
 	frames := make([][]unix.Iovec, batch)
 	for i := range frames {
-		frames[i] = []unix.Iovec{iov(hdr[:]), iov(testFrame(t, broadcast, "wq", uint32(i), 64))}
+		frames[i] = []unix.Iovec{rawio.Iovec(hdr[:]), rawio.Iovec(testutil.TaggedFrame(broadcast, testSrcMAC, "wq", uint32(i), 64))}
 	}
 	var written, eagain int
 	for round := 0; round < 200; round++ {
@@ -102,7 +104,7 @@ func TestWriteQueueFullPolicy(t *testing.T) {
 	}
 	big := make([][]unix.Iovec, batch)
 	for i := range big {
-		big[i] = []unix.Iovec{iov(hdr[:]), iov(testFrame(t, broadcast, "wq", uint32(i), 8000))}
+		big[i] = []unix.Iovec{rawio.Iovec(hdr[:]), rawio.Iovec(testutil.TaggedFrame(broadcast, testSrcMAC, "wq", uint32(i), 8000))}
 	}
 	written, eagain = 0, 0
 	for round := 0; round < 50; round++ {
@@ -129,7 +131,7 @@ func TestDeletedTAPIsGone(t *testing.T) {
 		var hdr [VnetHdrLen]byte
 		frames := make([][]unix.Iovec, 64)
 		for i := range frames {
-			frames[i] = []unix.Iovec{iov(hdr[:]), iov(testFrame(t, broadcast, "gone", uint32(i), 64))}
+			frames[i] = []unix.Iovec{rawio.Iovec(hdr[:]), rawio.Iovec(testutil.TaggedFrame(broadcast, testSrcMAC, "gone", uint32(i), 64))}
 		}
 		for qi := 0; qi < d.NumQueues(); qi++ {
 			q := d.Queue(qi)
@@ -139,7 +141,7 @@ func TestDeletedTAPIsGone(t *testing.T) {
 				t.Errorf("%s: queue %d WriteBatch = %d, %v; want 0 and a gone errno", when, qi, n, e)
 			}
 			buf := make([]byte, 2048)
-			rf := [][]unix.Iovec{{iov(buf)}}
+			rf := [][]unix.Iovec{{rawio.Iovec(buf)}}
 			sizes := make([]int, 1)
 			n, re := q.ReadBatch(rf, sizes)
 			if n != 0 || !IsGone(re) {
@@ -166,7 +168,7 @@ func TestDeletedTAPIsGone(t *testing.T) {
 func TestLinkDownIsDown(t *testing.T) {
 	d, _ := openTestTAP(t, 1)
 	var hdr [VnetHdrLen]byte
-	frames := [][]unix.Iovec{{iov(hdr[:]), iov(testFrame(t, broadcast, "down", 0, 64))}}
+	frames := [][]unix.Iovec{{rawio.Iovec(hdr[:]), rawio.Iovec(testutil.TaggedFrame(broadcast, testSrcMAC, "down", 0, 64))}}
 	if err := d.SetUp(true); err != nil {
 		t.Fatal(err)
 	}
@@ -206,25 +208,25 @@ func TestFdAbove1023(t *testing.T) {
 	}
 	pkt := packetSocket(t, d.Ifindex())
 	var hdr [VnetHdrLen]byte
-	frames := [][]unix.Iovec{{iov(hdr[:]), iov(testFrame(t, broadcast, "hi", 7, 64))}}
+	frames := [][]unix.Iovec{{rawio.Iovec(hdr[:]), rawio.Iovec(testutil.TaggedFrame(broadcast, testSrcMAC, "hi", 7, 64))}}
 	if n, e := q.WriteBatch(frames); n != 1 || e != 0 {
 		t.Fatalf("WriteBatch on fd %d = %d, %v", hi, n, e)
 	}
 	if got := recvTestFrames(t, pkt, "hi", 1, 5*time.Second); len(got) != 1 {
 		t.Fatalf("frame written on fd %d not seen", hi)
 	}
-	if _, err := unix.Write(pkt, testFrame(t, broadcast, "hi-in", 9, 64)); err != nil {
+	if _, err := unix.Write(pkt, testutil.TaggedFrame(broadcast, testSrcMAC, "hi-in", 9, 64)); err != nil {
 		t.Fatal(err)
 	}
 	buf := make([]byte, 2048)
-	rf := [][]unix.Iovec{{iov(buf)}}
+	rf := [][]unix.Iovec{{rawio.Iovec(buf)}}
 	sizes := []int{0}
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
 		pfd := []unix.PollFd{{Fd: int32(hi), Events: unix.POLLIN}} // poll(2), not select(2)
 		unix.Poll(pfd, 100)
 		if n, _ := q.ReadBatch(rf, sizes); n == 1 {
-			if seq, ok := parseTestFrame(buf[VnetHdrLen:sizes[0]], "hi-in"); ok && seq == 9 {
+			if seq, ok := testutil.ParseTaggedFrame(buf[VnetHdrLen:sizes[0]], "hi-in"); ok && seq == 9 {
 				return
 			}
 		}

@@ -1,73 +1,28 @@
 package tap
 
 import (
-	"bytes"
-	"encoding/binary"
 	"net"
 	"os/exec"
 	"testing"
 	"time"
 
-	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
 	"golang.org/x/sys/unix"
 
 	"github.com/vhostd/vhostd/internal/privtest"
+	"github.com/vhostd/vhostd/internal/rawio"
+	"github.com/vhostd/vhostd/internal/testutil"
 )
-
-// testEtherType is IEEE 802 local experimental EtherType 1: nothing in the host stack
-// answers it, so the frames of a test are easy to pick out from IPv6 chatter.
-const testEtherType = 0x88b5
 
 var (
 	testSrcMAC = net.HardwareAddr{0x02, 0x76, 0x68, 0x64, 0x00, 0x01}
 	broadcast  = net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
 )
 
-// testFrame builds an Ethernet frame of at least size bytes carrying tag and seq.
-func testFrame(t testing.TB, dst net.HardwareAddr, tag string, seq uint32, size int) []byte {
-	t.Helper()
-	payload := make([]byte, 0, size)
-	payload = append(payload, tag...)
-	payload = binary.BigEndian.AppendUint32(payload, seq)
-	if n := size - 14; len(payload) < n {
-		payload = append(payload, make([]byte, n-len(payload))...)
-	}
-	buf := gopacket.NewSerializeBuffer()
-	err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{},
-		&layers.Ethernet{SrcMAC: testSrcMAC, DstMAC: dst, EthernetType: testEtherType},
-		gopacket.Payload(payload))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
-
-// parseTestFrame returns the seq of a test frame with tag, or false.
-func parseTestFrame(frame []byte, tag string) (uint32, bool) {
-	p := gopacket.NewPacket(frame, layers.LayerTypeEthernet, gopacket.NoCopy)
-	eth, ok := p.Layer(layers.LayerTypeEthernet).(*layers.Ethernet)
-	if !ok || eth.EthernetType != testEtherType {
-		return 0, false
-	}
-	pl := eth.Payload
-	if !bytes.HasPrefix(pl, []byte(tag)) || len(pl) < len(tag)+4 {
-		return 0, false
-	}
-	return binary.BigEndian.Uint32(pl[len(tag):]), true
-}
-
-func iov(b []byte) unix.Iovec {
-	v := unix.Iovec{Base: &b[0]}
-	v.SetLen(len(b))
-	return v
-}
-
 // openTestTAP opens a fresh TAP in a fresh network namespace.
 func openTestTAP(t testing.TB, queues int) (*Device, string) {
 	t.Helper()
 	ns := privtest.NetNS(t)
-	d, err := OpenTAP(Config{Name: "vht" + privtest.Suffix(8), Queues: queues})
+	d, err := OpenTAP(Config{Name: "vht" + testutil.Suffix(8), Queues: queues})
 	if err != nil {
 		t.Fatalf("OpenTAP: %v", err)
 	}
@@ -109,7 +64,7 @@ func recvTestFrames(t testing.TB, fd int, tag string, want int, timeout time.Dur
 			if err != nil {
 				break
 			}
-			if seq, ok := parseTestFrame(buf[:n], tag); ok {
+			if seq, ok := testutil.ParseTaggedFrame(buf[:n], tag); ok {
 				got[seq] = append([]byte(nil), buf[:n]...)
 			}
 		}
@@ -129,7 +84,7 @@ func tapFrames(t testing.TB, d *Device, tag string, want int, timeout time.Durat
 	frames := make([][]unix.Iovec, batch)
 	for i := range frames {
 		bufs[i] = make([]byte, 65536)
-		frames[i] = []unix.Iovec{iov(hdrs[i][:]), iov(bufs[i])}
+		frames[i] = []unix.Iovec{rawio.Iovec(hdrs[i][:]), rawio.Iovec(bufs[i])}
 	}
 	sizes := make([]int, batch)
 	deadline := time.Now().Add(timeout)
@@ -147,7 +102,7 @@ func tapFrames(t testing.TB, d *Device, tag string, want int, timeout time.Durat
 						t.Fatalf("queue %d: frame of %d bytes, shorter than the header", qi, sizes[i])
 					}
 					f := bufs[i][:sizes[i]-VnetHdrLen]
-					if seq, ok := parseTestFrame(f, tag); ok {
+					if seq, ok := testutil.ParseTaggedFrame(f, tag); ok {
 						got[seq] = append(append([]byte(nil), hdrs[i][:]...), f...)
 						perQueue[qi]++
 					}

@@ -1,8 +1,6 @@
 package tap
 
 import (
-	"fmt"
-	mrand "math/rand/v2"
 	"net"
 	"os"
 	"runtime"
@@ -13,30 +11,14 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vhostd/vhostd/internal/privtest"
+	"github.com/vhostd/vhostd/internal/rawio"
+	"github.com/vhostd/vhostd/internal/testutil"
 )
 
-// macvtapSetup makes, in a fresh netns, a veth pair (lower, peer) and a macvtap in bridge
-// mode on lower, all up. The macvtap gets a random high ifindex so that its /dev/tapN does
-// not collide with another namespace's on this shared machine.
+// macvtapSetup makes a veth pair and a macvtap on it in a fresh netns (privtest.Macvtap).
 func macvtapSetup(t *testing.T) (ns, mvt, peer string) {
 	t.Helper()
-	ns = privtest.NetNS(t)
-	sfx := privtest.Suffix(6)
-	lower, peer, mvt := "vhl"+sfx, "vhp"+sfx, "vhm"+sfx
-	privtest.IP(t, ns, "link", "add", lower, "type", "veth", "peer", "name", peer)
-	index := fmt.Sprint(100000 + mrand.IntN(1<<30))
-	out, err := runIP(ns, "link", "add", "link", lower, "name", mvt, "index", index, "type", "macvtap", "mode", "bridge")
-	if err != nil {
-		privtest.Missing(t, "cannot create a macvtap: %v: %s", err, out)
-	}
-	for _, l := range []string{lower, peer, mvt} {
-		privtest.IP(t, ns, "link", "set", l, "up")
-	}
-	return ns, mvt, peer
-}
-
-func runIP(ns string, args ...string) ([]byte, error) {
-	return execCommand("ip", append([]string{"-n", ns}, args...)...)
+	return privtest.Macvtap(t, "vh", nil)
 }
 
 // A macvtap on a veth: frames written on a queue come out of the veth peer, frames sent
@@ -72,7 +54,7 @@ func TestMacvtapRoundTrip(t *testing.T) {
 	var hdr [VnetHdrLen]byte
 	frames := make([][]unix.Iovec, n)
 	for i := range frames {
-		frames[i] = []unix.Iovec{iov(hdr[:]), iov(testFrame(t, broadcast, "mvt-w", uint32(i), 64))}
+		frames[i] = []unix.Iovec{rawio.Iovec(hdr[:]), rawio.Iovec(testutil.TaggedFrame(broadcast, testSrcMAC, "mvt-w", uint32(i), 64))}
 	}
 	if got, e := d.Queue(1).WriteBatch(frames); got != n || e != 0 {
 		t.Fatalf("WriteBatch = %d, %v", got, e)
@@ -86,7 +68,7 @@ func TestMacvtapRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 0; i < n; i++ {
-		if _, err := unix.Write(pkt, testFrame(t, mac, "mvt-r", uint32(i), 64)); err != nil {
+		if _, err := unix.Write(pkt, testutil.TaggedFrame(mac, testSrcMAC, "mvt-r", uint32(i), 64)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -116,10 +98,10 @@ func TestMacvtapDeletedIsGone(t *testing.T) {
 	}
 	privtest.IP(t, ns, "link", "del", mvt)
 	var hdr [VnetHdrLen]byte
-	frames := [][]unix.Iovec{{iov(hdr[:]), iov(testFrame(t, broadcast, "x", 0, 64))}}
+	frames := [][]unix.Iovec{{rawio.Iovec(hdr[:]), rawio.Iovec(testutil.TaggedFrame(broadcast, testSrcMAC, "x", 0, 64))}}
 	n, e := d.Queue(0).WriteBatch(frames)
 	buf := make([]byte, 2048)
-	rn, re := d.Queue(0).ReadBatch([][]unix.Iovec{{iov(buf)}}, []int{0})
+	rn, re := d.Queue(0).ReadBatch([][]unix.Iovec{{rawio.Iovec(buf)}}, []int{0})
 	pfd := []unix.PollFd{{Fd: int32(d.Queue(0).Fd()), Events: unix.POLLIN | unix.POLLOUT}}
 	pn, _ := unix.Poll(pfd, 1000)
 	t.Logf("macvtap deleted: write %d, %v; read %d, %v; poll %d revents %#x", n, e, rn, re, pn, pfd[0].Revents)

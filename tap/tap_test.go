@@ -9,6 +9,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vhostd/vhostd/internal/privtest"
+	"github.com/vhostd/vhostd/internal/rawio"
+	"github.com/vhostd/vhostd/internal/testutil"
 )
 
 // Frames written on queue 0 come out of the TAP interface (seen by AF_PACKET); frames sent
@@ -31,7 +33,7 @@ func TestTAPMultiqueueRoundTrip(t *testing.T) {
 	var hdr [VnetHdrLen]byte // no offload: all zero
 	frames := make([][]unix.Iovec, n)
 	for i := range frames {
-		frames[i] = []unix.Iovec{iov(hdr[:]), iov(testFrame(t, broadcast, "w0", uint32(i), 64))}
+		frames[i] = []unix.Iovec{rawio.Iovec(hdr[:]), rawio.Iovec(testutil.TaggedFrame(broadcast, testSrcMAC, "w0", uint32(i), 64))}
 	}
 	if got, e := d.Queue(0).WriteBatch(frames); got != n || e != 0 {
 		t.Fatalf("WriteBatch = %d, %v; want %d, 0", got, e, n)
@@ -44,7 +46,7 @@ func TestTAPMultiqueueRoundTrip(t *testing.T) {
 	// Read: interface -> queues. Different source ports would spread flows; tun hashes our
 	// frames all the same, so look on both queues.
 	for i := 0; i < n; i++ {
-		if _, err := unix.Write(pkt, testFrame(t, broadcast, "r0", uint32(i), 60+i)); err != nil {
+		if _, err := unix.Write(pkt, testutil.TaggedFrame(broadcast, testSrcMAC, "r0", uint32(i), 60+i)); err != nil {
 			t.Fatalf("AF_PACKET write: %v", err)
 		}
 	}
@@ -100,7 +102,7 @@ func TestTAPLifetime(t *testing.T) {
 		return err == nil
 	}
 
-	name := "vht" + privtest.Suffix(8)
+	name := "vht" + testutil.Suffix(8)
 	d, err := OpenTAP(Config{Name: name, Queues: 2})
 	if err != nil {
 		t.Fatal(err)
@@ -147,7 +149,7 @@ func TestTAPLifetime(t *testing.T) {
 	}
 
 	// Existing single-queue TAP: refused with a hint.
-	other := "vhs" + privtest.Suffix(8)
+	other := "vhs" + testutil.Suffix(8)
 	privtest.IP(t, ns, "tuntap", "add", "dev", other, "mode", "tap")
 	if d, err = OpenTAP(Config{Name: other, Queues: 1}); err == nil {
 		d.Close()
@@ -250,7 +252,7 @@ func TestReadTruncatedReportsCopiedLength(t *testing.T) {
 	}
 	pkt := packetSocket(t, d.Ifindex())
 	q := d.Queue(0)
-	frame := testFrame(t, broadcast, "trunc", 0, 1000)
+	frame := testutil.TaggedFrame(broadcast, testSrcMAC, "trunc", 0, 1000)
 	for _, bufs := range [][]int{{4000}, {200}, {100, 100}} {
 		if _, err := unix.Write(pkt, frame); err != nil {
 			t.Fatalf("AF_PACKET write: %v", err)
@@ -258,7 +260,7 @@ func TestReadTruncatedReportsCopiedLength(t *testing.T) {
 		var in []unix.Iovec
 		capacity := 0
 		for _, n := range bufs {
-			in = append(in, iov(make([]byte, n)))
+			in = append(in, rawio.Iovec(make([]byte, n)))
 			capacity += n
 		}
 		want := VnetHdrLen + len(frame)

@@ -177,13 +177,12 @@ func (h *harness) closedClean() {
 // logged asserts a log line naming the request and the field.
 func (h *harness) logged(req vhost.Request, field string) {
 	h.t.Helper()
-	deadline := time.Now().Add(2 * time.Second)
-	for !h.logs.hasLine("request="+req.String(), "field="+field) &&
-		!h.logs.hasLine(`request="`+req.String()+`"`, "field="+field) {
-		if time.Now().After(deadline) {
-			h.t.Fatalf("no log line names request=%v field=%s; log:\n%s", req, field, h.logs.String())
-		}
-		time.Sleep(5 * time.Millisecond)
+	named := func() bool {
+		return h.logs.hasLine("request="+req.String(), "field="+field) ||
+			h.logs.hasLine(`request="`+req.String()+`"`, "field="+field)
+	}
+	if !testutil.WaitFor(2*time.Second, 5*time.Millisecond, named) {
+		h.t.Fatalf("no log line names request=%v field=%s; log:\n%s", req, field, h.logs.String())
 	}
 }
 
@@ -271,12 +270,8 @@ func (p *probe) release() {
 func (p *probe) closedByPeer() {
 	p.t.Helper()
 	p.release()
-	deadline := time.Now().Add(2 * time.Second)
-	for p.isOpen() {
-		if time.Now().After(deadline) {
-			p.t.Fatalf("the back-end kept an fd (or mapping) it was sent")
-		}
-		time.Sleep(2 * time.Millisecond)
+	if !waitFor(2*time.Second, func() bool { return !p.isOpen() }) {
+		p.t.Fatalf("the back-end kept an fd (or mapping) it was sent")
 	}
 }
 
@@ -290,16 +285,9 @@ func (p *probe) keptByPeer() {
 	}
 }
 
-// waitFor polls cond for up to d.
+// waitFor polls cond every 2 ms for up to d.
 func waitFor(d time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	return true
+	return testutil.WaitFor(d, 2*time.Millisecond, cond)
 }
 
 // u64 is a shorthand for an 8-byte payload.

@@ -2,8 +2,6 @@ package xdptap
 
 import (
 	"net"
-	"os/exec"
-	"strings"
 	"testing"
 	"time"
 
@@ -14,11 +12,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vhostd/vhostd/internal/privtest"
+	"github.com/vhostd/vhostd/internal/rawio"
+	"github.com/vhostd/vhostd/internal/testutil"
 	"github.com/vhostd/vhostd/tap"
 )
-
-// testEtherType is IEEE 802 local experimental EtherType 1.
-const testEtherType = 0x88b5
 
 var (
 	guestMAC = net.HardwareAddr{0x02, 0x76, 0x68, 0x64, 0x00, 0x01}
@@ -41,7 +38,7 @@ func requireXDP(t testing.TB) {
 // called by the same goroutine).
 func openTAP(t testing.TB, queues int) *tap.Device {
 	t.Helper()
-	d, err := tap.OpenTAP(tap.Config{Name: "vhx" + privtest.Suffix(8), Queues: queues})
+	d, err := tap.OpenTAP(tap.Config{Name: "vhx" + testutil.Suffix(8), Queues: queues})
 	if err != nil {
 		t.Fatalf("OpenTAP: %v", err)
 	}
@@ -74,19 +71,13 @@ func attach(t testing.TB, ifindex int, c Config) *Attachment {
 	return a
 }
 
-func iov(b []byte) unix.Iovec {
-	v := unix.Iovec{Base: &b[0]}
-	v.SetLen(len(b))
-	return v
-}
-
 // write sends frames into queue q as a guest would: a zero virtio-net header, the frame.
 func write(t testing.TB, q *tap.Queue, frames ...[]byte) {
 	t.Helper()
 	var hdr [tap.VnetHdrLen]byte
 	batch := make([][]unix.Iovec, len(frames))
 	for i, f := range frames {
-		batch[i] = []unix.Iovec{iov(hdr[:]), iov(f)}
+		batch[i] = []unix.Iovec{rawio.Iovec(hdr[:]), rawio.Iovec(f)}
 	}
 	if n, e := q.WriteBatch(batch); e != 0 {
 		t.Fatalf("WriteBatch: wrote %d of %d: %v", n, len(frames), e)
@@ -100,7 +91,7 @@ func read(t testing.TB, q *tap.Queue, want int, timeout time.Duration) [][]byte 
 	var got [][]byte
 	var hdr [tap.VnetHdrLen]byte
 	buf := make([]byte, 65536)
-	frames := [][]unix.Iovec{{iov(hdr[:]), iov(buf)}}
+	frames := [][]unix.Iovec{{rawio.Iovec(hdr[:]), rawio.Iovec(buf)}}
 	sizes := []int{0}
 	deadline := time.Now().Add(timeout)
 	for len(got) < want && time.Now().Before(deadline) {
@@ -122,24 +113,21 @@ func read(t testing.TB, q *tap.Queue, want int, timeout time.Duration) [][]byte 
 	return got
 }
 
-// testFrames returns the frames of got that carry testEtherType and tag.
+// testFrames returns the frames of got that are testutil.TaggedFrames with tag (or a tag
+// that starts with it).
 func testFrames(got [][]byte, tag string) [][]byte {
 	var out [][]byte
 	for _, f := range got {
-		if len(f) >= 14 && f[12] == 0x88 && f[13] == 0xb5 && strings.HasPrefix(string(f[14:]), tag) {
+		if _, ok := testutil.ParseTaggedFrame(f, tag); ok {
 			out = append(out, f)
 		}
 	}
 	return out
 }
 
+// rawFrame is a minimum-size testutil.TaggedFrame from src to dst.
 func rawFrame(src, dst net.HardwareAddr, tag string) []byte {
-	f := append(append(append([]byte{}, dst...), src...), 0x88, 0xb5)
-	f = append(f, tag...)
-	for len(f) < 60 {
-		f = append(f, 0)
-	}
-	return f
+	return testutil.TaggedFrame(dst, src, tag, 0, 60)
 }
 
 func serialize(t testing.TB, ls ...gopacket.SerializableLayer) []byte {
@@ -254,8 +242,4 @@ func waitCounters(t testing.TB, a *Attachment, cond func(map[string]uint64) bool
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-func runIP(ns string, args ...string) ([]byte, error) {
-	return exec.Command("ip", append([]string{"-n", ns}, args...)...).CombinedOutput()
 }

@@ -3,7 +3,6 @@ package xdptap
 import (
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"strings"
 	"testing"
@@ -12,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vhostd/vhostd/internal/privtest"
+	"github.com/vhostd/vhostd/internal/testutil"
 	"github.com/vhostd/vhostd/tap"
 )
 
@@ -219,8 +219,8 @@ func TestAttachModes(t *testing.T) {
 	}
 
 	// A device without native XDP (a bridge) fails in native mode and says so; no fallback.
-	dummy := "vxb" + privtest.Suffix(8)
-	if out, err := runIP(ns, "link", "add", dummy, "type", "bridge"); err != nil {
+	dummy := "vxb" + testutil.Suffix(8)
+	if out, err := privtest.TryIP(ns, "link", "add", dummy, "type", "bridge"); err != nil {
 		privtest.Missing(t, "cannot create a bridge: %v: %s", err, out)
 	}
 	ifi, err := net.InterfaceByName(dummy)
@@ -246,18 +246,7 @@ func TestAttachModes(t *testing.T) {
 // exist for guest-sent frames, are refused there.
 func TestMacvtap(t *testing.T) {
 	requireXDP(t)
-	ns := privtest.NetNS(t)
-	sfx := privtest.Suffix(6)
-	lower, peer, mvt := "vxl"+sfx, "vxp"+sfx, "vxm"+sfx
-	privtest.IP(t, ns, "link", "add", lower, "type", "veth", "peer", "name", peer)
-	index := fmt.Sprint(100000 + rand.IntN(1<<30))
-	if out, err := runIP(ns, "link", "add", "link", lower, "name", mvt, "index", index, "type", "macvtap", "mode", "bridge"); err != nil {
-		privtest.Missing(t, "cannot create a macvtap: %v: %s", err, out)
-	}
-	privtest.IP(t, ns, "link", "set", mvt, "address", guestMAC.String())
-	for _, l := range []string{lower, peer, mvt} {
-		privtest.IP(t, ns, "link", "set", l, "up")
-	}
+	_, mvt, peer := privtest.Macvtap(t, "vx", guestMAC)
 	d, err := tap.OpenMacvtap(tap.Config{Name: mvt, Queues: 1})
 	if err != nil {
 		t.Fatal(err)

@@ -36,7 +36,7 @@ func TestInheritedFd(t *testing.T) {
 	}
 	ln.SetUnlinkOnClose(false) // the socket lives on in fd 3
 	ln.Close()
-	tapName := "vhf" + privtest.Suffix(8)
+	tapName := "vhf" + testutil.Suffix(8)
 	cmd := exec.Command(bin, "--fd", "3", "--tap", tapName, "--log-level", "debug")
 	cmd.ExtraFiles = []*os.File{lf}
 	var log testutil.SyncBuffer
@@ -48,14 +48,9 @@ func TestInheritedFd(t *testing.T) {
 	defer cmd.Process.Kill()
 
 	var fe *vhosttest.FrontEnd
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		if fe, err = vhosttest.Dial(sock); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("dial: %v\n%s", err, log.String())
-		}
-		time.Sleep(50 * time.Millisecond)
+	dialed := func() bool { fe, err = vhosttest.Dial(sock); return err == nil }
+	if !testutil.WaitFor(10*time.Second, 50*time.Millisecond, dialed) {
+		t.Fatalf("dial: %v\n%s", err, log.String())
 	}
 	f, err := fe.GetU64(vhost.ReqGetFeatures)
 	if err != nil {

@@ -1,21 +1,17 @@
 package privtest
 
 import (
-	"crypto/rand"
-	"encoding/hex"
+	"fmt"
+	"math/rand/v2"
+	"net"
 	"os/exec"
 	"runtime"
 	"testing"
 
 	"golang.org/x/sys/unix"
-)
 
-// Suffix returns n random hex characters for unique interface and namespace names.
-func Suffix(n int) string {
-	b := make([]byte, (n+1)/2)
-	rand.Read(b)
-	return hex.EncodeToString(b)[:n]
-}
+	"github.com/vhostd/vhostd/internal/testutil"
+)
 
 // NetNS creates a named network namespace ("ip netns add vhd-XXXXXXXX"), locks the calling
 // goroutine to its OS thread and moves that thread into the namespace. Cleanup moves the
@@ -27,7 +23,7 @@ func NetNS(t testing.TB) string {
 	t.Helper()
 	Require(t)
 	ip := RequireCommand(t, "ip")
-	name := "vhd-" + Suffix(8)
+	name := "vhd-" + testutil.Suffix(8)
 	if out, err := exec.Command(ip, "netns", "add", name).CombinedOutput(); err != nil {
 		Missing(t, "ip netns add %s: %v: %s", name, err, out)
 	}
@@ -70,8 +66,40 @@ func NetNS(t testing.TB) string {
 // IP runs `ip -n ns args...` and fails the test on error.
 func IP(t testing.TB, ns string, args ...string) {
 	t.Helper()
-	out, err := exec.Command("ip", append([]string{"-n", ns}, args...)...).CombinedOutput()
-	if err != nil {
+	if out, err := TryIP(ns, args...); err != nil {
 		t.Fatalf("ip -n %s %v: %v: %s", ns, args, err, out)
 	}
+}
+
+// TryIP runs `ip -n ns args...` and returns its output, for a step whose failure the
+// caller judges (such as Missing when the kernel lacks a link type).
+func TryIP(ns string, args ...string) ([]byte, error) {
+	return exec.Command("ip", append([]string{"-n", ns}, args...)...).CombinedOutput()
+}
+
+// Macvtap makes, in a fresh network namespace (NetNS: the calling goroutine's thread
+// moves into it), a veth pair (lower, peer) and a macvtap in bridge mode on lower, all
+// up, and returns the namespace and the macvtap's and peer's names: prefix, then l, p or
+// m, then a random suffix. mac, if not nil, is the macvtap's address, set before it goes
+// up. The macvtap gets a random high ifindex, so that its /dev/tapN is unlikely to be
+// taken by another namespace's macvtap on a shared machine. Ends the test through Missing
+// if the kernel cannot make a macvtap.
+func Macvtap(t testing.TB, prefix string, mac net.HardwareAddr) (ns, mvt, peer string) {
+	t.Helper()
+	ns = NetNS(t)
+	sfx := testutil.Suffix(6)
+	lower := prefix + "l" + sfx
+	peer, mvt = prefix+"p"+sfx, prefix+"m"+sfx
+	IP(t, ns, "link", "add", lower, "type", "veth", "peer", "name", peer)
+	index := fmt.Sprint(100000 + rand.IntN(1<<30))
+	if out, err := TryIP(ns, "link", "add", "link", lower, "name", mvt, "index", index, "type", "macvtap", "mode", "bridge"); err != nil {
+		Missing(t, "cannot create a macvtap: %v: %s", err, out)
+	}
+	if mac != nil {
+		IP(t, ns, "link", "set", mvt, "address", mac.String())
+	}
+	for _, l := range []string{lower, peer, mvt} {
+		IP(t, ns, "link", "set", l, "up")
+	}
+	return ns, mvt, peer
 }
