@@ -187,7 +187,8 @@ func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
 // Loop sends buf until stop is set; a full TAP queue drops frames in the
 // kernel (they never reach the reader), which is the point of a source
-// that outruns the reader.
+// that outruns the reader. The socket blocks, so this is unix.Write (a
+// Syscall the scheduler knows about), not rawio.
 func (in *Injector) Loop(buf []byte, stop *atomic.Bool, n *Counters) {
 	var fr, er uint64
 	for k := 0; ; k++ {
