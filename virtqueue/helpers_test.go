@@ -1,10 +1,12 @@
 package virtqueue
 
 import (
+	"errors"
 	"testing"
 
-	"github.com/vhostd/vhostd/virtqueue/vqdriver"
 	"golang.org/x/sys/unix"
+
+	"github.com/vhostd/vhostd/virtqueue/vqdriver"
 )
 
 // testBase is the guest physical address of test guest memory.
@@ -120,4 +122,61 @@ func (r *testRing) gpaOf(t testing.TB, b []byte) uint64 {
 		t.Fatalf("iovec outside guest memory")
 	}
 	return testBase + offsetIn(b, r.mem)
+}
+
+const (
+	fN = vqdriver.FlagNext
+	fW = vqdriver.FlagWrite
+	fI = vqdriver.FlagIndirect
+)
+
+type D = vqdriver.Desc
+
+// expectBroken checks that the queue broke with want, and stays broken.
+func expectBroken(t *testing.T, r *testRing, err, want error) {
+	t.Helper()
+	if !errors.Is(err, want) || !errors.Is(err, ErrBroken) {
+		t.Fatalf("err = %v, want %v", err, want)
+	}
+	if r.q.Broken() != want {
+		t.Fatalf("Broken() = %v, want %v", r.q.Broken(), want)
+	}
+	r.drv.AddChain([][]byte{[]byte("x")}, nil)
+	r.drv.Publish()
+	cs := NewChains(4, 4)
+	if n, err := r.q.PopBatch(cs); n != 0 || err != want {
+		t.Fatalf("PopBatch on broken queue = %d, %v", n, err)
+	}
+	if r.q.EnableNotify() {
+		t.Fatal("EnableNotify on broken queue reported work")
+	}
+}
+
+// expectReturned pushes c with length 0 and checks the guest sees it.
+func expectReturned(t *testing.T, r *testRing, c *Chain) {
+	t.Helper()
+	r.q.PushBatch([]Used{{Head: c.Head, Len: 0}})
+	u, ok := r.drv.Used()
+	if !ok || u.Head != c.Head || u.Len != 0 {
+		t.Fatalf("used = %+v, %v; want head %d len 0", u, ok, c.Head)
+	}
+}
+
+// twoRegions splits mem into two regions at GPA testBase and
+// testBase+half+gap (gap 0: adjacent).
+func twoRegions(t *testing.T, mem []byte, half int, gap uint64) *Memory {
+	t.Helper()
+	r1, err := NewRegionFromBytes(RegionSpec{GPA: testBase, Size: uint64(half), UserAddr: 0x7f0000000000}, mem[:half])
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := NewRegionFromBytes(RegionSpec{GPA: testBase + uint64(half) + gap, Size: uint64(len(mem) - half), UserAddr: 0x7f0000000000 + uint64(half) + gap}, mem[half:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := NewMemory([]*Region{r2, r1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }

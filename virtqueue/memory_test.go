@@ -1,6 +1,9 @@
 package virtqueue
 
-import "testing"
+import (
+	"errors"
+	"testing"
+)
 
 func TestMemoryNilAndEdges(t *testing.T) {
 	var nilMem *Memory
@@ -40,5 +43,31 @@ func TestMemoryNilAndEdges(t *testing.T) {
 		if ok != tc.slice || (tc.contig < 0) != !cok || (cok && len(b) != tc.contig) {
 			t.Errorf("%s: Slice ok %v, Contiguous %d %v", tc.name, ok, len(b), cok)
 		}
+	}
+}
+
+func TestSetMemoryRemaps(t *testing.T) {
+	r := newTestRing(t, 8, ringOpts{})
+	r.drv.AddChain([][]byte{[]byte("before")}, nil)
+	r.drv.Publish()
+	cs, _ := r.pop(1)
+	r.q.PushBatch([]Used{{Head: cs[0].Head}})
+	r.drv.UsedAll()
+	// Same guest memory, new table (two regions now): rings and buffers
+	// translate through the new table.
+	if err := r.q.SetMemory(twoRegions(t, r.mem, len(r.mem)/2, 0)); err != nil {
+		t.Fatal(err)
+	}
+	r.drv.AddChain([][]byte{[]byte("after")}, nil)
+	r.drv.Publish()
+	cs, err := r.pop(1)
+	if err != nil || len(cs) != 1 || string(cs[0].Out[0]) != "after" {
+		t.Fatalf("after SetMemory: %+v %v", cs, err)
+	}
+	// The ring is no longer translatable: broken, inert.
+	half := int(r.cfg.Desc-testBase) + 8
+	err = r.q.SetMemory(twoRegions(t, r.mem, half, 4096))
+	if !errors.Is(err, ErrRingUnmapped) || !errors.Is(err, ErrRingAddress) {
+		t.Fatalf("SetMemory = %v", err)
 	}
 }
