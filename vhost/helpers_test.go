@@ -2,9 +2,6 @@ package vhost_test
 
 import (
 	"context"
-	"fmt"
-	"math/rand/v2"
-	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -63,7 +60,7 @@ func newLogger(w *logBuf, level hclog.Level) hclog.Logger {
 
 // uniqueName returns a memfd name nobody else in this process uses.
 func uniqueName(prefix string) string {
-	return fmt.Sprintf("%s-%d-%d", prefix, os.Getpid(), rand.Uint64())
+	return prefix + "-" + testutil.Suffix(16)
 }
 
 // harness is one vhost.Server session over a socketpair, with a NullDevice
