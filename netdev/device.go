@@ -38,13 +38,16 @@ type Device struct {
 	probeEvery time.Duration
 
 	// mu serialises the control plane (vhost calls, Close, Stats).
-	mu      sync.Mutex
-	acked   uint64
-	mtu     uint16
-	mem     *virtqueue.Memory
-	pairs   []*pair
-	closed  bool
-	offload tap.Offloads
+	mu    sync.Mutex
+	acked uint64
+	mtu   uint16
+	mem   *virtqueue.Memory
+	dirty *virtqueue.DirtyLog // while the front-end migrates the guest
+	// lastRARP is when SendRARP last announced (announce.go).
+	lastRARP time.Time
+	pairs    []*pair
+	closed   bool
+	offload  tap.Offloads
 	// watchStop ends the host watch, which closes watchDone on its way
 	// out; both nil until the first ring starts.
 	watchStop chan struct{}
@@ -246,15 +249,6 @@ func (d *Device) SetMTU(mtu uint16) error {
 	return nil
 }
 
-// SendRARP implements vhost.Device. Guests that ack GUEST_ANNOUNCE
-// announce themselves; for others the front-end asks for a RARP after
-// migration, which vhostd does not support (no dirty logging), so the
-// request is only logged.
-func (d *Device) SendRARP(mac [6]byte) error {
-	d.log.Info("SEND_RARP received; migration is not supported, nothing sent", "mac", fmt.Sprintf("% x", mac[:]))
-	return nil
-}
-
 // SetMemory implements vhost.Device.
 func (d *Device) SetMemory(mem *virtqueue.Memory) {
 	d.mu.Lock()
@@ -265,6 +259,28 @@ func (d *Device) SetMemory(mem *virtqueue.Memory) {
 	}
 }
 
+// SetDirtyLog implements vhost.DirtyLogger: from now on (nil: no longer)
+// every page of guest memory the data path writes is marked in log.
+func (d *Device) SetDirtyLog(log *virtqueue.DirtyLog) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if log == d.dirty {
+		return
+	}
+	d.dirty = log
+	for _, p := range d.pairs {
+		p.setLog(log)
+	}
+	d.log.Info("dirty logging", "on", log != nil)
+}
+
+// SetRingLog implements vhost.DirtyLogger.
+func (d *Device) SetRingLog(i int, on bool, usedGPA uint64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.pairs[i/2].setRingLog(i%2, on, usedGPA)
+}
+
 // StartRing implements vhost.Device.
 func (d *Device) StartRing(r vhost.RingSpec) error {
 	d.mu.Lock()
@@ -272,7 +288,7 @@ func (d *Device) StartRing(r vhost.RingSpec) error {
 	if d.closed {
 		return errors.New("device closed")
 	}
-	if err := d.pairs[r.Index/2].start(r, d.mem, d.acked); err != nil {
+	if err := d.pairs[r.Index/2].start(r, d.mem, d.dirty, d.acked); err != nil {
 		return err
 	}
 	d.startWatch()

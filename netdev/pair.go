@@ -81,13 +81,14 @@ func (p *pair) maxRxFrame(acked uint64) uint32 {
 }
 
 // start starts ring r.Index%2 of the pair.
-func (p *pair) start(r vhost.RingSpec, mem *virtqueue.Memory, acked uint64) error {
+func (p *pair) start(r vhost.RingSpec, mem *virtqueue.Memory, log *virtqueue.DirtyLog, acked uint64) error {
 	q, err := virtqueue.NewQueue(mem, virtqueue.Config{
 		Size: r.Size, Desc: r.Desc, Avail: r.Avail, Used: r.Used, EventIdx: r.EventIdx, Indirect: r.Indirect,
 	}, r.Base)
 	if err != nil {
 		return err
 	}
+	q.SetLog(log, r.LogUsed, r.LogAddr)
 	// A blocking kick fd would stall the worker when it drains it.
 	if r.Kick >= 0 {
 		if err := unix.SetNonblock(r.Kick, true); err != nil {
@@ -170,6 +171,31 @@ func (p *pair) setCall(role int, fd int) {
 	})
 }
 func (p *pair) setErr(role int, fd int) { p.paused(func() { p.rings[role].spec.Err = fd }) }
+
+// setLog gives the running rings a new dirty log (nil: none). The workers
+// switch at a safe point; whatever they wrote before it was marked in the
+// old log, if any.
+func (p *pair) setLog(log *virtqueue.DirtyLog) {
+	p.paused(func() {
+		for i := range p.rings {
+			rs := &p.rings[i]
+			if rs.running {
+				rs.q.SetLog(log, rs.spec.LogUsed, rs.spec.LogAddr)
+			}
+		}
+	})
+}
+
+// setRingLog turns used-ring logging on or off for a running ring.
+func (p *pair) setRingLog(role int, on bool, usedGPA uint64) {
+	p.paused(func() {
+		rs := &p.rings[role]
+		rs.spec.LogUsed, rs.spec.LogAddr = on, usedGPA
+		if rs.running {
+			rs.q.SetLog(p.dev.dirty, on, usedGPA)
+		}
+	})
+}
 
 // setMemory moves running rings to a new table. vhost has checked that
 // every running ring translates in it; a failure here breaks the ring.

@@ -159,6 +159,7 @@ type model struct {
 	txExpected map[uint32]bool // good frames whose chains came back
 
 	stops, memChanges, breaks int
+	logUsed                   bool // rings start with used-ring logging (dirtylog_test.go)
 
 	in  []byte // the step sequence
 	pos int
@@ -254,6 +255,7 @@ func (m *model) startRing(role int, base uint16) {
 	err := m.life.dev.StartRing(vhost.RingSpec{
 		Index: role, Size: c.Size, Desc: c.Desc, Avail: c.Avail, Used: c.Used, Base: base,
 		EventIdx: m.cfg.eventIdx, Indirect: true, Kick: g.kick, Call: g.call, Err: -1, Enabled: g.enabled,
+		LogUsed: m.logUsed, LogAddr: c.Used,
 	})
 	if err != nil {
 		m.t.Fatal(err)

@@ -16,7 +16,10 @@ type rxSlot struct {
 	iov   []unix.Iovec // the chain's writable buffers, plus room for the overflow buffer
 	cap   uint32       // bytes the chain can take
 	len   uint32       // bytes written, for the used ring
-	bad   bool         // malformed chain: returned with length 0
+	// wrote is how many bytes the device stored in the chain, which a
+	// frame cut short stores but reports as 0: the dirty log needs them.
+	wrote uint32
+	bad   bool // malformed chain: returned with length 0
 }
 
 // rxPath moves frames from a TAP queue into one receive ring.
@@ -97,7 +100,7 @@ func (r *rxPath) refill(max int, c *counters) (int, error) {
 	for i := 0; i < n; i++ {
 		s := &r.slots[r.next+i]
 		ch := s.chain
-		s.len, s.bad = 0, false
+		s.len, s.wrote, s.bad = 0, 0, false
 		s.iov = s.iov[:0]
 		if ch.CheckRX() != nil || ch.InLen < tap.VnetHdrLen {
 			// BAD-INPUTS 35, 41: a chain we cannot write into goes back
@@ -187,6 +190,7 @@ func (r *rxPath) fromTAP(q *tap.Queue, max int, c *counters) (frames int, gone b
 		r.stock.Consume()
 		r.consumed += uint64(s.cap)
 		size := uint32(r.size[0])
+		s.wrote = min(size, s.cap)
 		switch {
 		case whole && size >= s.cap:
 			s.len = 0
@@ -252,7 +256,7 @@ func (r *rxPath) spill(s *rxSlot, size uint32, c *counters) bool {
 		}
 		r.consumed += uint64(t.cap)
 		n := scatter(t.chain.In, rest)
-		t.len = uint32(n)
+		t.len, t.wrote = uint32(n), uint32(n)
 		rest = rest[n:]
 	}
 	if ok {
@@ -294,6 +298,13 @@ func (r *rxPath) complete() (n int, notify bool) {
 	}
 	for i := 0; i < n; i++ {
 		r.used[i] = virtqueue.Used{Head: r.cbatch[i].chain.Head, Len: r.cbatch[i].len}
+	}
+	if r.q.Logging() {
+		// Migration: the frames' pages go in the dirty log before the
+		// guest can see them used (headers and num_buffers included).
+		for _, s := range r.cbatch[:n] {
+			r.q.MarkWritten(s.chain.In, s.wrote)
+		}
 	}
 	r.q.PushBatch(r.used[:n])
 	r.inflight -= n

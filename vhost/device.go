@@ -24,6 +24,11 @@ type RingSpec struct {
 	// Enabled is the ring's enable state at start (SET_VRING_ENABLE, or
 	// always enabled when VHOST_USER_F_PROTOCOL_FEATURES was not acked).
 	Enabled bool
+	// LogUsed asks for the used ring's writes to be marked in the dirty
+	// log, at the guest-physical address LogAddr (SET_VRING_ADDR with
+	// VHOST_VRING_F_LOG); it matters only to a DirtyLogger with a log.
+	LogUsed bool
+	LogAddr uint64
 }
 
 // Device is the virtio device behind a vhost-user connection. vhost calls

@@ -86,6 +86,7 @@ const (
 	u64Size         = 8
 	vringStateSize  = 8
 	vringAddrSize   = 40
+	logBaseSize     = 16 // VhostUserLog: mmap_size, mmap_offset
 	memTableHdrSize = 8
 	regionSize      = 32
 	memRegMsgSize   = 8 + regionSize

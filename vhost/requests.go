@@ -55,9 +55,9 @@ var requests = map[Request]rule{
 	ReqRemMemReg:           {name: "REM_MEM_REG", size: exactly(memRegMsgSize), fds: maybeFd, gate: gate{ProtoConfigureMemSlots, "CONFIGURE_MEM_SLOTS"}, do: (*session).remMemReg},
 	ReqSetStatus:           {name: "SET_STATUS", size: exactly(u64Size), gate: gate{ProtoStatus, "STATUS"}, do: (*session).setStatus},
 	ReqGetStatus:           {name: "GET_STATUS", gate: gate{ProtoStatus, "STATUS"}, reply: ownReply, do: (*session).getStatus},
+	ReqSetLogBase:          {name: "SET_LOG_BASE", size: exactly(logBaseSize), fds: oneFd, gate: gate{ProtoLogShmfd, "LOG_SHMFD"}, reply: ownReplyIfGated, do: (*session).setLogBase},
 
 	// Requests for features vhostd never offers. Their fds are closed.
-	ReqSetLogBase:          {name: "SET_LOG_BASE", refused: notOffered("dirty logging (VHOST_USER_PROTOCOL_F_LOG_SHMFD)")},
 	ReqSetLogFd:            {name: "SET_LOG_FD", refused: notOffered("dirty logging (VHOST_USER_PROTOCOL_F_LOG_SHMFD)")},
 	ReqSetBackendReqFd:     {name: "SET_BACKEND_REQ_FD", refused: notOffered("VHOST_USER_PROTOCOL_F_BACKEND_REQ")},
 	ReqIOTLBMsg:            {name: "IOTLB_MSG", reply: u64OnFailure, refused: reject("features", "VIRTIO_F_IOMMU_PLATFORM is not offered")},
@@ -165,6 +165,11 @@ const (
 	emptyOnFailure
 	// u64OnFailure: IOTLB_MSG, whose non-zero u64 means it failed.
 	u64OnFailure
+	// ownReplyIfGated: SET_LOG_BASE, which has a reply of its own once its
+	// protocol feature is acked (QEMU then waits for it) and is an
+	// ordinary request before: refused without the feature, it answers as
+	// ackReply does; refused with it, it closes as ownReply does.
+	ownReplyIfGated
 )
 
 // precheck applies m's rule from its header alone (and the fds that came

@@ -16,6 +16,8 @@ type vring struct {
 	err     int
 	enabled bool
 	started bool
+	logUsed bool   // VHOST_VRING_F_LOG
+	logAddr uint64 // log_guest_addr
 }
 
 func newVring() vring { return vring{kick: -1, call: -1, err: -1} }
@@ -132,10 +134,10 @@ func (s *session) setVringAddr(m *Msg) ([]byte, error) {
 	}
 	flags := le.Uint32(p[4:])
 	va := ringVA{desc: le.Uint64(p[8:]), used: le.Uint64(p[16:]), avail: le.Uint64(p[24:])}
-	if flags != 0 {
-		// Bit 0 is VHOST_VRING_F_LOG, used only with dirty logging, which is
-		// not offered.
-		return nil, reject("flags", "%#x: no vring flags are supported", flags)
+	logAddr := le.Uint64(p[32:])
+	lg, canLog := s.logger()
+	if flags&^vringFLog != 0 || flags != 0 && !canLog {
+		return nil, reject("flags", "%#x: only VHOST_VRING_F_LOG is supported, with dirty logging", flags)
 	}
 	if s.mem == nil {
 		return nil, reject("memory", "SET_VRING_ADDR before any memory table")
@@ -144,13 +146,22 @@ func (s *session) setVringAddr(m *Msg) ([]byte, error) {
 	if v.num == 0 {
 		return nil, reject("num", "SET_VRING_ADDR for vring %d before SET_VRING_NUM", i)
 	}
+	logUsed := flags&vringFLog != 0
 	if v.started {
-		return nil, reject("index", "vring %d is running", i)
+		// Migration turns used-ring logging on and off while the ring
+		// runs, with the same addresses; anything else waits for a stop.
+		if va != v.va || !canLog {
+			return nil, reject("index", "vring %d is running: only its log flag and log address may change", i)
+		}
+		v.logUsed, v.logAddr = logUsed, logAddr
+		lg.SetRingLog(i, logUsed, logAddr)
+		return nil, nil
 	}
 	if _, err := va.translate(s.mem, v.num); err != nil {
 		return nil, err
 	}
 	v.va, v.addrSet = va, true
+	v.logUsed, v.logAddr = logUsed, logAddr
 	return nil, nil
 }
 
@@ -307,6 +318,7 @@ func (s *session) start(i int) error {
 		EventIdx: s.features&bit(FeatRingEventIdx) != 0,
 		Indirect: s.features&bit(FeatRingIndirectDesc) != 0,
 		Kick:     v.kick, Call: v.call, Err: v.err, Enabled: enabled,
+		LogUsed: v.logUsed, LogAddr: v.logAddr,
 	}
 	if err := s.dev.StartRing(spec); err != nil {
 		return reject("vring", "device refused to start vring %d: %v", i, err)

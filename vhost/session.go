@@ -26,6 +26,7 @@ type session struct {
 	status      uint8
 	mem         *virtqueue.Memory
 	vrings      []vring
+	logs        logState // dirty log (dirtylog.go)
 }
 
 func newSession(log hclog.Logger, dev Device, conn *msgConn, lim *rateLimiter) *session {
@@ -38,12 +39,24 @@ func newSession(log hclog.Logger, dev Device, conn *msgConn, lim *rateLimiter) *
 }
 
 func (s *session) offeredFeatures() uint64 {
-	return s.dev.Features() | bit(FeatProtocolFeatures)
+	f := s.dev.Features() | bit(FeatProtocolFeatures)
+	if _, ok := s.logger(); ok {
+		f |= bit(FeatLogAll)
+	}
+	return f
 }
 
 func (s *session) offeredProto() uint64 {
-	return baseProtocolFeatures | s.dev.ProtocolFeatures()
+	p := baseProtocolFeatures | s.dev.ProtocolFeatures()
+	if _, ok := s.logger(); ok {
+		p |= bit(ProtoLogShmfd)
+	}
+	return p
 }
+
+// vhostOnly are the feature bits vhost handles itself: the device never
+// sees them.
+const vhostOnly = 1<<FeatProtocolFeatures | 1<<FeatLogAll
 
 func (s *session) protoAcked(b uint) bool { return s.protoSet && s.proto&bit(b) != 0 }
 
@@ -104,6 +117,10 @@ func (s *session) refuse(m *Msg, r rule, err error) error {
 		return s.conn.reply(m.Req, nil)
 	case u64OnFailure:
 		return s.conn.replyU64(m.Req, 1)
+	case ownReplyIfGated:
+		if s.protoAcked(r.gate.bit) {
+			return &closeError{reason: fmt.Sprintf("%v rejected and it has no failure reply", m.Req)}
+		}
 	case ownReply:
 		return &closeError{reason: fmt.Sprintf("%v rejected and it has no failure reply", m.Req)}
 	}
@@ -131,17 +148,30 @@ func (s *session) setFeatures(m *Msg) ([]byte, error) {
 	}
 	if s.anyStarted() {
 		// QEMU sends SET_FEATURES once per queue pair, the later ones while
-		// the first pair runs: the same value is fine, a change is not.
-		if s.featuresSet && f == s.features {
+		// the first pair runs: the same value is fine, and so is turning
+		// VHOST_F_LOG_ALL on or off (migration starts or ends while the
+		// rings run); any other change is not.
+		if s.featuresSet && (f == s.features || f^s.features == bit(FeatLogAll)) {
+			s.setLogAll(f)
 			return nil, nil
 		}
 		return nil, reject("features", "cannot change features (%#x -> %#x) while rings run", s.features, f)
 	}
-	if err := s.dev.SetFeatures(f &^ bit(FeatProtocolFeatures)); err != nil {
+	if err := s.dev.SetFeatures(f &^ vhostOnly); err != nil {
 		return nil, reject("features", "%v", err)
 	}
 	s.features, s.featuresSet = f, true
+	s.setLogAll(f)
 	return nil, nil
+}
+
+// setLogAll records f's VHOST_F_LOG_ALL and starts or stops logging.
+func (s *session) setLogAll(f uint64) {
+	changed := (f^s.features)&bit(FeatLogAll) != 0
+	s.features = f
+	if lg, ok := s.logger(); ok && changed {
+		s.applyLog(lg)
+	}
 }
 
 func (s *session) getProtocolFeatures(*Msg) ([]byte, error) {
@@ -185,6 +215,7 @@ func (s *session) getMaxMemSlots(*Msg) ([]byte, error) { return u64Bytes(MaxMemS
 // SET_MEM_TABLE or REM_MEM_REG replaces it as usual.
 func (s *session) resetOwner(*Msg) ([]byte, error) {
 	s.stopAll()
+	s.dropLog()
 	for i := range s.vrings {
 		s.vrings[i].closeFds()
 		s.vrings[i] = newVring()
@@ -197,6 +228,7 @@ func (s *session) resetOwner(*Msg) ([]byte, error) {
 // teardown releases everything the connection holds (BAD-INPUTS 21, 45).
 func (s *session) teardown() {
 	s.stopAll()
+	s.dropLog()
 	for i := range s.vrings {
 		s.vrings[i].closeFds()
 	}

@@ -70,7 +70,9 @@ func (q *Queue) EnableNotify() (pending bool) {
 		return false
 	}
 	if q.cfg.EventIdx {
-		shmem.Store16(q.r.used, 4+usedElemSize*int(q.cfg.Size), q.lastAvail) // avail_event
+		off := 4 + usedElemSize*int(q.cfg.Size)
+		shmem.Store16(q.r.used, off, q.lastAvail) // avail_event
+		q.logUsedBytes(uint64(off), 2)
 	} else if q.usedFlags&usedFNoNotify != 0 {
 		q.usedFlags &^= usedFNoNotify
 		q.publishUsed()

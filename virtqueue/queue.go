@@ -32,6 +32,14 @@ type Queue struct {
 
 	broken error // non-nil once the guest broke the queue
 
+	// log, when not nil, is the dirty log the device marks its writes in
+	// (queuelog.go); usedLog, the log for the used ring, is log too when
+	// the front-end asked for used-ring logging, at logUsed, the
+	// guest-physical address it gave (SET_VRING_ADDR, VHOST_VRING_F_LOG).
+	log     *DirtyLog
+	usedLog *DirtyLog
+	logUsed uint64
+
 	f shmem.Fence
 }
 
@@ -303,6 +311,9 @@ func (q *Queue) PushBatch(used []Used) {
 		q.nextUsed++
 	}
 	q.publishUsed()
+	if q.usedLog != nil {
+		q.logUsedElems(old, q.nextUsed-old)
+	}
 	// If the index wrapped past the point NeedsNotify last answered for
 	// (more than 32K entries without asking), that point means nothing any
 	// more: make the next NeedsNotify say yes.
@@ -315,4 +326,5 @@ func (q *Queue) PushBatch(used []Used) {
 // halves are the device's to write (virtio 1.x 2.7.8).
 func (q *Queue) publishUsed() {
 	shmem.Store32(q.r.used, 0, uint32(q.usedFlags)|uint32(q.nextUsed)<<16)
+	q.logUsedBytes(0, 4)
 }
