@@ -160,8 +160,8 @@ func (s *session) setFeatures(m *Msg) ([]byte, error) {
 	if err := s.dev.SetFeatures(f &^ vhostOnly); err != nil {
 		return nil, reject("features", "%v", err)
 	}
-	s.features, s.featuresSet = f, true
 	s.setLogAll(f)
+	s.featuresSet = true
 	return nil, nil
 }
 
