@@ -36,6 +36,10 @@ type NIC struct {
 	MTU int
 	// MAC is the guest's MAC; default a random locally administered 52:54:00:xx:xx:xx.
 	MAC string
+	// RxQueueSize and TxQueueSize, when > 0, set the virtqueue sizes (rx_queue_size,
+	// tx_queue_size: powers of 2 up to 1024; QEMU's default is 256). A tx_queue_size above
+	// 256 is honoured only with a vhost-user back-end.
+	RxQueueSize, TxQueueSize int
 }
 
 // Options describe one guest.
@@ -46,6 +50,12 @@ type Options struct {
 	Kernel string
 	// CPUs (default 1) and MemoryMiB (default 256).
 	CPUs, MemoryMiB int
+	// MemSlots, when > 0, gives the machine that many DIMM slots for memory hot-add, up to
+	// MaxMemoryMiB in all (-m SIZE,slots=N,maxmem=MAX; default MaxMemoryMiB 2048).
+	MemSlots, MaxMemoryMiB int
+	// QMP, when set, is the path of a QMP socket QEMU listens on
+	// (-qmp unix:PATH,server=on,wait=off); DialQMP connects to it.
+	QMP string
 	// NIC is the vhost-user network device; nil boots without any network device.
 	NIC *NIC
 	// GuestIP, CIDR ("10.1.2.2/24"), is set on eth0 by /init.
@@ -163,10 +173,21 @@ func (g *Guest) qemuArgs(initrd string) []string {
 	// no_timer_check: under TCG on a loaded host the IO-APIC timer check
 	// can miss its window and panic the guest in setup_IO_APIC.
 	appendLine := strings.Join(append([]string{"console=ttyS0", "panic=-1", "quiet", "no_timer_check"}, o.KernelArgs...), " ")
+	mem := strconv.Itoa(o.MemoryMiB)
+	if o.MemSlots > 0 {
+		maxMem := o.MaxMemoryMiB
+		if maxMem <= 0 {
+			maxMem = 2048
+		}
+		mem = fmt.Sprintf("%dM,slots=%d,maxmem=%dM", o.MemoryMiB, o.MemSlots, maxMem)
+	}
 	a := []string{
 		"-nodefaults", "-accel", accel,
-		"-m", strconv.Itoa(o.MemoryMiB), "-smp", strconv.Itoa(o.CPUs),
+		"-m", mem, "-smp", strconv.Itoa(o.CPUs),
 		"-display", "none", "-monitor", "none",
+	}
+	if o.QMP != "" {
+		a = append(a, "-qmp", "unix:"+o.QMP+",server=on,wait=off")
 	}
 	if !o.Reboot {
 		a = append(a, "-no-reboot")
@@ -202,6 +223,12 @@ func (g *Guest) qemuArgs(initrd string) []string {
 		}
 		if n.MTU > 0 {
 			dev += ",host_mtu=" + strconv.Itoa(n.MTU)
+		}
+		if n.RxQueueSize > 0 {
+			dev += ",rx_queue_size=" + strconv.Itoa(n.RxQueueSize)
+		}
+		if n.TxQueueSize > 0 {
+			dev += ",tx_queue_size=" + strconv.Itoa(n.TxQueueSize)
 		}
 		a = append(a, "-chardev", chr,
 			"-netdev", fmt.Sprintf("vhost-user,id=n0,chardev=c0,queues=%d", qp),

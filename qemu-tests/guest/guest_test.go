@@ -113,6 +113,8 @@ func TestQEMUArgs(t *testing.T) {
 		{"server", Options{QEMU: q10, NIC: &NIC{SocketPath: "/s", Server: true}}, []string{"path=/s,server=on,wait=off "}, []string{"reconnect"}},
 		{"server wait", Options{QEMU: q10, NIC: &NIC{SocketPath: "/s", Server: true, ServerWait: true}}, []string{"path=/s,server=on,wait=on "}, nil},
 		{"qemu 7.2", Options{QEMU: q72, NIC: &NIC{SocketPath: "/s"}}, []string{",romfile=,vectors=0"}, nil},
+		{"ring sizes", Options{QEMU: q10, NIC: &NIC{SocketPath: "/s", RxQueueSize: 1024, TxQueueSize: 1024}}, []string{",romfile=,rx_queue_size=1024,tx_queue_size=1024 "}, nil},
+		{"qmp, hot-add slots", Options{QEMU: q10, MemoryMiB: 256, MemSlots: 2, QMP: "/d/qmp.sock"}, []string{"-m 256M,slots=2,maxmem=2048M ", "-qmp unix:/d/qmp.sock,server=on,wait=off ", "size=256M,share=on"}, nil},
 		{"kvm, extras", Options{QEMU: q10, KVM: true, KernelArgs: []string{"a=b"}, QEMUArgs: []string{"-x"}}, []string{"-accel kvm ", "panic=-1 quiet no_timer_check a=b -x"}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
