@@ -59,36 +59,21 @@ func run() error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-
-	step("building vhostd")
-	bin := filepath.Join(dir, "vhostd")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/vhostd/vhostd/cmd/vhostd").CombinedOutput(); err != nil {
-		return fmt.Errorf("go build: %v\n%s", err, out)
-	}
-
 	sn, err := guest.RandomSubnet()
 	if err != nil {
 		return err
 	}
 	tap := "vhdemo" + guest.RandomSuffix(6)
-	sock := filepath.Join(dir, "vhost-user.sock")
-	step("starting vhostd on TAP %s, socket %s", tap, sock)
-	vd, err := guest.StartProcess("vhostd", newPrefixWriter("vhostd | "), bin, "--socket-path", sock, "--tap", tap, "--queues", "1")
+	vd, err := startVhostd(ctx, dir, tap, sn)
 	if err != nil {
 		return err
 	}
 	defer vd.Stop(5 * time.Second)
-	if err := guest.WaitFile(ctx, sock, vd); err != nil {
-		return fmt.Errorf("vhostd did not create its socket: %w", err)
-	}
-	if err := guest.AddAddr(tap, sn.HostCIDR()); err != nil {
-		return err
-	}
 
 	step("booting a guest under QEMU %s (TCG), eth0 %s served by vhostd", q.Version, sn.GuestCIDR())
 	g, err := guest.Boot(ctx, guest.Options{
 		QEMU:    q,
-		NIC:     &guest.NIC{SocketPath: sock},
+		NIC:     &guest.NIC{SocketPath: filepath.Join(dir, "vhost-user.sock")},
 		GuestIP: sn.GuestCIDR(),
 		Files:   map[string][]byte{"etc/hip": []byte(sn.HostIP() + "\n")},
 		Script:  guestScript,
@@ -110,7 +95,37 @@ func run() error {
 	step("vhostd's per-queue counters (SIGUSR1)")
 	vd.Signal(syscall.SIGUSR1)
 	time.Sleep(300 * time.Millisecond)
+	return cleanUp(g, vd, tap, pingErr)
+}
 
+// startVhostd builds vhostd into dir and starts it on a new TAP with its
+// socket in dir, the host address sn on the TAP.
+func startVhostd(ctx context.Context, dir, tap string, sn guest.Subnet) (*guest.Process, error) {
+	step("building vhostd")
+	bin := filepath.Join(dir, "vhostd")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/vhostd/vhostd/cmd/vhostd").CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	sock := filepath.Join(dir, "vhost-user.sock")
+	step("starting vhostd on TAP %s, socket %s", tap, sock)
+	vd, err := guest.StartProcess("vhostd", newPrefixWriter("vhostd | "), bin, "--socket-path", sock, "--tap", tap, "--queues", "1")
+	if err != nil {
+		return nil, err
+	}
+	if err := guest.WaitFile(ctx, sock, vd); err != nil {
+		vd.Stop(5 * time.Second)
+		return nil, fmt.Errorf("vhostd did not create its socket: %w", err)
+	}
+	if err := guest.AddAddr(tap, sn.HostCIDR()); err != nil {
+		vd.Stop(5 * time.Second)
+		return nil, err
+	}
+	return vd, nil
+}
+
+// cleanUp ends the guest and vhostd, checks that the TAP went with vhostd,
+// and reports whether traffic flowed both ways.
+func cleanUp(g *guest.Guest, vd *guest.Process, tap string, pingErr error) error {
 	step("cleaning up: guest off, vhostd SIGTERM, TAP removed")
 	g.Kill()
 	if err := vd.Stop(5 * time.Second); err != nil {

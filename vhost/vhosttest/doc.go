@@ -31,7 +31,8 @@
 // vhost.Device that negotiates like a real one, records what it was told
 // (State) and moves no data.
 //
-// A FrontEnd is not safe for concurrent use. FdCount, MapsCount and
-// FdsMatching read /proc/self to let tests assert that an in-process
-// back-end released what it was given.
+// A FrontEnd is not safe for concurrent use. MapsCount and FdsMatching
+// read /proc/self to let tests assert that an in-process back-end released
+// what it was given (internal/privtest.OpenFds counts all fds). LogAuditor
+// checks a device's dirty logging against guest memory.
 package vhosttest

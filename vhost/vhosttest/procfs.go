@@ -5,15 +5,6 @@ import (
 	"strings"
 )
 
-// FdCount returns the number of open fds of this process.
-func FdCount() int {
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		return -1
-	}
-	return len(ents) - 1 // the directory's own fd
-}
-
 // FdsMatching counts this process's fds whose /proc/self/fd link contains
 // s (a memfd shows as "/memfd:NAME (deleted)").
 func FdsMatching(s string) int {

@@ -1,0 +1,207 @@
+package netdev
+
+import "github.com/vhostd/vhostd/internal/rawio"
+
+// The worker's side of a queue pair: what busypoll calls (Poll, Arm,
+// Disarm, Fds) and the two halves, ring side and TAP side, that a split
+// pair runs on separate workers (worker.go). Everything here runs on a
+// pair's worker; the control plane (pair.go) changes a pair only while its
+// workers are paused.
+
+// Poll moves up to max units of work in each direction: TX chains to the
+// TAP, TAP frames into RX buffers. Worker only.
+func (p *pair) Poll(max int) (work int) {
+	if max > budget {
+		max = budget
+	}
+	work = p.ringPop(max)
+	work += p.tapStep(max)
+	p.ct.publish()
+	p.ringComplete()
+	return work
+}
+
+// ringPop is the ring side's first half: pop guest TX chains and prepare
+// them, pop guest RX buffers into the stock. It returns the chains popped.
+func (p *pair) ringPop(max int) (work int) {
+	if p.active(txRing) {
+		n, err := p.tx.pop(max, &p.c)
+		if err != nil {
+			p.breakRing(txRing)
+		}
+		work += n
+	}
+	if p.rxOn() {
+		n, err := p.rx.refill(max, &p.c)
+		if err != nil {
+			p.breakRing(rxRing)
+		}
+		work += n
+	}
+	return work
+}
+
+// tapStep is the TAP side: write prepared TX frames, read frames into
+// stocked RX buffers. It returns the frames moved. Its counters are ct.
+func (p *pair) tapStep(max int) (work int) {
+	if p.rings[txRing].running {
+		n, gone := p.tx.toTAP(p.tapQueue(), p.rings[txRing].enabled, &p.ct)
+		if gone {
+			p.tapGone.Store(true)
+		}
+		work += n
+	}
+	if p.rxOn() {
+		n, gone := p.rx.fromTAP(p.tq, max, &p.ct)
+		if gone {
+			p.tapGone.Store(true)
+		}
+		work += n
+	} else if p.rings[rxRing].running && p.rx.broken.Load() {
+		work += p.rx.returnStock()
+	}
+	return work
+}
+
+// ringComplete is the ring side's second half: return finished chains to
+// the used rings, publish the counters, then signal the calls (whoever a
+// call wakes sees the counters of what it was called for). It returns the
+// chains returned.
+func (p *pair) ringComplete() (work int) {
+	var callTx, callRx bool
+	if p.rings[txRing].running {
+		var n int
+		n, callTx = p.tx.complete()
+		work += n
+	}
+	if p.rings[rxRing].running {
+		var n int
+		n, callRx = p.rx.complete()
+		work += n
+	}
+	p.signalCalls(callTx, callRx)
+	return work
+}
+
+// signalCalls publishes the ring side's counters, then signals the calls
+// asked for (whoever a call wakes sees the counters of what it was called
+// for).
+func (p *pair) signalCalls(callTx, callRx bool) {
+	callTx = callTx && p.countCall(txRing)
+	callRx = callRx && p.countCall(rxRing)
+	p.c.publish()
+	if callTx {
+		rawio.Signal(p.rings[txRing].spec.Call)
+	}
+	if callRx {
+		rawio.Signal(p.rings[rxRing].spec.Call)
+	}
+}
+
+// rxOn reports whether frames may be delivered to the guest now.
+func (p *pair) rxOn() bool {
+	return p.active(rxRing) && p.rings[rxRing].enabled && !p.tapGone.Load()
+}
+
+// Arm re-enables the wake-ups the worker sleeps on and reports whether
+// work arrived meanwhile (then the worker polls again instead of
+// sleeping). Worker only.
+func (p *pair) Arm() (pending bool) {
+	ring := p.ringArm()
+	return p.tapArm() || ring
+}
+
+// ringArm enables the rings' kicks and reports work already waiting for
+// the ring side: new chains it has room to pop, or finished ones to return.
+func (p *pair) ringArm() (pending bool) {
+	for role := range p.rings {
+		if p.active(role) && p.rings[role].spec.Kick < 0 {
+			// The front-end gave no kick fd: it asked for polling.
+			return true
+		}
+	}
+	if p.active(txRing) {
+		if p.rings[txRing].q.EnableNotify() && p.tx.inflight < slotCount {
+			pending = true
+		}
+		if !p.tx.done.Empty() {
+			pending = true
+		}
+	}
+	if p.rxOn() {
+		// With buffers in stock the RX kick is not needed, but it costs
+		// the guest little and keeps the stock topped up.
+		if p.rings[rxRing].q.EnableNotify() && p.rx.inflight < slotCount {
+			pending = true
+		}
+	}
+	if p.rings[rxRing].running && !p.rx.done.Empty() {
+		pending = true
+	}
+	return pending
+}
+
+// tapArm reports work waiting for the TAP side: prepared TX frames, or
+// frames in the TAP while there are buffers to put them in. With no
+// buffers the TAP side sleeps even if frames wait (BAD-INPUTS 44): the RX
+// kick wakes the ring side, whose refill wakes the TAP side.
+func (p *pair) tapArm() bool {
+	if p.rings[txRing].running && !p.tx.toTap.Empty() {
+		return true
+	}
+	if p.rings[rxRing].running && p.rx.broken.Load() && !p.rx.stock.Empty() {
+		return true // stocked chains of a broken ring to hand back
+	}
+	if !p.rxOn() {
+		return false
+	}
+	if p.rx.stock.Empty() {
+		p.rx.noteStarved(p.tq, &p.ct)
+		p.ct.publish()
+		return false
+	}
+	return p.rx.canRead() && readable(p.tq.Fd())
+}
+
+// Disarm suppresses kicks again while the worker polls, and drains the kick
+// eventfds it may have woken on. Worker only.
+func (p *pair) Disarm() {
+	for role := range p.rings {
+		rs := &p.rings[role]
+		if !rs.running {
+			continue
+		}
+		rs.q.DisableNotify()
+		if rs.spec.Kick >= 0 && drain(rs.spec.Kick) != 0 {
+			p.c.add(cKicks, 1)
+		}
+	}
+}
+
+// Fds lists what a sleeping worker waits on: the kick eventfds of running
+// rings and the TAP queue. busypoll registers them edge-triggered, so a TAP
+// holding frames the guest has no buffers for does not keep the worker
+// awake (Arm sleeps on the RX kick instead). Worker only, at a safe point.
+func (p *pair) Fds() []int {
+	return append(p.kickFds(), p.tapFds()...)
+}
+
+// kickFds are the kick eventfds of running rings.
+func (p *pair) kickFds() []int {
+	var fds []int
+	for role := range p.rings {
+		rs := &p.rings[role]
+		if rs.running && rs.spec.Kick >= 0 {
+			fds = append(fds, rs.spec.Kick)
+		}
+	}
+	return fds
+}
+
+// tapFds is the TAP queue, while RX runs and the TAP is not retired.
+func (p *pair) tapFds() []int {
+	if p.tapRetired || !p.rings[rxRing].running {
+		return nil
+	}
+	return []int{p.tq.Fd()}
+}
