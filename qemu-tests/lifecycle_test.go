@@ -17,7 +17,8 @@ import (
 // five times a second. vhostd is SIGKILLed (its TAP goes with it) and started again on the
 // same socket and TAP name; the host address goes back on the new TAP. QEMU must reconnect
 // and the guest's pings resume within 60 s; the time from the restart to the first reply is
-// logged ("reconnect: first ping ...").
+// logged ("reconnect: first ping ..."). The guest's kernel log must be clean
+// (AssertGuestKernelClean). TestLifecycleUnderLoad does the same under load.
 func TestReconnect(t *testing.T) {
 	script := pingScript + `echo "LOOP start"
 (waithost 5000; touch /tmp/stop) &
@@ -49,13 +50,14 @@ echo "LOOP end"
 	t.Logf("reconnect: first ping %.1f s after restart (QEMU reconnected after %.1f s)", time.Since(start).Seconds(), connected.Seconds())
 	b.Release(5000)
 	b.WaitExit()
+	b.AssertGuestKernelClean("reconnect")
 }
 
 // TestGuestReboot: the guest pings, reboots ("reboot -f", QEMU without -no-reboot), and its
 // second boot's driver re-initialises the device on the same vhost-user connection; pings go
 // both ways again. The script tells its boots apart the way shared/traces recorded it: once
 // the first boot says REBOOT, the host adds .3 to the TAP, and a boot that can ping .3 is the
-// second one.
+// second one. The guest's kernel log must be clean (AssertGuestKernelClean).
 func TestGuestReboot(t *testing.T) {
 	script := `pingcheck $HIP || exit 1
 if ping -c 3 -W 1 ${HIP%.1}.3 >/dev/null 2>&1; then
@@ -79,11 +81,12 @@ sleep 60
 	if n := strings.Count(b.Vhostd.Log(), "front-end connected"); n != 1 {
 		t.Logf("note: QEMU connected %d times (the recorded trace used one connection)", n)
 	}
+	b.AssertGuestKernelClean("reboot")
 }
 
 // TestSIGTERM: while the guest pings, vhostd gets SIGTERM: it exits 0 within 2 s and removes
 // its socket and its TAP; the guest's pings then fail, it reads eth0's carrier, and powers
-// off, and QEMU exits 0 within 60 s.
+// off, and QEMU exits 0 within 60 s. The guest's kernel log must be clean.
 func TestSIGTERM(t *testing.T) {
 	script := pingScript + `echo "TERM pinging"
 f=0 n=0
@@ -135,4 +138,5 @@ ip link show eth0
 	if err := b.Guest.Wait(ctx); err != nil {
 		t.Errorf("QEMU did not exit cleanly within 60 s: %v", err)
 	}
+	b.AssertGuestKernelClean("SIGTERM")
 }

@@ -56,9 +56,15 @@ type Bed struct {
 	Netns  string // where the host end lives when it is not this namespace (macvtap)
 	Vhostd *guest.Process
 	Guest  *guest.Guest
+	// QMPPath is QEMU's QMP socket (BedConfig.QMP), "" without; QMP connects to it.
+	QMPPath string
 
 	args     []string // vhostd's command line, for Restart
 	restarts int
+	qmp      *guest.QMP
+	klogs    int  // KernelLog dumps so far
+	kerrs    int  // kernel error lines already reported by AssertGuestKernelClean
+	ctl      bool // the guest runs LoadScript and takes commands (Control)
 }
 
 // BedConfig says what differs from the default bed (server-mode vhostd with one queue pair and
@@ -82,6 +88,8 @@ type BedConfig struct {
 	// Guest is the guest; StartBed adds /etc/vhq.sh (sourced before Script), /etc/hip,
 	// /etc/gip and the address.
 	Guest guest.Options
+	// QMP gives QEMU a QMP socket in the bed's temporary directory (Bed.QMP).
+	QMP bool
 }
 
 // StartBed starts vhostd and the guest as c says, in the order the mode needs, waits for
@@ -92,7 +100,8 @@ func StartBed(t *testing.T, c BedConfig) *Bed {
 	if c.Timeout == 0 {
 		c.Timeout = 3 * time.Minute
 	}
-	b := &Bed{T: t, Ctx: Context(t, c.Timeout), Sock: filepath.Join(TempDir(t), "vu.sock"), Netns: c.Netns}
+	dir := TempDir(t)
+	b := &Bed{T: t, Ctx: Context(t, c.Timeout), Sock: filepath.Join(dir, "vu.sock"), Netns: c.Netns}
 	if c.Net != nil {
 		b.Net = *c.Net
 	} else {
@@ -117,6 +126,10 @@ func StartBed(t *testing.T, c BedConfig) *Bed {
 	o.GuestIP = b.Net.GuestCIDR()
 	o.Files = GuestFiles(b.Net, o.Files)
 	o.Script = WithLib(o.Script)
+	if c.QMP {
+		b.QMPPath = filepath.Join(dir, "qmp.sock")
+		o.QMP = b.QMPPath
+	}
 
 	if c.Client {
 		nic.Server, nic.ServerWait = true, true
@@ -265,19 +278,22 @@ func (b *Bed) WaitExit() {
 }
 
 // dial connects to addr from the host's end, retrying while the guest does not listen yet.
-func (b *Bed) dial(addr string) (net.Conn, error) {
+func (b *Bed) dial(addr string) (net.Conn, error) { return b.dialCtx(b.Ctx, addr) }
+
+// dialCtx is dial, retrying until ctx ends.
+func (b *Bed) dialCtx(ctx context.Context, addr string) (net.Conn, error) {
 	for {
 		var c net.Conn
 		err := b.inHostNetns(func() (err error) {
 			d := net.Dialer{Timeout: 5 * time.Second}
-			c, err = d.DialContext(b.Ctx, "tcp", addr)
+			c, err = d.DialContext(ctx, "tcp", addr)
 			return err
 		})
 		if err == nil {
 			return c, nil
 		}
 		select {
-		case <-b.Ctx.Done():
+		case <-ctx.Done():
 			return nil, err
 		case <-time.After(200 * time.Millisecond):
 		}
