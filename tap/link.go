@@ -86,13 +86,7 @@ func (d *Device) LookupIfindex() (int, error) {
 // SetMTU sets the interface MTU (SIOCSIFMTU). The frames this device carries are then up to
 // mtu + 14 (+4 with a VLAN tag) bytes after the header, or 64 KiB with GSO offloads.
 func (d *Device) SetMTU(mtu int) error {
-	if mtu <= 0 || mtu > 1<<20 {
-		return fmt.Errorf("tap: set MTU of %q to %d: out of range", d.name, mtu)
-	}
-	if err := d.setInt(unix.SIOCSIFMTU, mtu); err != nil {
-		return fmt.Errorf("tap: set MTU of %q to %d: %w", d.name, mtu, err)
-	}
-	return nil
+	return d.setBounded(unix.SIOCSIFMTU, "MTU", mtu, 1, 1<<20)
 }
 
 // MTU returns the interface MTU (SIOCGIFMTU).
@@ -108,11 +102,17 @@ func (d *Device) MTU() (int, error) {
 // length of each queue's ring toward us: frames beyond it are dropped by tun while we do not
 // read (counted in the TAP's tx_dropped).
 func (d *Device) SetTxQueueLen(n int) error {
-	if n < 0 || n > 1<<30 {
-		return fmt.Errorf("tap: txqueuelen %d of %q: out of range", n, d.name)
+	return d.setBounded(unix.SIOCSIFTXQLEN, "txqueuelen", n, 0, 1<<30)
+}
+
+// setBounded sets the interface's integer setting what with req, after checking that v lies
+// in [lo, hi].
+func (d *Device) setBounded(req uint, what string, v, lo, hi int) error {
+	if v < lo || v > hi {
+		return fmt.Errorf("tap: set %s of %q to %d: out of range", what, d.name, v)
 	}
-	if err := d.setInt(unix.SIOCSIFTXQLEN, n); err != nil {
-		return fmt.Errorf("tap: set txqueuelen of %q: %w", d.name, err)
+	if err := d.setInt(req, v); err != nil {
+		return fmt.Errorf("tap: set %s of %q to %d: %w", what, d.name, v, err)
 	}
 	return nil
 }
