@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/vhostd/vhostd/internal/testutil"
 )
 
 // Process is a host-side helper process (vhostd, a peer) with its stdout and stderr captured.
@@ -163,11 +164,7 @@ func WaitFile(ctx context.Context, path string, p *Process) error {
 
 // RandomSuffix returns n random hex digits, for names shared with other sessions on the host
 // (TAPs, sockets, namespaces).
-func RandomSuffix(n int) string {
-	b := make([]byte, (n+1)/2)
-	rand.Read(b)
-	return hex.EncodeToString(b)[:n]
-}
+func RandomSuffix(n int) string { return testutil.Suffix(n) }
 
 // RandomMAC returns a random 52:54:00:xx:xx:xx address (QEMU's locally administered prefix).
 func RandomMAC() string {
