@@ -1,7 +1,6 @@
 package qemutests
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -30,72 +29,6 @@ import (
 // each with its own TAP, both TAPs ports of one bridge that holds the host address; QEMUs
 // started on either side, the source booting the guest, the destination with -incoming.
 
-// miniQMP is just enough of QEMU's machine protocol for a migration: one
-// command at a time, events skipped.
-type miniQMP struct {
-	mu sync.Mutex
-	c  net.Conn
-	r  *bufio.Reader
-}
-
-func dialQMP(ctx context.Context, path string) (*miniQMP, error) {
-	for {
-		c, err := net.Dial("unix", path)
-		if err == nil {
-			q := &miniQMP{c: c, r: bufio.NewReader(c)}
-			if _, err := q.r.ReadBytes('\n'); err != nil { // greeting
-				return nil, err
-			}
-			if _, err := q.do("qmp_capabilities", nil); err != nil {
-				return nil, err
-			}
-			return q, nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("qmp %s: %w", path, err)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
-func (q *miniQMP) do(cmd string, args any) (json.RawMessage, error) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	req := map[string]any{"execute": cmd}
-	if args != nil {
-		req["arguments"] = args
-	}
-	b, _ := json.Marshal(req)
-	q.c.SetDeadline(time.Now().Add(60 * time.Second))
-	if _, err := q.c.Write(append(b, '\n')); err != nil {
-		return nil, err
-	}
-	for {
-		line, err := q.r.ReadBytes('\n')
-		if err != nil {
-			return nil, fmt.Errorf("qmp %s: %w", cmd, err)
-		}
-		var m struct {
-			Return json.RawMessage `json:"return"`
-			Error  *struct{ Class, Desc string }
-			Event  string `json:"event"`
-		}
-		if err := json.Unmarshal(line, &m); err != nil {
-			return nil, err
-		}
-		if m.Event != "" {
-			continue
-		}
-		if m.Error != nil {
-			return nil, fmt.Errorf("qmp %s: %s: %s", cmd, m.Error.Class, m.Error.Desc)
-		}
-		return m.Return, nil
-	}
-}
-
-func (q *miniQMP) close() { q.c.Close() }
-
 // migrationStatus is what query-migrate reports.
 type migrationStatus struct {
 	Status    string `json:"status"`
@@ -110,9 +43,6 @@ type migrationStatus struct {
 func (s migrationStatus) final() bool {
 	return s.Status == "completed" || s.Status == "failed" || s.Status == "cancelled"
 }
-
-// virtqueueTrouble matches the guest kernel's complaints about broken rings.
-var virtqueueTrouble = regexp.MustCompile(`is not a head|id \d+ out of range|Unexpected TXQ|virtio_net.*(error|bad)|transmit queue \d+ timed out|NETDEV WATCHDOG`)
 
 // migGuestScript runs in every migration guest: a ping loop towards the host (one ping every
 // ~100 ms, "PINGOK n"/"PINGLOST n") and a command loop on port 5000: "recv PORT" receives one
@@ -151,12 +81,16 @@ type migEnv struct {
 	starts [2]int
 	nvm    int
 	pings  pingLog
+	// maxGap bounds the longest ping gap across a migration (finish); 0: no bound (the
+	// failure scenarios, whose guest waits for an operator).
+	maxGap time.Duration
 }
 
 // newMigEnv starts two back-ends of kind (queues pairs each) and bridges their TAPs.
 func newMigEnv(t *testing.T, ctx context.Context, kind string, queues int, extra ...string) *migEnv {
 	t.Helper()
-	e := &migEnv{t: t, ctx: ctx, dir: TempDir(t), sn: Subnet(t), mac: guest.RandomMAC(), kind: kind, queues: queues, extra: extra}
+	e := &migEnv{t: t, ctx: ctx, dir: TempDir(t), sn: Subnet(t), mac: guest.RandomMAC(), kind: kind, queues: queues, extra: extra,
+		maxGap: 10 * time.Second}
 	for i := range e.socks {
 		e.socks[i] = filepath.Join(e.dir, fmt.Sprintf("vu%d.sock", i))
 		e.taps[i] = TapName()
@@ -238,7 +172,7 @@ type migVM struct {
 	name string
 	side int
 	g    *guest.Guest
-	qmp  *miniQMP
+	qmp  *guest.QMP
 	mig  string // -incoming socket, "" for a source
 }
 
@@ -257,7 +191,7 @@ func (e *migEnv) start(side int, incoming bool, o vmOpts) *migVM {
 	e.nvm++
 	vm := &migVM{e: e, side: side, name: fmt.Sprintf("qemu%d on %s", e.nvm, sideName[side])}
 	qmpPath := filepath.Join(e.dir, fmt.Sprintf("qmp%d", e.nvm))
-	args := append([]string{"-qmp", "unix:" + qmpPath + ",server=on,wait=off"}, o.QEMUArgs...)
+	args := append([]string(nil), o.QEMUArgs...)
 	if incoming {
 		vm.mig = filepath.Join(e.dir, fmt.Sprintf("mig%d", e.nvm))
 		args = append(args, "-incoming", "unix:"+vm.mig)
@@ -270,6 +204,7 @@ func (e *migEnv) start(side int, incoming bool, o vmOpts) *migVM {
 		Files:    GuestFiles(e.sn, nil),
 		Script:   WithLib(migGuestScript),
 		QEMUArgs: args,
+		QMP:      qmpPath,
 		Serial:   &lineTap{f: func(l string) { e.pings.line(l) }},
 	})
 	if err != nil {
@@ -281,10 +216,10 @@ func (e *migEnv) start(side int, incoming bool, o vmOpts) *migVM {
 	AddLog(t, vm.name+" stderr", g.QEMULog)
 	AddFailureLog(t, vm.name+" command line", g.Command)
 	t.Cleanup(g.Close)
-	if vm.qmp, err = dialQMP(e.ctx, qmpPath); err != nil {
+	if vm.qmp, err = guest.DialQMP(e.ctx, qmpPath); err != nil {
 		t.Fatalf("%s: %v", vm.name, err)
 	}
-	t.Cleanup(vm.qmp.close)
+	t.Cleanup(func() { vm.qmp.Close() })
 	if incoming {
 		if err := guest.WaitFile(e.ctx, vm.mig, nil); err != nil {
 			t.Fatalf("%s's migration socket: %v", vm.name, err)
@@ -295,20 +230,27 @@ func (e *migEnv) start(side int, incoming bool, o vmOpts) *migVM {
 	return vm
 }
 
+// do runs a QMP command on vm.
+func (vm *migVM) do(cmd string, args any) (json.RawMessage, error) {
+	ctx, cancel := context.WithTimeout(vm.e.ctx, time.Minute)
+	defer cancel()
+	return vm.qmp.Execute(ctx, cmd, args)
+}
+
 // status is QEMU's run state (query-status).
 func (vm *migVM) status() string {
-	r, err := vm.qmp.do("query-status", nil)
+	ctx, cancel := context.WithTimeout(vm.e.ctx, time.Minute)
+	defer cancel()
+	s, err := vm.qmp.Status(ctx)
 	if err != nil {
 		return "error: " + err.Error()
 	}
-	var s struct{ Status string }
-	json.Unmarshal(r, &s)
-	return s.Status
+	return s
 }
 
 func (vm *migVM) query() migrationStatus {
 	vm.e.t.Helper()
-	r, err := vm.qmp.do("query-migrate", nil)
+	r, err := vm.do("query-migrate", nil)
 	if err != nil {
 		vm.e.t.Fatalf("%s: %v", vm.name, err)
 	}
@@ -320,7 +262,7 @@ func (vm *migVM) query() migrationStatus {
 // setBandwidth sets the migration's max-bandwidth in bytes/s.
 func (vm *migVM) setBandwidth(bps int64) {
 	vm.e.t.Helper()
-	if _, err := vm.qmp.do("migrate-set-parameters", map[string]any{"max-bandwidth": bps}); err != nil {
+	if _, err := vm.do("migrate-set-parameters", map[string]any{"max-bandwidth": bps}); err != nil {
 		vm.e.t.Fatalf("%s: %v", vm.name, err)
 	}
 }
@@ -329,7 +271,7 @@ func (vm *migVM) setBandwidth(bps int64) {
 func (e *migEnv) startMigration(src, dst *migVM) time.Time {
 	e.t.Helper()
 	t0 := time.Now()
-	if _, err := src.qmp.do("migrate", map[string]any{"uri": "unix:" + dst.mig}); err != nil {
+	if _, err := src.do("migrate", map[string]any{"uri": "unix:" + dst.mig}); err != nil {
 		e.t.Fatalf("%s: %v", src.name, err)
 	}
 	return t0
@@ -377,8 +319,11 @@ func (e *migEnv) finish(src, dst *migVM, t0 time.Time, st migrationStatus) time.
 		t.Fatalf("no pings answered on %s after the migration: %v", dst.name, err)
 	}
 	gap, ok, lost := e.pings.window(t0, time.Now())
-	t.Logf("migration %s -> %s completed: total %d ms, downtime %d ms (QEMU); longest ping gap %d ms, %d pings answered, %d lost between migrate and 3 pings after (host %d ms from migrate to completed)",
+	t.Logf("migration %s -> %s completed: total %d ms, downtime %d ms (QEMU); longest ping gap %d ms, %d pings answered, %d lost between migrate and 3 pings after (host: %d ms from migrate to this check)",
 		src.name, dst.name, st.TotalTime, st.Downtime, gap.Milliseconds(), ok, lost, done.Sub(t0).Milliseconds())
+	if e.maxGap > 0 && gap > e.maxGap {
+		t.Errorf("longest ping gap %v across the migration, want at most %v", gap, e.maxGap)
+	}
 	e.checkConsole(dst)
 	e.checkFDB(dst.side)
 	return gap
@@ -386,7 +331,7 @@ func (e *migEnv) finish(src, dst *migVM, t0 time.Time, st migrationStatus) time.
 
 // quit ends a QEMU (QMP quit, then SIGKILL) and waits for it.
 func (vm *migVM) quit() {
-	vm.qmp.do("quit", nil)
+	vm.do("quit", nil)
 	select {
 	case <-vm.g.Done():
 	case <-time.After(10 * time.Second):
@@ -394,13 +339,12 @@ func (vm *migVM) quit() {
 	}
 }
 
-// checkConsole fails the test on virtqueue complaints in vm's guest console.
+// checkConsole fails the test on virtqueue or NIC errors in vm's guest console
+// (KernelErrors).
 func (e *migEnv) checkConsole(vm *migVM) {
 	e.t.Helper()
-	for _, l := range strings.Split(vm.g.Log(), "\n") {
-		if virtqueueTrouble.MatchString(l) {
-			e.t.Errorf("%s's guest console: %q", vm.name, l)
-		}
+	for _, l := range KernelErrors(vm.g.Log()) {
+		e.t.Errorf("%s's guest console: %q", vm.name, l)
 	}
 }
 
@@ -647,4 +591,33 @@ func (e *migEnv) kill(i int) {
 		e.t.Fatalf("SIGKILL %s %s: %v", e.kind, sideName[i], err)
 	}
 	<-e.backs[i].Done()
+}
+
+// waitActive waits until a (slowed) migration from src has moved 4 MiB of RAM and is still
+// active.
+func (e *migEnv) waitActive(src *migVM) migrationStatus {
+	e.t.Helper()
+	st := e.waitMigration(src, func(s migrationStatus) bool { return s.final() || s.RAM.Transferred > 4<<20 })
+	if st.Status != "active" {
+		e.t.Fatalf("migration %s (%s), want active mid-way", st.Status, st.ErrorDesc)
+	}
+	return st
+}
+
+// setLink sets vm's NIC link up or down (QMP set_link on the netdev).
+func (vm *migVM) setLink(up bool) {
+	vm.e.t.Helper()
+	if _, err := vm.do("set_link", map[string]any{"name": "n0", "up": up}); err != nil {
+		vm.e.t.Fatalf("%s: %v", vm.name, err)
+	}
+}
+
+// waitLost waits for n pings in a row lost on vm's console after byte offset from: the
+// guest has no network.
+func (vm *migVM) waitLost(n, from int) {
+	vm.e.t.Helper()
+	re := regexp.MustCompile(fmt.Sprintf(`(PINGLOST \d+\n){%d}`, n))
+	if _, err := vm.g.WaitForFrom(vm.e.ctx, re, from); err != nil {
+		vm.e.t.Fatalf("%s: want %d pings lost in a row: %v", vm.name, n, err)
+	}
 }

@@ -19,7 +19,7 @@ import (
 // both ends hash the stream as it passes).
 const (
 	migUpBytes   = 8 << 20  // guest->host
-	migDownBytes = 24 << 20 // host->guest
+	migDownBytes = 48 << 20 // host->guest
 )
 
 // announceOff makes both QEMUs leave the announcing to the back-end (SEND_RARP).
@@ -83,16 +83,14 @@ func TestMigration(t *testing.T) {
 		src.setBandwidth(2 << 20)
 		from := len(e.backs[0].Log())
 		e.startMigration(src, dst)
-		st := e.waitMigration(src, func(s migrationStatus) bool { return s.final() || s.RAM.Transferred > 4<<20 })
-		if st.Status != "active" {
-			t.Fatalf("migration %s before migrate_cancel, want active", st.Status)
-		}
+		st := e.waitActive(src)
+		t.Logf("migrate_cancel after %d KiB of RAM", st.RAM.Transferred>>10)
 		if _, err := e.backs[0].WaitForFrom(ctx, regexp.MustCompile(`dirty logging.*on=true`), from); err != nil {
 			t.Errorf("source vhostd: %v", err)
 		}
 		from = len(e.backs[0].Log())
 		ping := len(src.g.Log())
-		if _, err := src.qmp.do("migrate_cancel", nil); err != nil {
+		if _, err := src.do("migrate_cancel", nil); err != nil {
 			t.Fatal(err)
 		}
 		st = e.waitMigration(src, nil)
@@ -110,6 +108,92 @@ func TestMigration(t *testing.T) {
 		src.waitPings(3, ping)
 		e.flowsBothWays(src, 6000, 2<<20)
 		e.checkConsole(src)
+	})
+	t.Run("kill-destination", func(t *testing.T) {
+		ctx := Context(t, 3*time.Minute)
+		e := newMigEnv(t, ctx, "vhostd", 1)
+		e.maxGap = 0
+		o := vmOpts{ReconnectMS: 500}
+		src := e.start(0, false, o)
+		dst := e.start(1, true, o)
+		src.setBandwidth(2 << 20)
+		t0 := e.startMigration(src, dst)
+		e.waitActive(src)
+		e.kill(1)
+		t.Logf("destination vhostd SIGKILLed mid-migration")
+		src.setBandwidth(1 << 30)
+		st := e.waitMigration(src, nil)
+		t.Logf("source: migration %s (%s), total %d ms, downtime %d ms; destination QEMU exited=%v, stderr: %s",
+			st.Status, st.ErrorDesc, st.TotalTime, st.Downtime, isDone(dst.g), strings.TrimSpace(dst.g.QEMULog()))
+		switch st.Status {
+		case "completed":
+			// QEMU 10 does not fail the migration: the destination's vhost-user chardev lost
+			// its back-end, the guest resumes there without network, and reconnect-ms brings
+			// it back once vhostd runs again on the same socket.
+			// In about half the runs the guest's pings came back 25-44 s after the restart
+			// (0.4-1.5 s otherwise): vhostd B forwards the guest's pings to the TAP and puts
+			// the host's ARP requests into the RX ring and signals, but the guest answers
+			// none until then. Logged, not bounded: README "Live migration".
+			from := len(dst.g.Log())
+			dst.waitLost(3, from)
+			t.Logf("the destination guest runs without network (pings lost) until vhostd B is back")
+			restart := time.Now()
+			e.startBackend(1)
+			e.enslave(1)
+			e.finish(src, dst, t0, st)
+			t.Logf("destination guest pings again %.1f s after vhostd B restarted", time.Since(restart).Seconds())
+			e.flowsBothWays(dst, 6000, 2<<20)
+		case "failed":
+			if s := src.status(); s != "running" {
+				t.Errorf("source after the failed migration: %s, want running", s)
+			}
+			src.waitPings(3, len(src.g.Log()))
+			e.flowsBothWays(src, 6000, 2<<20)
+			e.checkConsole(src)
+		default:
+			t.Fatalf("migration %s", st.Status)
+		}
+	})
+	t.Run("kill-source", func(t *testing.T) {
+		ctx := Context(t, 3*time.Minute)
+		e := newMigEnv(t, ctx, "vhostd", 1)
+		e.maxGap = 0
+		o := vmOpts{ReconnectMS: 500}
+		src := e.start(0, false, o)
+		dst := e.start(1, true, o)
+		src.setBandwidth(2 << 20)
+		t0 := e.startMigration(src, dst)
+		e.waitActive(src)
+		e.kill(0)
+		t.Logf("source vhostd SIGKILLed mid-migration")
+		src.setBandwidth(1 << 30)
+		st := e.waitMigration(src, nil)
+		t.Logf("source: migration %s (%s), total %d ms, downtime %d ms; source QEMU %s, stderr: %s",
+			st.Status, st.ErrorDesc, st.TotalTime, st.Downtime, src.status(), strings.TrimSpace(src.g.QEMULog()))
+		switch st.Status {
+		case "completed":
+			// QEMU 10 completes the migration. On the source the lost back-end set the NIC's
+			// link down, and virtio-net migrates its status: the destination guest has no
+			// carrier although vhostd B serves it, until set_link n0 on.
+			from := len(dst.g.Log())
+			dst.waitLost(3, from)
+			t.Logf("the destination guest has no network (link down migrated from the source); QMP set_link n0 on")
+			dst.setLink(true)
+			e.finish(src, dst, t0, st)
+			e.flowsBothWays(dst, 6000, 2<<20)
+		case "failed":
+			from := len(src.g.Log())
+			e.startBackend(0)
+			e.enslave(0)
+			if s := src.status(); s != "running" {
+				t.Errorf("source after the failed migration: %s, want running", s)
+			}
+			src.waitPings(3, from)
+			e.flowsBothWays(src, 6000, 2<<20)
+			e.checkConsole(src)
+		default:
+			t.Fatalf("migration %s", st.Status)
+		}
 	})
 	t.Run("testpmd", func(t *testing.T) {
 		if _, err := exec.LookPath("dpdk-testpmd"); err != nil {
@@ -138,23 +222,20 @@ func migrateData(t *testing.T, kind string, queues, cpus int) migFigures {
 		}
 	}
 	dst := e.start(1, true, o)
+	// The guest's /dev/urandom stream is the slow one: start it first, then the host's.
 	up := e.startFlow(false, 5001, migUpBytes)
+	e.waitMoved(up, 512<<10)
 	down := e.startFlow(true, 5002, migDownBytes)
-	for up.moved.Load() < 512<<10 || down.moved.Load() < 512<<10 {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("streams did not start: %v up, %v down", up.moved.Load(), down.moved.Load())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	e.waitMoved(down, 2<<20)
 	upAt, downAt := up.moved.Load(), down.moved.Load()
 	t0 := e.startMigration(src, dst)
 	st := e.waitMigration(src, nil)
 	upEnd, downEnd := up.moved.Load(), down.moved.Load()
+	upOver, downOver := isClosed(up.done), isClosed(down.done)
 	gap := e.finish(src, dst, t0, st)
-	t.Logf("streams at migrate: up %.1f MiB, down %.1f MiB; at completed: up %.1f MiB, down %.1f MiB",
-		mib(upAt), mib(downAt), mib(upEnd), mib(downEnd))
-	if upEnd >= up.size || downEnd >= down.size {
+	t.Logf("streams at migrate: up %.1f MiB, down %.1f MiB (host side); at completed: up %.1f MiB, down %.1f MiB, over: up %v, down %v",
+		mib(upAt), mib(downAt), mib(upEnd), mib(downEnd), upOver, downOver)
+	if upOver || downOver {
 		t.Errorf("a stream was over before the migration completed: the scenario did not move it mid-flight")
 	}
 	e.checkFlow(up, dst)
@@ -162,7 +243,11 @@ func migrateData(t *testing.T, kind string, queues, cpus int) migFigures {
 	if kind == "vhostd" {
 		rarp := strings.Contains(e.backs[1].Log(), "announced the guest's MAC")
 		t.Logf("guest_announce on: destination vhostd announced by RARP too: %v", rarp)
-		e.logStats(1)
+		for q, n := range e.logStats(1) {
+			if n == 0 {
+				t.Errorf("queue pair %d of the destination vhostd moved no packets", q)
+			}
+		}
 	}
 	return migFigures{backend: kind, total: st.TotalTime, downtime: st.Downtime, gap: gap,
 		sha: fmt.Sprintf("match (%s..., %s...)", up.sha[:12], down.sha[:12]), fdb: "MAC on the destination TAP"}
@@ -170,12 +255,28 @@ func migrateData(t *testing.T, kind string, queues, cpus int) migFigures {
 
 func mib(n int64) float64 { return float64(n) / (1 << 20) }
 
-func isDone(g *guest.Guest) bool {
+func isDone(g *guest.Guest) bool { return isClosed(g.Done()) }
+
+func isClosed(c <-chan struct{}) bool {
 	select {
-	case <-g.Done():
+	case <-c:
 		return true
 	default:
 		return false
+	}
+}
+
+// waitMoved waits until the host has moved n bytes of f.
+func (e *migEnv) waitMoved(f *migFlow, n int64) {
+	e.t.Helper()
+	for f.moved.Load() < n {
+		select {
+		case <-e.ctx.Done():
+			e.t.Fatalf("flow %v: %d bytes moved: %v", f, f.moved.Load(), e.ctx.Err())
+		case <-f.done:
+			e.t.Fatalf("flow %v over after %d bytes: %v", f, f.moved.Load(), f.err)
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 }
 
@@ -197,22 +298,31 @@ func (e *migEnv) flowsBothWays(vm *migVM, port int, size int64) {
 	e.checkFlow(down, vm)
 }
 
-// logStats logs vhostd i's per-queue counters (SIGUSR1).
-func (e *migEnv) logStats(i int) {
+// logStats logs vhostd i's per-queue counters (SIGUSR1) and returns rx_packets+tx_packets
+// of each queue pair.
+func (e *migEnv) logStats(i int) []uint64 {
 	e.t.Helper()
 	from := len(e.backs[i].Log())
 	if err := e.backs[i].Signal(syscall.SIGUSR1); err != nil {
-		e.t.Errorf("SIGUSR1: %v", err)
-		return
+		e.t.Fatalf("SIGUSR1: %v", err)
 	}
 	re := regexp.MustCompile(fmt.Sprintf(`(?m)^queue %d:.*\n`, e.queues-1))
 	if _, err := e.backs[i].WaitForFrom(e.ctx, re, from); err != nil {
-		e.t.Errorf("vhostd counters: %v", err)
-		return
+		e.t.Fatalf("vhostd counters: %v", err)
 	}
+	pkts := make([]uint64, e.queues)
 	for _, l := range strings.Split(e.backs[i].Log()[from:], "\n") {
-		if strings.HasPrefix(l, "queue ") {
-			e.t.Logf("destination vhostd %s", l)
+		var q int
+		if _, err := fmt.Sscanf(l, "queue %d:", &q); err != nil || q >= e.queues {
+			continue
+		}
+		e.t.Logf("destination vhostd %s", l)
+		for _, kv := range strings.Fields(l)[2:] {
+			k, v, _ := strings.Cut(kv, "=")
+			if n, err := strconv.ParseUint(v, 10, 64); err == nil && (k == "rx_packets" || k == "tx_packets") {
+				pkts[q] += n
+			}
 		}
 	}
+	return pkts
 }
