@@ -3,6 +3,7 @@ package netdev
 import (
 	"testing"
 
+	"github.com/vhostd/vhostd/virtqueue"
 	"golang.org/x/sys/unix"
 )
 
@@ -11,8 +12,20 @@ import (
 // buffer, the used entry, and the guest reaping and reposting the buffer
 // (vqdriver allocates there; the path does not: TestPathsZeroAllocs). It
 // compares builds of the path, not a throughput figure: perf/ has those.
+//
+// The logging variant runs with a dirty log on (live migration): every
+// frame's pages and the used ring are marked.
 func BenchmarkRXPath64(b *testing.B) {
+	b.Run("log=off", func(b *testing.B) { benchRX64(b, false) })
+	b.Run("log=on", func(b *testing.B) { benchRX64(b, true) })
+}
+
+func benchRX64(b *testing.B, logging bool) {
 	r := newRig(b, 256, 4096, true)
+	if logging {
+		end := r.drv.Config().End()
+		r.q.SetLog(virtqueue.NewDirtyLog(make([]byte, end/virtqueue.LogPage/8+1)), true, r.drv.Config().Used)
+	}
 	rx := newRxPath()
 	rx.reset(r.q, true, 1518+12)
 	for i := 0; i < 256; i++ {
