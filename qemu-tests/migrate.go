@@ -143,6 +143,7 @@ func (e *migEnv) startBackend(i int) {
 			t.Fatalf("dpdk-testpmd: %v", err)
 		}
 		prefix := "vhq-" + guest.RandomSuffix(8)
+		os.Remove(e.socks[i]) // a restart: testpmd does not replace a stale socket
 		p, err = guest.StartProcess(name, nil, bin,
 			"--lcores=(0,1)@1", "--no-pci", "--no-huge", "-m", "1024", "--file-prefix="+prefix,
 			"--vdev", fmt.Sprintf("net_vhost0,iface=%s,queues=%d", e.socks[i], e.queues), "--vdev", "net_tap0,iface="+e.taps[i],
