@@ -2,6 +2,7 @@ package qemutests
 
 import (
 	"fmt"
+	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -198,7 +199,12 @@ func TestMigration(t *testing.T) {
 	})
 	t.Run("testpmd", func(t *testing.T) {
 		if _, err := exec.LookPath("dpdk-testpmd"); err != nil {
-			t.Skip("optional reference back-end: dpdk-testpmd not installed (apt-get install dpdk-dev)")
+			// The comparison issue 14 asks for: CI has testpmd (scripts/test.sh
+			// installs dpdk-dev for the perf smoke run before go test).
+			if os.Getenv("VHOSTD_TEST_PRIVILEGED") == "1" {
+				t.Fatalf("dpdk-testpmd not installed (apt-get install dpdk-dev): %v", err)
+			}
+			t.Skip("reference back-end: dpdk-testpmd not installed (apt-get install dpdk-dev)")
 		}
 		figs = append(figs, migrateData(t, "testpmd", 1, 1))
 	})
