@@ -74,17 +74,8 @@ func (m *model) postRX(n int) {
 		default:
 			in = []int{modelHdr + 1514}
 		}
-		var head uint16
-		var err error
-		if m.rnd.IntN(4) == 0 {
-			head, err = g.drv.AddChainIndirect(out, in)
-		} else {
-			head, err = g.drv.AddChain(out, in)
-		}
-		if err != nil {
-			m.t.Fatalf("post RX: %v", err)
-		}
-		g.heads[g.drv.AvailIdx()-1] = head
+		pos := g.drv.AvailIdx()
+		g.heads[pos] = m.addChain(g, out, in)
 	}
 	m.publish(g)
 }
@@ -114,19 +105,23 @@ func (m *model) postTX(n int) {
 				out = [][]byte{append(make([]byte, modelHdr), f...)}
 			}
 		}
-		var head uint16
-		var err error
-		if m.rnd.IntN(4) == 0 {
-			head, err = g.drv.AddChainIndirect(out, in)
-		} else {
-			head, err = g.drv.AddChain(out, in)
-		}
-		if err != nil {
-			m.t.Fatalf("post TX: %v", err)
-		}
-		g.heads[pos], g.seqs[pos] = head, seq
+		g.heads[pos], g.seqs[pos] = m.addChain(g, out, in), seq
 	}
 	m.publish(g)
+}
+
+// addChain posts one chain on g, through an indirect table one time in
+// four, and returns its head.
+func (m *model) addChain(g *guestRing, out [][]byte, in []int) uint16 {
+	add := g.drv.AddChain
+	if m.rnd.IntN(4) == 0 {
+		add = g.drv.AddChainIndirect
+	}
+	head, err := add(out, in)
+	if err != nil {
+		m.t.Fatalf("post on ring %d: %v", g.role, err)
+	}
+	return head
 }
 
 func (m *model) publish(g *guestRing) {
