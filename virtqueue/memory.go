@@ -94,6 +94,12 @@ func MapRegion(fd int, s RegionSpec) (*Region, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mmap region: %w", err)
 	}
+	// Guest RAM stays out of vhostd's core dumps: a crash must not write
+	// a guest's memory to the host's disk.
+	if err := unix.Madvise(m, unix.MADV_DONTDUMP); err != nil {
+		unix.Munmap(m)
+		return nil, fmt.Errorf("madvise region MADV_DONTDUMP: %w", err)
+	}
 	return &Region{RegionSpec: s, mapping: m, data: m[delta : delta+s.Size : delta+s.Size]}, nil
 }
 
