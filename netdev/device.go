@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/vhostd/vhostd/internal/closeflag"
 	"github.com/vhostd/vhostd/tap"
 	"github.com/vhostd/vhostd/vhost"
 	"github.com/vhostd/vhostd/virtqueue"
@@ -46,7 +47,7 @@ type Device struct {
 	// lastRARP is when SendRARP last announced (announce.go).
 	lastRARP time.Time
 	pairs    []*pair
-	closed   bool
+	closed   closeflag.Flag
 	offload  tap.Offloads
 	// watchStop ends the host watch, which closes watchDone on its way
 	// out; both nil until the first ring starts.
@@ -137,11 +138,10 @@ func (d *Device) Macvtap() bool { return d.tap.Kind() == tap.KindMacvtap }
 // stopped. It returns once the host watch's goroutine has exited.
 func (d *Device) Close() error {
 	d.mu.Lock()
-	if d.closed {
+	if !d.closed.Set() {
 		d.mu.Unlock()
 		return nil
 	}
-	d.closed = true
 	if d.watchStop != nil {
 		close(d.watchStop)
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/vhostd/vhostd/internal/closeflag"
 	"golang.org/x/sys/unix"
 )
 
@@ -69,7 +70,7 @@ type Device struct {
 	// mu guards ctl (the control socket, closed by Close) and closed.
 	mu     sync.Mutex
 	ctl    int
-	closed bool
+	closed closeflag.Flag
 }
 
 // ErrClosed is returned by control methods after Close.
@@ -308,10 +309,9 @@ func (d *Device) Queue(i int) *Queue { return d.queues[i] }
 func (d *Device) Close() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.closed {
+	if !d.closed.Set() {
 		return nil
 	}
-	d.closed = true
 	var first error
 	for _, q := range d.queues {
 		if err := q.Close(); err != nil && first == nil {

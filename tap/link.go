@@ -76,9 +76,15 @@ func (d *Device) lookupIndex() (int, error) {
 // LookupIfindex returns the current ifindex of d's interface (SIOCGIFINDEX); ENODEV
 // (wrapped) when the interface is gone.
 func (d *Device) LookupIfindex() (int, error) {
-	n, err := d.getInt(unix.SIOCGIFINDEX)
+	return d.getNamed(unix.SIOCGIFINDEX, "ifindex")
+}
+
+// getNamed runs getInt and names the setting what and the interface in
+// its error.
+func (d *Device) getNamed(req uint, what string) (int, error) {
+	n, err := d.getInt(req)
 	if err != nil {
-		return 0, fmt.Errorf("tap: ifindex of %q: %w", d.name, err)
+		return 0, fmt.Errorf("tap: %s of %q: %w", what, d.name, err)
 	}
 	return n, nil
 }
@@ -91,11 +97,7 @@ func (d *Device) SetMTU(mtu int) error {
 
 // MTU returns the interface MTU (SIOCGIFMTU).
 func (d *Device) MTU() (int, error) {
-	n, err := d.getInt(unix.SIOCGIFMTU)
-	if err != nil {
-		return 0, fmt.Errorf("tap: MTU of %q: %w", d.name, err)
-	}
-	return n, nil
+	return d.getNamed(unix.SIOCGIFMTU, "MTU")
 }
 
 // SetTxQueueLen sets the interface's txqueuelen (SIOCSIFTXQLEN). For a TAP this is also the

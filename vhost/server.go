@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/vhostd/vhostd/internal/closeflag"
 	"golang.org/x/sys/unix"
 )
 
@@ -27,7 +28,7 @@ type Server struct {
 	path     string
 	ino      uint64
 	conn     *net.UnixConn
-	closed   bool
+	closed   closeflag.Flag
 	sessions int // connections served so far
 
 	// lim rate-limits the rejection log across all connections: a
@@ -188,7 +189,7 @@ func (s *Server) DialAndServe(ctx context.Context, path string, retry time.Durat
 func (s *Server) isClosed() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.closed
+	return bool(s.closed)
 }
 
 // ServeConn runs one vhost-user session on uc until the front-end
@@ -250,11 +251,10 @@ func loop(sess *session) error {
 // call more than once.
 func (s *Server) Close() error {
 	s.mu.Lock()
-	if s.closed {
+	if !s.closed.Set() {
 		s.mu.Unlock()
 		return nil
 	}
-	s.closed = true
 	ln, conn, path, ino := s.ln, s.conn, s.path, s.ino
 	s.mu.Unlock()
 	if ln != nil {

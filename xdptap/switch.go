@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/cilium/ebpf"
+	"github.com/vhostd/vhostd/internal/closeflag"
 )
 
 // SwitchConfig configures a Switch.
@@ -24,7 +25,7 @@ type SwitchConfig struct {
 // explicitly: nothing is learned from traffic, so a guest cannot claim another's MAC.
 type Switch struct {
 	mu     sync.Mutex // guards closed and the ports' maps against concurrent Close
-	closed bool
+	closed closeflag.Flag
 	objs   *ebpf.Collection
 	fdb    *ebpf.Map // switch_fdb: MAC -> ifindex
 	ports  *ebpf.Map // switch_ports: ifindex -> ifindex (DEVMAP_HASH)
@@ -124,10 +125,9 @@ func (s *Switch) RemovePort(ifindex int) error {
 func (s *Switch) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
+	if !s.closed.Set() {
 		return nil
 	}
-	s.closed = true
 	s.objs.Close()
 	return nil
 }

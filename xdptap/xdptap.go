@@ -11,6 +11,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/rlimit"
+	"github.com/vhostd/vhostd/internal/closeflag"
 )
 
 // Mode is the program Attach puts on the TAP.
@@ -135,7 +136,7 @@ type Attachment struct {
 	prog    string     // program name, for messages
 
 	mu     sync.Mutex // guards everything below
-	closed bool
+	closed closeflag.Flag
 	link   link.Link
 	objs   *ebpf.Collection // the loaded program and maps this attachment owns
 	guard  *guardState      // ModeGuard
@@ -246,10 +247,9 @@ func (a *Attachment) String() string {
 func (a *Attachment) Close() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.closed {
+	if !a.closed.Set() {
 		return nil
 	}
-	a.closed = true
 	var err error
 	if a.link != nil {
 		if e := a.link.Close(); e != nil {
