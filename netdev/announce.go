@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/vhostd/vhostd/internal/rawio"
 	"github.com/vhostd/vhostd/tap"
-	"golang.org/x/sys/unix"
 )
 
 // rarpEvery is the shortest interval between two announcements: a
@@ -48,8 +48,8 @@ func (d *Device) SendRARP(mac [6]byte) error {
 	d.lastRARP = now
 	q := d.tap.Queue(0)
 	d.mu.Unlock()
-	if _, err := unix.Write(q.Fd(), rarpFrame(mac)); err != nil {
-		return fmt.Errorf("announce %x on %s: %w", mac, d.tap.Name(), err)
+	if _, errno := rawio.Write(q.Fd(), rarpFrame(mac)); errno != 0 {
+		return fmt.Errorf("announce %x on %s: %w", mac, d.tap.Name(), errno)
 	}
 	d.log.Info("announced the guest's MAC (RARP)", "mac", fmt.Sprintf("% x", mac[:]))
 	return nil

@@ -111,19 +111,7 @@ func TestMigration(t *testing.T) {
 		e.checkConsole(src)
 	})
 	t.Run("kill-destination", func(t *testing.T) {
-		ctx := Context(t, 3*time.Minute)
-		e := newMigEnv(t, ctx, "vhostd", 1)
-		e.maxGap = 0
-		o := vmOpts{ReconnectMS: 500}
-		src := e.start(0, false, o)
-		dst := e.start(1, true, o)
-		src.setBandwidth(2 << 20)
-		t0 := e.startMigration(src, dst)
-		e.waitActive(src)
-		e.kill(1)
-		t.Logf("destination vhostd SIGKILLed mid-migration")
-		src.setBandwidth(1 << 30)
-		st := e.waitMigration(src, nil)
+		e, src, dst, t0, st := killMidMigration(t, 1)
 		t.Logf("source: migration %s (%s), total %d ms, downtime %d ms; destination QEMU exited=%v, stderr: %s",
 			st.Status, st.ErrorDesc, st.TotalTime, st.Downtime, isDone(dst.g), strings.TrimSpace(dst.g.QEMULog()))
 		switch st.Status {
@@ -157,19 +145,7 @@ func TestMigration(t *testing.T) {
 		}
 	})
 	t.Run("kill-source", func(t *testing.T) {
-		ctx := Context(t, 3*time.Minute)
-		e := newMigEnv(t, ctx, "vhostd", 1)
-		e.maxGap = 0
-		o := vmOpts{ReconnectMS: 500}
-		src := e.start(0, false, o)
-		dst := e.start(1, true, o)
-		src.setBandwidth(2 << 20)
-		t0 := e.startMigration(src, dst)
-		e.waitActive(src)
-		e.kill(0)
-		t.Logf("source vhostd SIGKILLed mid-migration")
-		src.setBandwidth(1 << 30)
-		st := e.waitMigration(src, nil)
+		e, src, dst, t0, st := killMidMigration(t, 0)
 		t.Logf("source: migration %s (%s), total %d ms, downtime %d ms; source QEMU %s, stderr: %s",
 			st.Status, st.ErrorDesc, st.TotalTime, st.Downtime, src.status(), strings.TrimSpace(src.g.QEMULog()))
 		switch st.Status {
@@ -332,4 +308,22 @@ func (e *migEnv) logStats(i int) []uint64 {
 		}
 	}
 	return pkts
+}
+
+// killMidMigration starts a slowed migration from side 0 to side 1 (QEMUs
+// with reconnect-ms), SIGKILLs the vhostd of side, lets the migration run
+// at full speed and returns once QEMU reports its end.
+func killMidMigration(t *testing.T, side int) (*migEnv, *migVM, *migVM, time.Time, migrationStatus) {
+	e := newMigEnv(t, Context(t, 3*time.Minute), "vhostd", 1)
+	e.maxGap = 0
+	o := vmOpts{ReconnectMS: 500}
+	src := e.start(0, false, o)
+	dst := e.start(1, true, o)
+	src.setBandwidth(2 << 20)
+	t0 := e.startMigration(src, dst)
+	e.waitActive(src)
+	e.kill(side)
+	t.Logf("%s vhostd SIGKILLed mid-migration", []string{"source", "destination"}[side])
+	src.setBandwidth(1 << 30)
+	return e, src, dst, t0, e.waitMigration(src, nil)
 }
