@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -371,4 +372,25 @@ func waitSocket(ctx context.Context, g *guest.Guest, sock string) error {
 		return fmt.Errorf("%w (qemu stderr: %s)", err, g.QEMULog())
 	}
 	return nil
+}
+
+// checkTermExit checks vhostd's end after SIGTERM: err is what waitExit
+// said took after the signal; it must have exited 0 within that time and
+// removed its socket and its TAP.
+func (b *Bed) checkTermExit(t *testing.T, err error, took time.Duration) {
+	t.Helper()
+	switch {
+	case errors.Is(err, errExitTimeout):
+		t.Errorf("vhostd still runs 2 s after SIGTERM")
+	case err != nil:
+		t.Errorf("vhostd exit after SIGTERM: %v (want status 0)", err)
+	default:
+		t.Logf("vhostd exited 0 %.3f s after SIGTERM", took.Seconds())
+	}
+	if _, err := os.Stat(b.Sock); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("vhostd left its socket %s (stat: %v)", b.Sock, err)
+	}
+	if guest.LinkExists(b.Tap) {
+		t.Errorf("vhostd left its TAP %s", b.Tap)
+	}
 }
