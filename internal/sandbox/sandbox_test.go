@@ -1,0 +1,157 @@
+package sandbox
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+	"kernel.org/pub/linux/libs/security/libcap/cap"
+)
+
+// childEnv makes the test binary a child that applies the sandbox (mode in
+// the value), prints its /proc/self/status lines and then makes a call the
+// allow-list lacks (sysinfo).
+const childEnv = "SANDBOX_TEST_CHILD"
+
+func TestMain(m *testing.M) {
+	if mode := os.Getenv(childEnv); mode != "" {
+		os.Exit(child(mode))
+	}
+	os.Exit(m.Run())
+}
+
+func child(mode string) int {
+	m, err := ParseSeccompMode(mode)
+	if err != nil {
+		fmt.Println(err)
+		return 3
+	}
+	if err := Apply(Config{Keep: []cap.Value{cap.NET_ADMIN}, Seccomp: m}); err != nil {
+		fmt.Println(err)
+		return 3
+	}
+	st, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		fmt.Println(err)
+		return 3
+	}
+	fmt.Print(string(st))
+	var si unix.Sysinfo_t
+	err = unix.Sysinfo(&si)
+	fmt.Println("survived sysinfo:", err)
+	return 0
+}
+
+func runChild(t *testing.T, mode string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"="+mode)
+	out, err := cmd.Output()
+	return string(out), err
+}
+
+func statusField(status, key string) string {
+	sc := bufio.NewScanner(strings.NewReader(status))
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), ":"); ok && k == key {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+// TestSeccompKillStopsForbiddenCall: with --seccomp kill, a call outside
+// the allow-list kills the process with SIGSYS before it returns.
+func TestSeccompKillStopsForbiddenCall(t *testing.T) {
+	out, err := runChild(t, "kill")
+	ee, ok := err.(*exec.ExitError)
+	if !ok {
+		t.Fatalf("child: %v, want death by SIGSYS; output:\n%s", err, out)
+	}
+	ws := ee.Sys().(syscall.WaitStatus)
+	if !ws.Signaled() || ws.Signal() != syscall.SIGSYS {
+		t.Fatalf("child ended with %v, want SIGSYS; output:\n%s", ws, out)
+	}
+	if strings.Contains(out, "survived") {
+		t.Fatalf("the forbidden call returned:\n%s", out)
+	}
+	if got := statusField(out, "Seccomp"); got != "2" {
+		t.Errorf("Seccomp: %q, want 2", got)
+	}
+	if got := statusField(out, "NoNewPrivs"); got != "1" {
+		t.Errorf("NoNewPrivs: %q, want 1", got)
+	}
+}
+
+// TestSeccompLogLetsCallThrough: --seccomp log installs the filter but a
+// call outside the list proceeds.
+func TestSeccompLogLetsCallThrough(t *testing.T) {
+	out, err := runChild(t, "log")
+	if err != nil {
+		t.Fatalf("child: %v; output:\n%s", err, out)
+	}
+	if !strings.Contains(out, "survived sysinfo: <nil>") {
+		t.Fatalf("sysinfo did not go through:\n%s", out)
+	}
+	if got := statusField(out, "Seccomp"); got != "2" {
+		t.Errorf("Seccomp: %q, want 2", got)
+	}
+}
+
+// TestCapabilitiesDropped: after Apply, a root process keeps only the
+// capabilities asked for, in every set; the inheritable and ambient sets
+// are empty.
+func TestCapabilitiesDropped(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	out, err := runChild(t, "off")
+	if err != nil {
+		t.Fatalf("child: %v; output:\n%s", err, out)
+	}
+	want := fmt.Sprintf("%016x", uint64(1)<<cap.NET_ADMIN)
+	for k, v := range map[string]string{
+		"CapEff": want, "CapPrm": want, "CapBnd": want,
+		"CapInh": "0000000000000000", "CapAmb": "0000000000000000",
+		"NoNewPrivs": "1", "Seccomp": "0",
+	} {
+		if got := statusField(out, k); got != v {
+			t.Errorf("%s: %q, want %q", k, got, v)
+		}
+	}
+}
+
+func TestParseSeccompMode(t *testing.T) {
+	for _, s := range []string{"kill", "log", "off"} {
+		m, err := ParseSeccompMode(s)
+		if err != nil || m.String() != s {
+			t.Errorf("%q: %v %v", s, m, err)
+		}
+	}
+	if _, err := ParseSeccompMode("strict"); err == nil || !strings.Contains(err.Error(), `--seccomp "strict"`) {
+		t.Errorf("strict: %v", err)
+	}
+}
+
+func TestParseRunAs(t *testing.T) {
+	id, err := ParseRunAs("nobody")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id.UID != 65534 {
+		t.Errorf("nobody: uid %d", id.UID)
+	}
+	if id, err = ParseRunAs("nobody:0"); err != nil || id.GID != 0 {
+		t.Errorf("nobody:0: %+v %v", id, err)
+	}
+	for _, bad := range []string{"", ":", "nobody:", "root", "0", "no-such-user-x9", "nobody:no-such-group-x9", "nobody:-1"} {
+		if _, err := ParseRunAs(bad); err == nil || !strings.Contains(err.Error(), "--runas") {
+			t.Errorf("ParseRunAs(%q): %v, want an error naming --runas", bad, err)
+		}
+	}
+}
