@@ -30,6 +30,8 @@ type Server struct {
 	conn     *net.UnixConn
 	closed   closeflag.Flag
 	sessions int // connections served so far
+	sockOpts SocketOptions
+	peers    PeerPolicy
 
 	// lim rate-limits the rejection log across all connections: a
 	// front-end that reconnects after each bad message gets no fresh
@@ -42,7 +44,7 @@ func NewServer(dev Device, log hclog.Logger) *Server {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	return &Server{log: log, dev: dev, lim: newRateLimiter(10)}
+	return &Server{log: log, dev: dev, lim: newRateLimiter(10), sockOpts: SocketOptions{UID: -1, GID: -1}}
 }
 
 // Listen creates the listening socket at path (server mode, --socket-path).
@@ -66,7 +68,10 @@ func (s *Server) Listen(path string) error {
 		}
 		s.log.Info("removed stale socket", "path", path)
 	}
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	s.mu.Lock()
+	opts := s.sockOpts
+	s.mu.Unlock()
+	ln, err := listenUnix(path, opts)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", path, err)
 	}
@@ -123,6 +128,9 @@ func (s *Server) ServeFd(ctx context.Context, fd int) error {
 		return err
 	}
 	if uc != nil {
+		if !s.admit(uc, "front-end") {
+			return fmt.Errorf("fd %d: front-end refused by the peer policy", fd)
+		}
 		return s.ServeConn(ctx, uc)
 	}
 	s.mu.Lock()
@@ -153,6 +161,9 @@ func (s *Server) Serve(ctx context.Context) error {
 			}
 			return fmt.Errorf("accept: %w", err)
 		}
+		if !s.admit(uc, "front-end") {
+			continue
+		}
 		if err := s.ServeConn(ctx, uc); err != nil {
 			s.log.Warn("connection ended", "error", err)
 		}
@@ -172,18 +183,27 @@ func (s *Server) DialAndServe(ctx context.Context, path string, retry time.Durat
 				s.log.Info("front-end not there yet, retrying", "path", path, "error", err, "every", retry)
 				logged = true
 			}
-			select {
-			case <-ctx.Done():
-			case <-time.After(retry):
-			}
+			sleepCtx(ctx, retry)
 			continue
 		}
 		logged = false
+		if !s.admit(c.(*net.UnixConn), "front-end listener") {
+			sleepCtx(ctx, retry)
+			continue
+		}
 		if err := s.ServeConn(ctx, c.(*net.UnixConn)); err != nil {
 			s.log.Warn("connection ended", "error", err)
 		}
 	}
 	return nil
+}
+
+// sleepCtx waits d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
 }
 
 func (s *Server) isClosed() bool {

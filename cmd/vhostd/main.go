@@ -54,6 +54,7 @@ type options struct {
 	shutdownWait time.Duration
 	cpuProfile   string
 	xdp          xdpOptions
+	sandbox      sandboxOptions
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -86,6 +87,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.shutdownWait, "shutdown-timeout", 2*time.Second, "on SIGTERM, the longest wait for the connection to wind down")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a Go CPU profile of the whole run to this file (for go tool pprof)")
 	o.xdp.register(fs)
+	o.sandbox.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -115,6 +117,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	if hclog.LevelFromString(o.logLevel) == hclog.NoLevel {
 		return nil, fmt.Errorf("--log-level %q: want trace, debug, info, warn or error", o.logLevel)
+	}
+	if err := o.sandbox.parse(o.fd < 0 && !o.client); err != nil {
+		return nil, err
 	}
 	return o, nil
 }
@@ -231,9 +236,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
-	serveErr, err := serve(ctx, srv, o)
+	serveErr, err := serve(ctx, srv, o, func() error { return o.sandbox.apply(log, xdpOn) })
 	if err != nil {
-		log.Error("cannot listen", "error", err)
+		log.Error("cannot serve", "error", err)
 		return 1
 	}
 	log.Info("ready", "interface", dev.Name(), "queue_pairs", o.queues, "features", netdev.FeatureString(dev.Features()))
@@ -259,19 +264,26 @@ func startCPUProfile(path string) (stop func(), err error) {
 
 // serve starts the vhost-user server the way the flags ask (an inherited
 // connected fd, a client that dials, or a listening socket) and returns
-// the channel that receives what the server's run returns. The only error
-// is the listening socket's.
-func serve(ctx context.Context, srv *vhost.Server, o *options) (chan error, error) {
+// the channel that receives what the server's run returns. confine runs
+// after the socket is set up and before the first connection is served.
+func serve(ctx context.Context, srv *vhost.Server, o *options, confine func() error) (chan error, error) {
 	serveErr := make(chan error, 1)
+	o.sandbox.configure(srv)
+	listening := o.fd < 0 && !o.client
+	if listening {
+		if err := srv.Listen(o.socketPath); err != nil {
+			return nil, err
+		}
+	}
+	if err := confine(); err != nil {
+		return nil, err
+	}
 	switch {
 	case o.fd >= 0:
 		go func() { serveErr <- srv.ServeFd(ctx, o.fd) }()
 	case o.client:
 		go func() { serveErr <- srv.DialAndServe(ctx, o.socketPath, o.reconnect) }()
 	default:
-		if err := srv.Listen(o.socketPath); err != nil {
-			return nil, err
-		}
 		go func() { serveErr <- srv.Serve(ctx) }()
 	}
 	return serveErr, nil

@@ -114,6 +114,10 @@ func Apply(c Config) error {
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
 		return fmt.Errorf("sandbox: PR_SET_DUMPABLE: %w", err)
 	}
+	held, err := dropBound(c.Keep)
+	if err != nil {
+		return fmt.Errorf("sandbox: dropping capabilities: %w", err)
+	}
 	if c.RunAs != nil {
 		if err := cap.SetGroups(c.RunAs.GID); err != nil {
 			return fmt.Errorf("sandbox: --runas: setgroups/setgid %d: %w", c.RunAs.GID, err)
@@ -122,7 +126,7 @@ func Apply(c Config) error {
 			return fmt.Errorf("sandbox: --runas: setuid %d: %w", c.RunAs.UID, err)
 		}
 	}
-	if err := dropCaps(c.Keep); err != nil {
+	if err := setCaps(held); err != nil {
 		return fmt.Errorf("sandbox: dropping capabilities: %w", err)
 	}
 	if _, err := cap.Prctlw(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
@@ -131,11 +135,12 @@ func Apply(c Config) error {
 	return installSeccomp(c.Seccomp)
 }
 
-// dropCaps reduces every thread's capability sets to keep (those of keep
-// the process holds). Without CAP_SETPCAP the bounding set cannot shrink;
-// that happens only when vhostd did not start with it, and the permitted
-// set, which is what counts, is still reduced.
-func dropCaps(keep []cap.Value) error {
+// dropBound clears the ambient set and reduces the bounding set to the
+// capabilities of keep the process holds, and returns those. Without
+// CAP_SETPCAP the bounding set cannot shrink; that happens only when
+// vhostd did not start with it, and setCaps still reduces the permitted
+// set, which is what counts.
+func dropBound(keep []cap.Value) ([]cap.Value, error) {
 	cur := cap.GetProc()
 	var held []cap.Value
 	for _, v := range keep {
@@ -144,7 +149,7 @@ func dropCaps(keep []cap.Value) error {
 		}
 	}
 	if err := cap.ResetAmbient(); err != nil && !errors.Is(err, unix.EINVAL) {
-		return fmt.Errorf("clearing the ambient set: %w", err)
+		return nil, fmt.Errorf("clearing the ambient set: %w", err)
 	}
 	if setpcap, _ := cur.GetFlag(cap.Effective, cap.SETPCAP); setpcap {
 		var drop []cap.Value
@@ -154,9 +159,15 @@ func dropCaps(keep []cap.Value) error {
 			}
 		}
 		if err := cap.DropBound(drop...); err != nil {
-			return fmt.Errorf("shrinking the bounding set: %w", err)
+			return nil, fmt.Errorf("shrinking the bounding set: %w", err)
 		}
 	}
+	return held, nil
+}
+
+// setCaps sets every thread's effective and permitted sets to held and
+// empties the inheritable set.
+func setCaps(held []cap.Value) error {
 	s := cap.NewSet()
 	if err := s.SetFlag(cap.Permitted, true, held...); err != nil {
 		return err

@@ -44,6 +44,7 @@ var allowed = []string{
 	"clone", "clone3", "exit", "exit_group", "futex", "set_robust_list", "rseq",
 	"sched_yield", "sched_getaffinity", "nanosleep", "clock_nanosleep",
 	"clock_gettime", "gettimeofday", "gettid", "getpid", "tgkill", "tkill",
+	"getuid", "geteuid", "getgid", "getegid",
 	"rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "sigaltstack", "restart_syscall",
 	"timer_create", "timer_settime", "timer_delete", "setitimer", "getrandom",
 	"epoll_create1", "epoll_ctl", "epoll_wait", "epoll_pwait", "epoll_pwait2",

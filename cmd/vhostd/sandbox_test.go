@@ -1,0 +1,180 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vhostd/vhostd/internal/privtest"
+	"github.com/vhostd/vhostd/internal/testutil"
+	"github.com/vhostd/vhostd/vhost"
+	"github.com/vhostd/vhostd/vhost/vhosttest"
+	"golang.org/x/sys/unix"
+)
+
+func TestSandboxFlagErrors(t *testing.T) {
+	base := []string{"--socket-path", "s", "--tap", "a"}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--seccomp", "strict"}, `--seccomp "strict"`},
+		{[]string{"--runas", "no-such-user-x9"}, "--runas"},
+		{[]string{"--runas", "root"}, "uid 0"},
+		{[]string{"--runas", "nobody:"}, "USER:GROUP"},
+		{[]string{"--socket-mode", "0999"}, "--socket-mode"},
+		{[]string{"--socket-mode", "01777"}, "--socket-mode"},
+		{[]string{"--socket-mode", "0"}, "--socket-mode"},
+		{[]string{"--socket-group", "no-such-group-x9"}, "--socket-group"},
+		{[]string{"--allow-uid", "0,x"}, `--allow-uid "0,x"`},
+		{[]string{"--allow-gid", "-1"}, "--allow-gid"},
+		{[]string{"--client", "--socket-mode", "0600"}, "--socket-mode and --socket-group apply"},
+	} {
+		var out, errb bytes.Buffer
+		args := append(append([]string{}, base...), tc.args...)
+		rc := run(args, &out, &errb)
+		if rc != 2 || !strings.Contains(errb.String(), tc.want) {
+			t.Errorf("%q: exit %d, stderr %q; want exit 2 mentioning %q", args, rc, errb.String(), tc.want)
+		}
+	}
+	o, err := parseFlags(append(base, "--socket-mode", "0660", "--socket-group", "0", "--allow-uid", "0,107", "--allow-gid", "36"), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := o.sandbox
+	if s.sock.Mode != 0o660 || s.sock.GID != 0 || s.sock.UID != -1 || len(s.peers.UIDs) != 2 || s.peers.UIDs[1] != 107 || s.peers.GIDs[0] != 36 {
+		t.Fatalf("parsed %+v %+v", s.sock, s.peers)
+	}
+}
+
+var vhostdBin struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// buildVhostd builds this command once per test binary.
+func buildVhostd(t *testing.T) string {
+	vhostdBin.once.Do(func() {
+		dir, err := os.MkdirTemp("", "vhostd-sandbox-bin-")
+		if err != nil {
+			vhostdBin.err = err
+			return
+		}
+		os.Chmod(dir, 0o755)
+		vhostdBin.path = filepath.Join(dir, "vhostd")
+		if out, err := exec.Command("go", "build", "-o", vhostdBin.path, ".").CombinedOutput(); err != nil {
+			vhostdBin.err = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if vhostdBin.err != nil {
+		t.Fatal(vhostdBin.err)
+	}
+	t.Cleanup(func() { os.RemoveAll(filepath.Dir(vhostdBin.path)) })
+	return vhostdBin.path
+}
+
+// procStatus returns the fields of /proc/PID/status.
+func procStatus(t *testing.T, pid int) map[string]string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]string{}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), ":"); ok {
+			m[k] = strings.Join(strings.Fields(v), " ")
+		}
+	}
+	return m
+}
+
+// TestSandboxedVhostd runs the real binary against a TAP with the default
+// flags (--seccomp kill), and with --runas nobody: a front-end negotiates,
+// maps memory, starts two rings and changes the MTU (CAP_NET_ADMIN kept);
+// /proc/PID/status shows only CAP_NET_ADMIN, NoNewPrivs 1, Seccomp 2
+// (and uid nobody); SIGTERM ends it with status 0, the socket removed.
+func TestSandboxedVhostd(t *testing.T) {
+	privtest.Require(t)
+	bin := buildVhostd(t)
+	for _, tc := range []struct {
+		name  string
+		flags []string
+		uid   string
+	}{
+		{"root", []string{"--socket-mode", "0600"}, "0 0 0 0"},
+		{"runas-nobody", []string{"--runas", "nobody", "--socket-mode", "0660", "--socket-group", "0"}, "65534 65534 65534 65534"},
+	} {
+		t.Run(tc.name, func(t *testing.T) { checkSandboxed(t, bin, tc.flags, tc.uid) })
+	}
+}
+
+func checkSandboxed(t *testing.T, bin string, flags []string, wantUid string) {
+	// A sticky world-writable directory, like /tmp: the socket's owner
+	// (nobody with --runas) may remove it at exit.
+	dir, err := os.MkdirTemp("", "vhostd-sandbox-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	os.Chmod(dir, 0o1777)
+	sock := filepath.Join(dir, "s")
+	tapName := "vhs" + testutil.Suffix(8)
+	cmd := exec.Command(bin, append([]string{"--socket-path", sock, "--tap", tapName, "--log-level", "debug"}, flags...)...)
+	var log testutil.SyncBuffer
+	cmd.Stderr = &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	var fe *vhosttest.FrontEnd
+	dialed := func() bool { fe, err = vhosttest.Dial(sock); return err == nil }
+	if !testutil.WaitFor(10*time.Second, 50*time.Millisecond, dialed) {
+		t.Fatalf("dial: %v\n%s", err, log.String())
+	}
+	defer fe.Close()
+	if err := fe.Start(^uint64(0), ^uint64(0), 2, 256, vhosttest.Layout{Size: 16 << 20}); err != nil {
+		t.Fatalf("start: %v\n%s", err, log.String())
+	}
+	if ack, err := fe.Ack(vhost.ReqNetSetMTU, vhosttest.U64(1400)); err != nil || ack != 0 {
+		t.Fatalf("NET_SET_MTU: ack %d, %v\n%s", ack, err, log.String())
+	}
+	if ifi, err := net.InterfaceByName(tapName); err != nil || ifi.MTU != 1400 {
+		t.Fatalf("TAP after NET_SET_MTU 1400: %+v %v", ifi, err)
+	}
+	st := procStatus(t, cmd.Process.Pid)
+	netAdmin := fmt.Sprintf("%016x", uint64(1)<<unix.CAP_NET_ADMIN)
+	for k, want := range map[string]string{
+		"Uid": wantUid, "CapEff": netAdmin, "CapPrm": netAdmin, "CapBnd": netAdmin,
+		"CapInh": "0000000000000000", "CapAmb": "0000000000000000", "NoNewPrivs": "1", "Seccomp": "2",
+	} {
+		if st[k] != want {
+			t.Errorf("/proc/PID/status %s: %q, want %q", k, st[k], want)
+		}
+	}
+	fe.Close()
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("vhostd on SIGTERM: %v\n%s", err, log.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("vhostd did not exit within 10 s of SIGTERM\n%s", log.String())
+	}
+	if _, err := os.Lstat(sock); !os.IsNotExist(err) {
+		t.Errorf("socket left after exit: %v\n%s", err, log.String())
+	}
+}
