@@ -5,18 +5,51 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 	"kernel.org/pub/linux/libs/security/libcap/cap"
 )
 
-// childEnv makes the test binary a child that applies the sandbox (mode in
-// the value), prints its /proc/self/status lines and then makes a call the
-// allow-list lacks (sysinfo).
+// childEnv makes the test binary a child that applies the sandbox
+// ("MODE:CALL": the --seccomp mode), prints its /proc/self/status lines,
+// starts new threads, and then makes CALL (see forbidden).
 const childEnv = "SANDBOX_TEST_CHILD"
+
+// forbidden are calls the allow-list refuses; each prints "survived" if it
+// returns.
+var forbidden = map[string]func() error{
+	"sysinfo": func() error { var si unix.Sysinfo_t; return unix.Sysinfo(&si) },
+	"netlink": func() error {
+		fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
+		if err == nil {
+			unix.Close(fd)
+		}
+		return err
+	},
+	"newuser": func() error {
+		pid, _, e := unix.RawSyscall6(unix.SYS_CLONE, unix.CLONE_NEWUSER|uintptr(unix.SIGCHLD), 0, 0, 0, 0, 0)
+		if e == 0 && pid == 0 {
+			unix.RawSyscall(unix.SYS_EXIT_GROUP, 0, 0, 0) // the new process ends at once
+		}
+		return errnoErr(e)
+	},
+	"clone3": func() error {
+		_, _, e := unix.RawSyscall(unix.SYS_CLONE3, 0, 0, 0)
+		return errnoErr(e)
+	},
+}
+
+func errnoErr(e unix.Errno) error {
+	if e == 0 {
+		return nil
+	}
+	return e
+}
 
 func TestMain(m *testing.M) {
 	if mode := os.Getenv(childEnv); mode != "" {
@@ -25,7 +58,8 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func child(mode string) int {
+func child(arg string) int {
+	mode, call, _ := strings.Cut(arg, ":")
 	m, err := ParseSeccompMode(mode)
 	if err != nil {
 		fmt.Println(err)
@@ -41,10 +75,27 @@ func child(mode string) int {
 		return 3
 	}
 	fmt.Print(string(st))
-	var si unix.Sysinfo_t
-	err = unix.Sysinfo(&si)
-	fmt.Println("survived sysinfo:", err)
+	newThreads()
+	fmt.Println("threads started")
+	if f := forbidden[call]; f != nil {
+		fmt.Printf("survived %s: %v\n", call, f())
+	}
 	return 0
+}
+
+// newThreads makes the runtime start OS threads under the filter: each
+// locked goroutine that exits takes its thread along, so the next one needs
+// a new thread.
+func newThreads() {
+	for i := 0; i < 4; i++ {
+		done := make(chan struct{})
+		go func() {
+			runtime.LockOSThread()
+			close(done)
+		}()
+		<-done
+	}
+	time.Sleep(10 * time.Millisecond)
 }
 
 func runChild(t *testing.T, mode string) (string, error) {
@@ -68,7 +119,7 @@ func statusField(status, key string) string {
 // TestSeccompKillStopsForbiddenCall: with --seccomp kill, a call outside
 // the allow-list kills the process with SIGSYS before it returns.
 func TestSeccompKillStopsForbiddenCall(t *testing.T) {
-	out, err := runChild(t, "kill")
+	out, err := runChild(t, "kill:sysinfo")
 	ee, ok := err.(*exec.ExitError)
 	if !ok {
 		t.Fatalf("child: %v, want death by SIGSYS; output:\n%s", err, out)
@@ -91,7 +142,7 @@ func TestSeccompKillStopsForbiddenCall(t *testing.T) {
 // TestSeccompLogLetsCallThrough: --seccomp log installs the filter but a
 // call outside the list proceeds.
 func TestSeccompLogLetsCallThrough(t *testing.T) {
-	out, err := runChild(t, "log")
+	out, err := runChild(t, "log:sysinfo")
 	if err != nil {
 		t.Fatalf("child: %v; output:\n%s", err, out)
 	}
@@ -110,7 +161,7 @@ func TestCapabilitiesDropped(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root")
 	}
-	out, err := runChild(t, "off")
+	out, err := runChild(t, "off:")
 	if err != nil {
 		t.Fatalf("child: %v; output:\n%s", err, out)
 	}
@@ -123,6 +174,27 @@ func TestCapabilitiesDropped(t *testing.T) {
 		if got := statusField(out, k); got != v {
 			t.Errorf("%s: %q, want %q", k, got, v)
 		}
+	}
+}
+
+// TestSeccompArguments: the filter looks at arguments: a netlink socket
+// and a clone that makes a user namespace are killed; clone3 fails with
+// ENOSYS (so glibc falls back to clone); new threads start (the child
+// prints "threads started" after the filter is on).
+func TestSeccompArguments(t *testing.T) {
+	for _, call := range []string{"netlink", "newuser"} {
+		out, err := runChild(t, "kill:"+call)
+		ee, ok := err.(*exec.ExitError)
+		if !ok || !ee.Sys().(syscall.WaitStatus).Signaled() || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGSYS {
+			t.Errorf("%s: child ended with %v, want SIGSYS; output:\n%s", call, err, out)
+		}
+		if !strings.Contains(out, "threads started") || strings.Contains(out, "survived") {
+			t.Errorf("%s: output:\n%s", call, out)
+		}
+	}
+	out, err := runChild(t, "kill:clone3")
+	if err != nil || !strings.Contains(out, "survived clone3: function not implemented") {
+		t.Errorf("clone3: %v, output:\n%s", err, out)
 	}
 }
 

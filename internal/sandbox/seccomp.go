@@ -5,6 +5,7 @@ import (
 
 	seccomp "github.com/elastic/go-seccomp-bpf"
 	"github.com/elastic/go-seccomp-bpf/arch"
+	"golang.org/x/sys/unix"
 )
 
 // SeccompMode is what the allow-list does with a call outside it.
@@ -41,7 +42,7 @@ func (m SeccompMode) String() string {
 var allowed = []string{
 	// Go runtime: memory, threads, scheduling, signals, timers.
 	"mmap", "munmap", "mprotect", "madvise", "mremap", "brk", "mincore",
-	"clone", "clone3", "exit", "exit_group", "futex", "set_robust_list", "rseq",
+	"exit", "exit_group", "futex", "set_robust_list", "rseq",
 	"sched_yield", "sched_getaffinity", "nanosleep", "clock_nanosleep",
 	"clock_gettime", "gettimeofday", "gettid", "getpid", "tgkill", "tkill",
 	"getuid", "geteuid", "getgid", "getegid",
@@ -53,7 +54,7 @@ var allowed = []string{
 	"read", "write", "readv", "writev", "pread64", "pwrite64", "close", "dup", "dup3",
 	"poll", "ppoll", "fstat", "newfstatat", "statx", "fstatfs", "lseek", "ioctl",
 	// The vhost-user socket: accept, --client dials, SO_PEERCRED.
-	"accept4", "socket", "connect", "getsockopt", "setsockopt", "getsockname",
+	"accept4", "connect", "getsockopt", "setsockopt", "getsockname",
 	"getpeername", "recvmsg", "sendmsg", "recvfrom", "sendto", "shutdown",
 	// Workers pin themselves when a ring starts (--cpus).
 	"sched_setaffinity",
@@ -100,6 +101,22 @@ func policy(m SeccompMode) (seccomp.Policy, error) {
 	}
 	return seccomp.Policy{
 		DefaultAction: def,
-		Syscalls:      []seccomp.SyscallGroup{{Action: seccomp.ActionAllow, Names: names}},
+		Syscalls: []seccomp.SyscallGroup{
+			{Action: seccomp.ActionAllow, Names: names, NamesWithCondtions: []seccomp.NameWithConditions{
+				// Threads, never new namespaces (a user namespace would
+				// hand back every capability inside it).
+				{Name: "clone", Conditions: seccomp.ArgumentConditions{{Argument: 0, Operation: seccomp.BitsNotSet, Value: nsFlags}}},
+				// Only unix sockets: --client dials the front-end. No
+				// netlink, which with CAP_NET_ADMIN reconfigures the host.
+				{Name: "socket", Conditions: seccomp.ArgumentConditions{{Argument: 0, Operation: seccomp.Equal, Value: unix.AF_UNIX}}},
+			}},
+			// clone3's flags are in memory the filter cannot read: ENOSYS
+			// makes glibc's pthread_create (cgo) fall back to clone.
+			{Action: seccomp.ActionErrno | seccomp.Action(unix.ENOSYS), Names: []string{"clone3"}},
+		},
 	}, nil
 }
+
+// nsFlags are clone's namespace flags.
+const nsFlags = unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWUSER |
+	unix.CLONE_NEWPID | unix.CLONE_NEWNET | unix.CLONE_NEWCGROUP
