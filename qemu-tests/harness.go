@@ -155,6 +155,8 @@ func StartVhostd(t testing.TB, args ...string) *guest.Process {
 func startVhostd(t testing.TB, logName string, args ...string) *guest.Process {
 	t.Helper()
 	bin := VhostdBinary(t)
+	// VHOSTD_TEST_EXTRA_FLAGS: flags added to every vhostd, e.g. "--runas nobody".
+	args = append(args, strings.Fields(os.Getenv("VHOSTD_TEST_EXTRA_FLAGS"))...)
 	p, err := guest.StartProcess("vhostd", nil, bin, args...)
 	if err != nil {
 		t.Fatalf("%v", err)
@@ -176,6 +178,9 @@ func TempDir(t testing.TB) string {
 	d, err := os.MkdirTemp("", "vhq-")
 	if err != nil {
 		t.Fatalf("%v", err)
+	}
+	if strings.Contains(os.Getenv("VHOSTD_TEST_EXTRA_FLAGS"), "--runas") {
+		os.Chmod(d, 0o1777) // like /tmp: vhostd --runas may remove the socket it owns
 	}
 	t.Cleanup(func() { os.RemoveAll(d) })
 	return d
