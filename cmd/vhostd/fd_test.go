@@ -5,14 +5,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/vhostd/vhostd/internal/privtest"
 	"github.com/vhostd/vhostd/internal/testutil"
 	"github.com/vhostd/vhostd/vhost"
-	"github.com/vhostd/vhostd/vhost/vhosttest"
 )
 
 // TestInheritedFd runs the real binary with --fd: a listening socket
@@ -47,11 +45,7 @@ func TestInheritedFd(t *testing.T) {
 	lf.Close()
 	defer cmd.Process.Kill()
 
-	var fe *vhosttest.FrontEnd
-	dialed := func() bool { fe, err = vhosttest.Dial(sock); return err == nil }
-	if !testutil.WaitFor(10*time.Second, 50*time.Millisecond, dialed) {
-		t.Fatalf("dial: %v\n%s", err, log.String())
-	}
+	fe := dialVhostd(t, sock, &log)
 	f, err := fe.GetU64(vhost.ReqGetFeatures)
 	if err != nil {
 		t.Fatalf("GET_FEATURES over the inherited fd: %v\n%s", err, log.String())
@@ -60,17 +54,7 @@ func TestInheritedFd(t *testing.T) {
 		t.Fatalf("features %#x lack VERSION_1", f)
 	}
 	fe.Close()
-	cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("vhostd on SIGTERM: %v\n%s", err, log.String())
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatalf("vhostd did not exit within 5 s of SIGTERM\n%s", log.String())
-	}
+	stopVhostd(t, cmd, &log, 5*time.Second)
 	if _, err := net.InterfaceByName(tapName); err == nil {
 		t.Fatalf("TAP %s left behind", tapName)
 	}

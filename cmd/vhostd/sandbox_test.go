@@ -137,11 +137,7 @@ func checkSandboxed(t *testing.T, bin string, flags []string, wantUid string) {
 		t.Fatal(err)
 	}
 	defer cmd.Process.Kill()
-	var fe *vhosttest.FrontEnd
-	dialed := func() bool { fe, err = vhosttest.Dial(sock); return err == nil }
-	if !testutil.WaitFor(10*time.Second, 50*time.Millisecond, dialed) {
-		t.Fatalf("dial: %v\n%s", err, log.String())
-	}
+	fe := dialVhostd(t, sock, &log)
 	defer fe.Close()
 	if err := fe.Start(^uint64(0), ^uint64(0), 2, 256, vhosttest.Layout{Size: 16 << 20}); err != nil {
 		t.Fatalf("start: %v\n%s", err, log.String())
@@ -163,6 +159,27 @@ func checkSandboxed(t *testing.T, bin string, flags []string, wantUid string) {
 		}
 	}
 	fe.Close()
+	stopVhostd(t, cmd, &log, 10*time.Second)
+	if _, err := os.Lstat(sock); !os.IsNotExist(err) {
+		t.Errorf("socket left after exit: %v\n%s", err, log.String())
+	}
+}
+
+// dialVhostd connects a front-end to a vhostd starting up at sock.
+func dialVhostd(t *testing.T, sock string, log *testutil.SyncBuffer) *vhosttest.FrontEnd {
+	t.Helper()
+	var fe *vhosttest.FrontEnd
+	var err error
+	dialed := func() bool { fe, err = vhosttest.Dial(sock); return err == nil }
+	if !testutil.WaitFor(10*time.Second, 50*time.Millisecond, dialed) {
+		t.Fatalf("dial: %v\n%s", err, log.String())
+	}
+	return fe
+}
+
+// stopVhostd sends SIGTERM and wants exit status 0 within d.
+func stopVhostd(t *testing.T, cmd *exec.Cmd, log *testutil.SyncBuffer, d time.Duration) {
+	t.Helper()
 	cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -171,10 +188,7 @@ func checkSandboxed(t *testing.T, bin string, flags []string, wantUid string) {
 		if err != nil {
 			t.Fatalf("vhostd on SIGTERM: %v\n%s", err, log.String())
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatalf("vhostd did not exit within 10 s of SIGTERM\n%s", log.String())
-	}
-	if _, err := os.Lstat(sock); !os.IsNotExist(err) {
-		t.Errorf("socket left after exit: %v\n%s", err, log.String())
+	case <-time.After(d):
+		t.Fatalf("vhostd did not exit within %v of SIGTERM\n%s", d, log.String())
 	}
 }
