@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -107,6 +108,12 @@ func procStatus(t *testing.T, pid int) map[string]string {
 func TestSandboxedVhostd(t *testing.T) {
 	privtest.Require(t)
 	bin := buildVhostd(t)
+	acl := filepath.Join(t.TempDir(), "acl")
+	if err := os.WriteFile(acl, []byte("deny 10.99.0.0/16\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(filepath.Dir(acl), 0o755)
+	xdp := []string{"--xdp", "guard", "--mac", "52:54:00:12:34:56", "--xdp-guard-addrs", "10.98.0.2", "--xdp-acl", acl}
 	for _, tc := range []struct {
 		name  string
 		flags []string
@@ -114,8 +121,26 @@ func TestSandboxedVhostd(t *testing.T) {
 	}{
 		{"root", []string{"--socket-mode", "0600"}, "0 0 0 0"},
 		{"runas-nobody", []string{"--runas", "nobody", "--socket-mode", "0660", "--socket-group", "0"}, "65534 65534 65534 65534"},
+		{"xdp-guard", xdp, "0 0 0 0"},
 	} {
 		t.Run(tc.name, func(t *testing.T) { checkSandboxed(t, bin, tc.flags, tc.uid) })
+	}
+}
+
+// checkSignals: SIGUSR1 prints the counters (with XDP's), SIGHUP re-reads
+// the ACL (map updates after the sandbox).
+func checkSignals(t *testing.T, cmd *exec.Cmd, log *testutil.SyncBuffer, xdp bool) {
+	t.Helper()
+	cmd.Process.Signal(syscall.SIGUSR1)
+	want := []string{"queue 0:"}
+	if xdp {
+		cmd.Process.Signal(syscall.SIGHUP)
+		want = append(want, "xdp: ", "ACL reloaded")
+	}
+	for _, w := range want {
+		if !testutil.WaitFor(5*time.Second, 20*time.Millisecond, func() bool { return strings.Contains(log.String(), w) }) {
+			t.Errorf("no %q in the log after SIGUSR1/SIGHUP:\n%s", w, log.String())
+		}
 	}
 }
 
@@ -148,6 +173,7 @@ func checkSandboxed(t *testing.T, bin string, flags []string, wantUid string) {
 	if ifi, err := net.InterfaceByName(tapName); err != nil || ifi.MTU != 1400 {
 		t.Fatalf("TAP after NET_SET_MTU 1400: %+v %v", ifi, err)
 	}
+	checkSignals(t, cmd, &log, slices.Contains(flags, "--xdp"))
 	st := procStatus(t, cmd.Process.Pid)
 	netAdmin := fmt.Sprintf("%016x", uint64(1)<<unix.CAP_NET_ADMIN)
 	for k, want := range map[string]string{
