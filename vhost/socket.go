@@ -66,6 +66,9 @@ func listenUnix(path string, o SocketOptions) (*net.UnixListener, error) {
 	}
 	defer os.RemoveAll(dir)
 	tmp := filepath.Join(dir, "s")
+	if len(tmp) >= len(unix.RawSockaddrUnix{}.Path) {
+		return nil, fmt.Errorf("--socket-mode/--socket-group bind at %s first: %d bytes, more than a unix socket path holds", tmp, len(tmp))
+	}
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})
 	if err != nil {
 		return nil, err

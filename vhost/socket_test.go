@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -170,5 +171,25 @@ func TestPeerCredRefusedClient(t *testing.T) {
 	<-done
 	if !logs.hasLine("refused front-end listener", "uid=", "pid=") {
 		t.Fatalf("no refusal logged:\n%s", logs)
+	}
+}
+
+// TestListenSocketModeLongPath: a path that fits a unix socket but not
+// the private directory it is first bound in is refused, naming both.
+func TestListenSocketModeLongPath(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "d")
+	dir += strings.Repeat("x", 95-len(dir))
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "s")
+	srv := vhost.NewServer(vhosttest.NewNullDevice(testFeatures, testVrings), nil)
+	srv.SetSocketOptions(vhost.SocketOptions{Mode: 0o600, UID: -1, GID: -1})
+	err := srv.Listen(path)
+	if err == nil || !strings.Contains(err.Error(), "more than a unix socket path holds") || !strings.Contains(err.Error(), path) {
+		t.Fatalf("Listen(%d-byte path) with a mode: %v", len(path), err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Fatalf("left behind: %v", ents)
 	}
 }
