@@ -269,13 +269,13 @@ func startCPUProfile(path string) (stop func(), err error) {
 func serve(ctx context.Context, srv *vhost.Server, o *options, confine func() error) (chan error, error) {
 	serveErr := make(chan error, 1)
 	o.sandbox.configure(srv)
-	listening := o.fd < 0 && !o.client
-	if listening {
+	if o.fd < 0 && !o.client {
 		if err := srv.Listen(o.socketPath); err != nil {
 			return nil, err
 		}
 	}
 	if err := confine(); err != nil {
+		srv.Close() // removes the socket
 		return nil, err
 	}
 	switch {
