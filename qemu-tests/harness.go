@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -157,6 +158,9 @@ func startVhostd(t testing.TB, logName string, args ...string) *guest.Process {
 	bin := VhostdBinary(t)
 	// VHOSTD_TEST_EXTRA_FLAGS: flags added to every vhostd, e.g. "--runas nobody".
 	args = append(args, strings.Fields(os.Getenv("VHOSTD_TEST_EXTRA_FLAGS"))...)
+	if i := slices.Index(args, "--socket-path"); runAs() && slices.Contains(args, "--client") && i+1 < len(args) {
+		os.Chmod(args[i+1], 0o777) // QEMU's socket: vhostd --runas (re)connects as that user
+	}
 	p, err := guest.StartProcess("vhostd", nil, bin, args...)
 	if err != nil {
 		t.Fatalf("%v", err)
@@ -171,6 +175,10 @@ func startVhostd(t testing.TB, logName string, args ...string) *guest.Process {
 	return p
 }
 
+// runAs reports whether VHOSTD_TEST_EXTRA_FLAGS makes vhostd drop to another
+// user (--runas), who must reach the harness's sockets.
+func runAs() bool { return strings.Contains(os.Getenv("VHOSTD_TEST_EXTRA_FLAGS"), "--runas") }
+
 // TempDir makes a short-named temporary directory (unix socket paths must stay under 108
 // bytes) removed at cleanup.
 func TempDir(t testing.TB) string {
@@ -179,7 +187,7 @@ func TempDir(t testing.TB) string {
 	if err != nil {
 		t.Fatalf("%v", err)
 	}
-	if strings.Contains(os.Getenv("VHOSTD_TEST_EXTRA_FLAGS"), "--runas") {
+	if runAs() {
 		os.Chmod(d, 0o1777) // like /tmp: vhostd --runas may remove the socket it owns
 	}
 	t.Cleanup(func() { os.RemoveAll(d) })
