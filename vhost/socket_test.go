@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/vhostd/vhostd/internal/privtest"
 	"github.com/vhostd/vhostd/vhost"
 	"github.com/vhostd/vhostd/vhost/vhosttest"
 	"golang.org/x/sys/unix"
@@ -101,7 +102,7 @@ func dialAs(t *testing.T, path string, uid int) *net.UnixConn {
 // goes on serving an allowed one.
 func TestPeerCredRefused(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to connect as another uid")
+		privtest.Missing(t, "needs root (euid %d)", os.Geteuid())
 	}
 	dir, err := os.MkdirTemp("", "vhostd-peer-") // reachable by nobody, unlike t.TempDir
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vhostd/vhostd/internal/privtest"
 	"golang.org/x/sys/unix"
 	"kernel.org/pub/linux/libs/security/libcap/cap"
 )
@@ -159,7 +160,7 @@ func TestSeccompLogLetsCallThrough(t *testing.T) {
 // are empty.
 func TestCapabilitiesDropped(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root")
+		privtest.Missing(t, "needs root (euid %d)", os.Geteuid())
 	}
 	out, err := runChild(t, "off:")
 	if err != nil {
