@@ -2,6 +2,7 @@ package vhost_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -192,5 +193,28 @@ func TestListenSocketModeLongPath(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
 		t.Fatalf("left behind: %v", ents)
+	}
+}
+
+// TestPeerCredRefusedFd: an inherited connected socket (--fd) whose peer
+// the policy does not admit is refused, logged and closed.
+func TestPeerCredRefusedFd(t *testing.T) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fds[1])
+	logs := &logBuf{}
+	srv := vhost.NewServer(vhosttest.NewNullDevice(testFeatures, testVrings), newLogger(logs, hclog.Info))
+	srv.SetPeerPolicy(vhost.PeerPolicy{UIDs: []int{os.Geteuid() + 1}})
+	err = srv.ServeFd(context.Background(), fds[0])
+	if err == nil || !strings.Contains(err.Error(), "refused by the peer policy") {
+		t.Fatalf("ServeFd: %v", err)
+	}
+	if !logs.hasLine("refused front-end", fmt.Sprintf("uid=%d", os.Geteuid()), "pid=") {
+		t.Fatalf("no refusal logged:\n%s", logs)
+	}
+	if n, err := unix.Read(fds[1], make([]byte, 1)); n != 0 || err != nil {
+		t.Fatalf("the refused connection is not closed: read %d, %v", n, err)
 	}
 }
