@@ -141,3 +141,8 @@ func (d *Device) WorkerStats() [][]busypoll.Stats {
 	}
 	return out
 }
+
+// CounterNames are the names Stats reports for every queue pair.
+func CounterNames() []string {
+	return append(append([]string(nil), counterNames[:]...), "tap_gone")
+}
