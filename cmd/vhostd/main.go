@@ -240,6 +240,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	defer closeControl(ctl)
 	log.Info("ready", "interface", dev.Name(), "queue_pairs", o.queues, "features", netdev.FeatureString(dev.Features()))
+	notify(log, "READY=1\nSTATUS=serving "+dev.Name())
 	return wait(o, sigs, log, srv, dev, xdp, cancel, serveErr, stderr)
 }
 
@@ -319,6 +320,7 @@ func wait(o *options, sigs <-chan os.Signal, log hclog.Logger, srv *vhost.Server
 }
 
 func shutdown(log hclog.Logger, srv *vhost.Server, dev *netdev.Device, xdp *xdpState, cancel context.CancelFunc, serveErr chan error, wait time.Duration, stderr io.Writer) int {
+	notify(log, "STOPPING=1")
 	cancel()
 	srv.Close()
 	select {
