@@ -69,10 +69,7 @@ func TestSdNotify(t *testing.T) {
 func TestReadyAndControlSocket(t *testing.T) {
 	privtest.Require(t)
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "vhostd")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildVhostd(t, dir)
 	ns := notifySocket(t, filepath.Join(dir, "notify"))
 	sock, tapName := filepath.Join(dir, "s"), "vhn"+testutil.Suffix(8)
 	cmd := exec.Command(bin, "--socket-path", sock, "--tap", tapName, "--metrics-listen", "127.0.0.1:0")
@@ -107,6 +104,27 @@ func TestReadyAndControlSocket(t *testing.T) {
 	if got := readNotify(t, ns, 5*time.Second); got != "STOPPING=1" {
 		t.Fatalf("on SIGTERM: %q", got)
 	}
+	waitExit0(t, cmd, &log)
+	for _, p := range []string{sock, sock + ".ctl"} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s left behind: %v", p, err)
+		}
+	}
+}
+
+// buildVhostd builds the binary into dir and returns its path.
+func buildVhostd(t *testing.T, dir string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "vhostd")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// waitExit0 waits up to 5 s for a signalled vhostd to exit with status 0.
+func waitExit0(t *testing.T, cmd *exec.Cmd, log *testutil.SyncBuffer) {
+	t.Helper()
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	select {
@@ -116,10 +134,5 @@ func TestReadyAndControlSocket(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatalf("vhostd did not exit within 5 s of SIGTERM\n%s", log.String())
-	}
-	for _, p := range []string{sock, sock + ".ctl"} {
-		if _, err := os.Stat(p); !os.IsNotExist(err) {
-			t.Errorf("%s left behind: %v", p, err)
-		}
 	}
 }

@@ -123,6 +123,10 @@ func TestStatsJSON(t *testing.T) {
 	if st.XDPError != "map gone" || st.XDP != nil {
 		t.Fatalf("xdp error not reported: %v %q", st.XDP, st.XDPError)
 	}
+	_, text := get(t, c, "/metrics")
+	if v := sample(t, parseExposition(t, text), "vhostd_xdp_counters_up", nil); v != 0 {
+		t.Fatalf("vhostd_xdp_counters_up = %v with the counters unreadable", v)
+	}
 }
 
 // parseExposition parses text with Prometheus's own parser (legacy metric
