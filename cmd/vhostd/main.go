@@ -241,6 +241,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer closeControl(ctl)
 	log.Info("ready", "interface", dev.Name(), "queue_pairs", o.queues, "features", netdev.FeatureString(dev.Features()))
 	notify(log, "READY=1\nSTATUS=serving "+dev.Name())
+	defer startWatchdog(log, func() { dev.Status() })()
 	return wait(o, sigs, log, srv, dev, xdp, cancel, serveErr, stderr)
 }
 

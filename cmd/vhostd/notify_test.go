@@ -8,11 +8,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/vhostd/vhostd/internal/privtest"
 	"github.com/vhostd/vhostd/internal/testutil"
 )
@@ -58,6 +61,47 @@ func TestSdNotify(t *testing.T) {
 	t.Setenv("NOTIFY_SOCKET", "")
 	if err := sdNotify("READY=1"); err != nil {
 		t.Fatalf("without NOTIFY_SOCKET: %v", err)
+	}
+}
+
+// TestWatchdog: WATCHDOG=1 at half $WATCHDOG_USEC while alive returns,
+// none while it blocks, none for another $WATCHDOG_PID.
+func TestWatchdog(t *testing.T) {
+	addr := filepath.Join(t.TempDir(), "notify")
+	c := notifySocket(t, addr)
+	t.Setenv("NOTIFY_SOCKET", addr)
+	t.Setenv("WATCHDOG_USEC", "20000")
+	t.Setenv("WATCHDOG_PID", strconv.Itoa(os.Getpid()+1))
+	stop := startWatchdog(hclog.NewNullLogger(), func() {})
+	expectSilence(t, c, 100*time.Millisecond)
+	stop()
+	t.Setenv("WATCHDOG_PID", strconv.Itoa(os.Getpid()))
+	block := make(chan struct{})
+	blocked := atomic.Bool{}
+	blocked.Store(true)
+	stop = startWatchdog(hclog.NewNullLogger(), func() {
+		if blocked.Load() {
+			<-block
+		}
+	})
+	defer stop()
+	expectSilence(t, c, 100*time.Millisecond)
+	blocked.Store(false)
+	close(block)
+	for i := 0; i < 3; i++ {
+		if got := readNotify(t, c, time.Second); got != "WATCHDOG=1" {
+			t.Fatalf("ping %d: %q", i, got)
+		}
+	}
+}
+
+// expectSilence fails if a notification arrives within d.
+func expectSilence(t *testing.T, c *net.UnixConn, d time.Duration) {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(d))
+	b := make([]byte, 64)
+	if n, err := c.Read(b); err == nil {
+		t.Fatalf("unexpected notification %q", b[:n])
 	}
 }
 
