@@ -228,6 +228,27 @@ func pipeProbe(t *testing.T) *probe {
 	return pr
 }
 
+// eventfdProbe sends an eventfd, the only kind of fd SET_VRING_KICK, CALL
+// and ERR accept: it is closed when no fd of this process is that eventfd
+// (the kernel's eventfd-id in /proc/self/fdinfo tells copies apart).
+func eventfdProbe(t *testing.T) *probe {
+	t.Helper()
+	fd, err := vhosttest.NewEventfd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, ok := vhosttest.EventfdID(fd)
+	if !ok {
+		unix.Close(fd)
+		t.Fatal("the kernel shows no eventfd-id in /proc/self/fdinfo")
+	}
+	pr := &probe{t: t, Fd: fd, ours: true}
+	pr.isOpen = func() bool { return vhosttest.EventfdCopies(id) > 0 }
+	pr.done = func() {}
+	t.Cleanup(pr.cleanup)
+	return pr
+}
+
 // memfdProbe sends a memfd of size bytes with a unique name: it is closed
 // when no fd and no mapping of that name is left in the process.
 func memfdProbe(t *testing.T, size uint64) *probe {

@@ -2,6 +2,7 @@ package vhosttest
 
 import (
 	"os"
+	"strconv"
 	"strings"
 )
 
@@ -33,6 +34,43 @@ func MapsCount(name string) int {
 	n := 0
 	for _, l := range strings.Split(string(b), "\n") {
 		if strings.Contains(l, "/memfd:"+name+" ") {
+			n++
+		}
+	}
+	return n
+}
+
+// EventfdID returns the "eventfd-id:" of fd's /proc/self/fdinfo entry: the
+// kernel's number for that eventfd, the same in every copy of the fd and
+// unique among eventfds. ok is false when fd is not an eventfd or the
+// kernel does not show the id.
+func EventfdID(fd int) (id string, ok bool) {
+	b, err := os.ReadFile("/proc/self/fdinfo/" + strconv.Itoa(fd))
+	if err != nil {
+		return "", false
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, found := strings.CutPrefix(l, "eventfd-id:"); found {
+			return strings.TrimSpace(v), true
+		}
+	}
+	return "", false
+}
+
+// EventfdCopies counts this process's fds that are the eventfd with the
+// given EventfdID.
+func EventfdCopies(id string) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return -1
+	}
+	n := 0
+	for _, e := range ents {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if got, ok := EventfdID(fd); ok && got == id {
 			n++
 		}
 	}
