@@ -19,8 +19,8 @@ import (
 // kernel gives its anonymous inode.
 const eventfdLink = "anon_inode:[eventfd]"
 
-// fdKind describes fd for error messages ("a pipe", "a regular file on
-// ext4", ...) and reports whether it is an eventfd.
+// fdKind describes fd for error messages ("a pipe", "a memfd", "a regular
+// file", ...) and reports whether it is an eventfd.
 //
 // An eventfd is told apart by two facts a front-end cannot fake together:
 // fstatfs reports the anonymous-inode filesystem, on which nothing has a
@@ -63,7 +63,7 @@ func fdKind(fd int) (kind string, isEventfd bool) {
 		if isMemfd(fd) {
 			return "a memfd", false
 		}
-		return "a regular file on " + fsName(fs.Type), false
+		return "a regular file", false
 	}
 	return fmt.Sprintf("of file type %#o", st.Mode&unix.S_IFMT), false
 }
@@ -126,4 +126,32 @@ func checkKickFd(i, fd int) error {
 		return reject("fd", "vring %d: kick without an fd (polling mode) is not supported, send an eventfd", i)
 	}
 	return checkVringFd(i, "kick", fd)
+}
+
+// checkRegionFd checks the fd of a memory region before it is mapped
+// (BAD-INPUTS 58, 59); field names the region in the refusal. Guest memory
+// must be on tmpfs (shmem, which memfds are) or hugetlbfs: a page fault
+// there waits for a page to be zeroed, never for I/O, whereas a file on a
+// disk or network filesystem (or FUSE, served by whoever made it) can stall
+// the worker that touches guest memory for as long as that filesystem
+// likes. A memfd that can still shrink is accepted, with one warning per
+// session: QEMU seals its memfds (F_SEAL_SHRINK, F_SEAL_GROW), but a
+// front-end that truncates an unsealed one pulls pages from under the
+// mapping.
+func (s *session) checkRegionFd(field string, fd int) error {
+	var fs unix.Statfs_t
+	if err := unix.Fstatfs(fd, &fs); err != nil {
+		return reject(field, "fstatfs of the region fd: %v", err)
+	}
+	if t := uint32(fs.Type); t != unix.TMPFS_MAGIC && t != unix.HUGETLBFS_MAGIC {
+		kind, _ := fdKind(fd)
+		return reject(field, "fd is %s on %s: guest memory must be on tmpfs (shmem, memfd) or hugetlbfs", kind, fsName(fs.Type))
+	}
+	seals, err := unix.FcntlInt(uintptr(fd), unix.F_GET_SEALS, 0)
+	if !s.warnedUnsealed && (err != nil || seals&unix.F_SEAL_SHRINK == 0) {
+		s.warnedUnsealed = true
+		s.log.Warn("guest memory fd not sealed against shrinking (F_SEAL_SHRINK): accepted, but a front-end that truncates it makes guest accesses fault (warned once per connection)",
+			"region", field, "fs", fsName(fs.Type))
+	}
+	return nil
 }

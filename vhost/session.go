@@ -27,6 +27,9 @@ type session struct {
 	mem         *virtqueue.Memory
 	vrings      []vring
 	logs        logState // dirty log (dirtylog.go)
+	// warnedUnsealed: a region fd not sealed against shrinking was
+	// warned about (fdcheck.go, once per connection).
+	warnedUnsealed bool
 }
 
 func newSession(log hclog.Logger, dev Device, conn *msgConn, lim *rateLimiter) *session {

@@ -15,9 +15,12 @@ import (
 
 // fileProbe sends a regular file with a unique path: it is closed when no
 // fd of this process points at that path.
-func fileProbe(t *testing.T) *probe {
+func fileProbe(t *testing.T) *probe { return fileProbeIn(t, t.TempDir()) }
+
+// fileProbeIn is fileProbe with the file in dir.
+func fileProbeIn(t *testing.T, dir string) *probe {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), uniqueName("notevent"))
+	path := filepath.Join(dir, uniqueName("notevent"))
 	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		t.Fatal(err)
