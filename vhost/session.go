@@ -247,6 +247,9 @@ func (s *session) setMTU(m *Msg) ([]byte, error) {
 	if mtu < 68 || mtu > 65535 {
 		return nil, reject("mtu", "%d outside 68..65535", mtu)
 	}
+	if err := limit(s.lim.actions.mtu, m.Req); err != nil {
+		return nil, err
+	}
 	if err := s.dev.SetMTU(uint16(mtu)); err != nil {
 		return nil, reject("mtu", "%v", err)
 	}
@@ -256,6 +259,9 @@ func (s *session) setMTU(m *Msg) ([]byte, error) {
 func (s *session) sendRARP(m *Msg) ([]byte, error) {
 	var mac [6]byte
 	copy(mac[:], m.Payload)
+	if err := limit(s.lim.actions.rarp, m.Req); err != nil {
+		return nil, err
+	}
 	if err := s.dev.SendRARP(mac); err != nil {
 		return nil, reject("mac", "%v", err)
 	}
