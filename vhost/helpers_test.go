@@ -217,13 +217,19 @@ func pipeProbe(t *testing.T) *probe {
 	if err := unix.Pipe2(p[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
 		t.Fatal(err)
 	}
-	pr := &probe{t: t, Fd: p[1], ours: true}
+	return hupProbe(t, p[1], p[0])
+}
+
+// hupProbe sends fd, one end of a pipe or socketpair whose other end is
+// peer: once every copy of fd is closed, peer sees POLLHUP.
+func hupProbe(t *testing.T, fd, peer int) *probe {
+	pr := &probe{t: t, Fd: fd, ours: true}
 	pr.isOpen = func() bool {
-		pfd := []unix.PollFd{{Fd: int32(p[0]), Events: unix.POLLIN}}
+		pfd := []unix.PollFd{{Fd: int32(peer), Events: unix.POLLIN}}
 		n, _ := unix.Poll(pfd, 0)
 		return !(n == 1 && pfd[0].Revents&unix.POLLHUP != 0)
 	}
-	pr.done = func() { unix.Close(p[0]) }
+	pr.done = func() { unix.Close(peer) }
 	t.Cleanup(pr.cleanup)
 	return pr
 }

@@ -40,15 +40,7 @@ func socketProbe(t *testing.T) *probe {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pr := &probe{t: t, Fd: sp[0], ours: true}
-	pr.isOpen = func() bool {
-		pfd := []unix.PollFd{{Fd: int32(sp[1]), Events: unix.POLLIN}}
-		n, _ := unix.Poll(pfd, 0)
-		return !(n == 1 && pfd[0].Revents&unix.POLLHUP != 0)
-	}
-	pr.done = func() { unix.Close(sp[1]) }
-	t.Cleanup(pr.cleanup)
-	return pr
+	return hupProbe(t, sp[0], sp[1])
 }
 
 func TestBadInput56VringFdNotEventfd(t *testing.T) {

@@ -9,14 +9,22 @@ import (
 // FdsMatching counts this process's fds whose /proc/self/fd link contains
 // s (a memfd shows as "/memfd:NAME (deleted)").
 func FdsMatching(s string) int {
+	return countFds(func(fd string) bool {
+		l, err := os.Readlink("/proc/self/fd/" + fd)
+		return err == nil && strings.Contains(l, s)
+	})
+}
+
+// countFds counts this process's fds (their /proc/self/fd names) for which
+// match is true; -1 if /proc cannot tell.
+func countFds(match func(fd string) bool) int {
 	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
 		return -1
 	}
 	n := 0
 	for _, e := range ents {
-		l, err := os.Readlink("/proc/self/fd/" + e.Name())
-		if err == nil && strings.Contains(l, s) {
+		if match(e.Name()) {
 			n++
 		}
 	}
@@ -45,7 +53,12 @@ func MapsCount(name string) int {
 // unique among eventfds. ok is false when fd is not an eventfd or the
 // kernel does not show the id.
 func EventfdID(fd int) (id string, ok bool) {
-	b, err := os.ReadFile("/proc/self/fdinfo/" + strconv.Itoa(fd))
+	return eventfdID("/proc/self/fdinfo/" + strconv.Itoa(fd))
+}
+
+// eventfdID reads the eventfd-id line of one fdinfo file.
+func eventfdID(fdinfo string) (id string, ok bool) {
+	b, err := os.ReadFile(fdinfo)
 	if err != nil {
 		return "", false
 	}
@@ -60,19 +73,8 @@ func EventfdID(fd int) (id string, ok bool) {
 // EventfdCopies counts this process's fds that are the eventfd with the
 // given EventfdID.
 func EventfdCopies(id string) int {
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		return -1
-	}
-	n := 0
-	for _, e := range ents {
-		fd, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if got, ok := EventfdID(fd); ok && got == id {
-			n++
-		}
-	}
-	return n
+	return countFds(func(fd string) bool {
+		got, ok := eventfdID("/proc/self/fdinfo/" + fd)
+		return ok && got == id
+	})
 }
