@@ -306,12 +306,9 @@ func (d *Device) Queue(i int) *Queue { return d.queues[i] }
 // Close closes every queue and the control socket. A TAP we created without Persist goes
 // away with its last fd; a TAP that existed before, and any macvtap, stays. Close is
 // idempotent. Precondition: no queue I/O is running.
-func (d *Device) Close() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if !d.closed.Set() {
-		return nil
-	}
+func (d *Device) Close() error { return d.closed.Close(&d.mu, d.close) }
+
+func (d *Device) close() error {
 	var first error
 	for _, q := range d.queues {
 		if err := q.Close(); err != nil && first == nil {

@@ -58,6 +58,7 @@ type Server struct {
 	started time.Time
 	mu      sync.Mutex
 	servers []*http.Server
+	closed  bool
 	path    string // the unix socket to remove on Close
 	ino     uint64
 }
@@ -170,6 +171,11 @@ func (s *Server) ListenMetrics(addr string) (net.Addr, error) {
 func (s *Server) serve(ln net.Listener, h http.Handler) {
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 10 * time.Second}
 	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		ln.Close()
+		return
+	}
 	s.servers = append(s.servers, srv)
 	s.mu.Unlock()
 	go func() {
@@ -184,7 +190,7 @@ func (s *Server) serve(ln net.Listener, h http.Handler) {
 func (s *Server) Close() error {
 	s.mu.Lock()
 	servers, path, ino := s.servers, s.path, s.ino
-	s.servers, s.path = nil, ""
+	s.servers, s.path, s.closed = nil, "", true
 	s.mu.Unlock()
 	for _, srv := range servers {
 		srv.Close()
