@@ -224,6 +224,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		defer xdp.close()
 	}
 
+	ctl, err := startControl(o, dev, xdp, log.Named("control"))
+	if err != nil {
+		log.Error("cannot serve the control socket", "error", err)
+		return 1
+	}
+	defer closeControl(ctl)
+
 	srv := vhost.NewServer(dev, log.Named("vhost"))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -233,12 +240,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log.Error("cannot listen", "error", err)
 		return 1
 	}
-	ctl, err := startControl(o, dev, xdp, log.Named("control"))
-	if err != nil {
-		log.Error("cannot serve the control socket", "error", err)
-		return 1
-	}
-	defer closeControl(ctl)
 	log.Info("ready", "interface", dev.Name(), "queue_pairs", o.queues, "features", netdev.FeatureString(dev.Features()))
 	notify(log, "READY=1\nSTATUS=serving "+dev.Name())
 	defer startWatchdog(log, func() { dev.Status() })()

@@ -9,6 +9,9 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/vhostd/vhostd/internal/privtest"
+	"github.com/vhostd/vhostd/internal/testutil"
 )
 
 // TestHelp: --help goes to stdout with exit 0 and lists every flag once,
@@ -145,5 +148,22 @@ func TestControlPath(t *testing.T) {
 		if got := o.ops.controlPath(o); got != tc.want {
 			t.Errorf("%q: control socket %q, want %q", tc.args, got, tc.want)
 		}
+	}
+}
+
+// TestControlSocketFailure: a --control-socket that cannot be created
+// stops vhostd with exit 1 naming it, before the vhost-user socket exists;
+// the default one only warns.
+func TestControlSocketFailure(t *testing.T) {
+	privtest.Require(t)
+	dir := t.TempDir()
+	sock, bad := filepath.Join(dir, "s"), filepath.Join(dir, "no-such-dir", "c.ctl")
+	var out, errb bytes.Buffer
+	rc := run([]string{"--socket-path", sock, "--tap", "vhc" + testutil.Suffix(8), "--control-socket", bad}, &out, &errb)
+	if rc != 1 || !strings.Contains(errb.String(), bad) {
+		t.Fatalf("exit %d, stderr:\n%s", rc, errb.String())
+	}
+	if _, err := os.Stat(sock); !os.IsNotExist(err) {
+		t.Fatalf("vhost-user socket created: %v", err)
 	}
 }
