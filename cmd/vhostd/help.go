@@ -8,7 +8,7 @@ import (
 	"strings"
 )
 
-const helpIntro = `vhostd: a vhost-user virtio-net back-end. QEMU (or another vhost-user
+const helpIntro = `vhostd is a vhost-user virtio-net back-end. QEMU (or another vhost-user
 front-end) hands it a guest NIC's queues over a unix socket; vhostd moves
 the frames between them and a host TAP or macvtap interface.
 
@@ -115,26 +115,52 @@ func answerFlags(o *options, err error, stdout, stderr io.Writer) (rc int, done 
 func writeHelp(w io.Writer, fs *flag.FlagSet) {
 	var b strings.Builder
 	b.WriteString(helpIntro)
+	for _, g := range helpFlagGroups(fs) {
+		writeFlagGroup(&b, g.title, g.flags)
+	}
+	b.WriteString(helpTail)
+	io.WriteString(w, b.String())
+}
+
+type flagGroup struct {
+	title string
+	flags []*flag.Flag
+}
+
+// helpFlagGroups sorts fs's flags into helpGroups, the ones in none last
+// under "Other options".
+func helpFlagGroups(fs *flag.FlagSet) []flagGroup {
+	var out []flagGroup
 	listed := map[string]bool{}
 	for _, g := range helpGroups {
-		var fl []*flag.Flag
+		fg := flagGroup{title: g.title}
 		for _, name := range g.flags {
 			if f := fs.Lookup(name); f != nil {
-				fl = append(fl, f)
+				fg.flags = append(fg.flags, f)
 				listed[name] = true
 			}
 		}
-		writeFlagGroup(&b, g.title, fl)
+		out = append(out, fg)
 	}
-	var other []*flag.Flag
+	other := flagGroup{title: "Other options"}
 	fs.VisitAll(func(f *flag.Flag) {
 		if !listed[f.Name] {
-			other = append(other, f)
+			other.flags = append(other.flags, f)
 		}
 	})
-	writeFlagGroup(&b, "Other options", other)
-	b.WriteString(helpTail)
-	io.WriteString(w, b.String())
+	return append(out, other)
+}
+
+// flagHelp returns a flag's argument name and its usage with the default.
+func flagHelp(f *flag.Flag) (arg, usage string) {
+	arg, usage = flag.UnquoteUsage(f)
+	if a, ok := helpArgs[f.Name]; ok {
+		arg = a
+	}
+	if d := f.DefValue; d != "" && d != "0" && d != "-1" && d != "false" && d != "0s" {
+		usage += fmt.Sprintf(" (default %s)", d)
+	}
+	return strings.ToUpper(arg), usage
 }
 
 // writeFlagGroup lists flags as "  --name ARG  usage (default x)", the
@@ -146,16 +172,10 @@ func writeFlagGroup(b *strings.Builder, title string, fl []*flag.Flag) {
 	fmt.Fprintf(b, "\n%s:\n", title)
 	const indent = 26
 	for _, f := range fl {
-		arg, usage := flag.UnquoteUsage(f)
-		if a, ok := helpArgs[f.Name]; ok {
-			arg = a
-		}
+		arg, usage := flagHelp(f)
 		head := "  --" + f.Name
 		if arg != "" {
-			head += " " + strings.ToUpper(arg)
-		}
-		if d := f.DefValue; d != "" && d != "0" && d != "-1" && d != "false" && d != "0s" {
-			usage += fmt.Sprintf(" (default %s)", d)
+			head += " " + arg
 		}
 		b.WriteString(head)
 		col := len(head)

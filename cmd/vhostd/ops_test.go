@@ -46,12 +46,7 @@ func TestHelp(t *testing.T) {
 func checkFlagsListedOnce(t *testing.T, text string) {
 	t.Helper()
 	var names []string
-	_, err := parseFlags([]string{"--help"}, &bytes.Buffer{})
-	h, ok := err.(*helpRequest)
-	if !ok {
-		t.Fatalf("parseFlags --help: %v", err)
-	}
-	h.fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
+	helpFlagSet(t).VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
 	if len(names) < 30 {
 		t.Fatalf("only %d flags found", len(names))
 	}
@@ -60,6 +55,17 @@ func checkFlagsListedOnce(t *testing.T, text string) {
 			t.Errorf("--%s is listed %d times", n, c)
 		}
 	}
+}
+
+// helpFlagSet is the flag set parseFlags defines, as --help sees it.
+func helpFlagSet(t *testing.T) *flag.FlagSet {
+	t.Helper()
+	_, err := parseFlags([]string{"--help"}, &bytes.Buffer{})
+	h, ok := err.(*helpRequest)
+	if !ok {
+		t.Fatalf("parseFlags --help: %v", err)
+	}
+	return h.fs
 }
 
 // TestVersion: --version prints the Go version and ignores the other
