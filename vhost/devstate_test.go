@@ -5,8 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"reflect"
 	"sync"
 	"testing"
@@ -14,7 +12,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/vhostd/vhostd/vhost"
 	"github.com/vhostd/vhostd/vhost/vhosttest"
-	"golang.org/x/sys/unix"
 )
 
 // stateDev is a NullDevice that carries a state: SaveState returns save,
@@ -70,76 +67,36 @@ func stateHarness(t *testing.T, save *vhost.DeviceState) (*harness, *stateDev) {
 	return h, dev
 }
 
-func transferState(dir, phase uint32) []byte {
-	b := make([]byte, 8)
-	binary.LittleEndian.PutUint32(b, dir)
-	binary.LittleEndian.PutUint32(b[4:], phase)
-	return b
-}
+func transferState(dir, phase uint32) []byte { return vhosttest.TransferState(dir, phase) }
 
-func statePipe(t *testing.T) (r, w int) {
+// saveState runs QEMU's save: the stream read to EOF, then CHECK.
+func saveState(t *testing.T, h *harness) ([]byte, uint64) {
 	t.Helper()
-	var p [2]int
-	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
-		t.Fatal(err)
-	}
-	return p[0], p[1]
-}
-
-// startTransfer sends SET_DEVICE_STATE_FD as QEMU does (no NEED_REPLY)
-// and asserts the reply: success, no fd of the back-end's own.
-func startTransfer(t *testing.T, h *harness, dir uint32, fd int) {
-	t.Helper()
-	r, err := h.fe.Call(vhost.ReqSetDeviceStateFd, 0, transferState(dir, 0), fd)
+	data, v, err := h.fe.SaveState()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v, err := r.U64(); err != nil || v != 0x100 {
-		t.Fatalf("SET_DEVICE_STATE_FD reply %#x, %v: want 0x100 (accepted, no fd returned)", v, err)
-	}
+	return data, v
 }
 
-// check sends CHECK_DEVICE_STATE and returns its u64.
-func check(t *testing.T, h *harness) uint64 {
+// loadState runs QEMU's load: the stream written and closed, then CHECK.
+func loadState(t *testing.T, h *harness, data []byte) uint64 {
 	t.Helper()
-	r, err := h.fe.Call(vhost.ReqCheckDeviceState, 0, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := r.U64()
+	v, err := h.fe.LoadState(data)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return v
 }
 
-// saveState runs QEMU's save: the write end goes to the back-end, the
-// stream is read to EOF, then CHECK_DEVICE_STATE.
-func saveState(t *testing.T, h *harness) ([]byte, uint64) {
+// check sends CHECK_DEVICE_STATE and returns its u64.
+func check(t *testing.T, h *harness) uint64 {
 	t.Helper()
-	r, w := statePipe(t)
-	startTransfer(t, h, 0, w)
-	unix.Close(w)
-	f := fdFile(r)
-	defer f.Close()
-	data, err := io.ReadAll(f)
+	v, err := h.fe.CheckState()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return data, check(t, h)
-}
-
-// loadState runs QEMU's load: the read end goes to the back-end, the
-// stream is written and closed, then CHECK_DEVICE_STATE.
-func loadState(t *testing.T, h *harness, data []byte) uint64 {
-	t.Helper()
-	r, w := statePipe(t)
-	startTransfer(t, h, 1, r)
-	unix.Close(r)
-	f := fdFile(w)
-	f.Write(data) // an oversized stream meets EPIPE once the back-end stops reading
-	f.Close()
-	return check(t, h)
+	return v
 }
 
 // TestDeviceStateRoundTrip saves a state from one session through a real
@@ -383,5 +340,3 @@ func FuzzDecodeDeviceState(f *testing.F) {
 		}
 	})
 }
-
-func fdFile(fd int) *os.File { return os.NewFile(uintptr(fd), "state-pipe") }
