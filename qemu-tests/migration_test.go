@@ -45,6 +45,7 @@ func TestMigration(t *testing.T) {
 	t.Run("data", func(t *testing.T) {
 		figs = append(figs, migrateData(t, "vhostd", 1, 1))
 	})
+	t.Run("device-state", migrateHeldFrames)
 	t.Run("announce=off", func(t *testing.T) {
 		ctx := Context(t, 3*time.Minute)
 		e := newMigEnv(t, ctx, "vhostd", 1)
@@ -326,4 +327,56 @@ func killMidMigration(t *testing.T, side int) (*migEnv, *migVM, *migVM, time.Tim
 	t.Logf("%s vhostd SIGKILLed mid-migration", []string{"source", "destination"}[side])
 	src.setBandwidth(1 << 30)
 	return e, src, dst, t0, e.waitMigration(src, nil)
+}
+
+// migrateHeldFrames is the device-state scenario: the source guest is paused (QMP stop: its
+// rings stopped), the host sends it a burst of datagrams, which wait in the source's TAP; the
+// paused guest migrates and, once the destination continues, every datagram reaches the guest
+// (its kernel counts them as UDP NoPorts). They travel in vhostd's device state
+// (VHOST_USER_PROTOCOL_F_DEVICE_STATE, README "Live migration"); with any other back-end they
+// stay behind in the source's TAP.
+func migrateHeldFrames(t *testing.T) {
+	const burst = 64
+	ctx := Context(t, 3*time.Minute)
+	e := newMigEnv(t, ctx, "vhostd", 1)
+	e.maxGap = 0 // the guest is paused on purpose
+	src := e.start(0, false, vmOpts{})
+	dst := e.start(1, true, vmOpts{})
+	before := e.udpNoPorts(src)
+	// The paused guest cannot answer ARP: the host must not need it to.
+	e.ip("neigh", "replace", e.sn.GuestIP(), "lladdr", e.mac, "dev", e.br, "nud", "permanent")
+	t.Cleanup(func() { exec.Command("ip", "neigh", "del", e.sn.GuestIP(), "dev", e.br).Run() })
+	if _, err := src.do("stop", nil); err != nil {
+		t.Fatalf("%s: stop: %v", src.name, err)
+	}
+	from := [2]int{len(e.backs[0].Log()), len(e.backs[1].Log())}
+	e.udpBurst(burst)
+	t0 := e.startMigration(src, dst)
+	st := e.waitMigration(src, nil)
+	if st.Status != "completed" {
+		t.Fatalf("migration %s: %s", st.Status, st.ErrorDesc)
+	}
+	if s := dst.status(); s != "paused" {
+		t.Errorf("%s after migrating a paused guest: %s, want paused", dst.name, s)
+	}
+	if _, err := dst.do("cont", nil); err != nil {
+		t.Fatalf("%s: cont: %v", dst.name, err)
+	}
+	e.finish(src, dst, t0, st)
+	for i, dir := range []string{"save", "load"} {
+		re := regexp.MustCompile(`.*device state transferred.*direction=` + dir + `.*frames=(\d+).*\n`)
+		m, err := e.backs[i].WaitForFrom(ctx, re, from[i])
+		if err != nil {
+			t.Fatalf("vhostd %s: no device state %s: %v", sideName[i], dir, err)
+		}
+		t.Logf("vhostd %s: %s", sideName[i], strings.TrimSpace(m[0]))
+		if n, _ := strconv.Atoi(m[1]); n < burst {
+			t.Errorf("vhostd %s: %s %d frames, want at least the %d datagrams", sideName[i], dir, n, burst)
+		}
+	}
+	got := e.udpNoPorts(dst) - before
+	t.Logf("%d datagrams sent to the paused source guest, %d reached the guest on the destination", burst, got)
+	if got < burst {
+		t.Errorf("%d of %d datagrams reached the guest", got, burst)
+	}
 }
