@@ -190,11 +190,11 @@ func TestDeviceStateDecodeRefuses(t *testing.T) {
 	}
 }
 
-// TestDeviceStateLoadRefused (BAD-INPUTS 55) loads each malformed stream
+// TestBadInput61DeviceStateRefused (BAD-INPUTS 61) loads each malformed stream
 // through a real pipe: CHECK_DEVICE_STATE fails, the error is logged with
 // its name, the device got nothing and no ring started, and the session
 // goes on. A state the device itself refuses fails the same way.
-func TestDeviceStateLoadRefused(t *testing.T) {
+func TestBadInput61DeviceStateRefused(t *testing.T) {
 	for name, c := range badStreams(t) {
 		t.Run(name, func(t *testing.T) {
 			h, dev := stateHarness(t, nil)
@@ -224,11 +224,11 @@ func TestDeviceStateLoadRefused(t *testing.T) {
 	})
 }
 
-// TestDeviceStateBadRequests: SET_DEVICE_STATE_FD and CHECK_DEVICE_STATE
+// TestBadInput61DeviceStateRequests: SET_DEVICE_STATE_FD and CHECK_DEVICE_STATE
 // of the wrong size, with the wrong fds, a bad direction or phase, while
 // rings run or without the protocol feature are refused with a non-zero
 // u64 naming the field, and every fd sent is closed.
-func TestDeviceStateBadRequests(t *testing.T) {
+func TestBadInput61DeviceStateRequests(t *testing.T) {
 	cases := []struct {
 		name    string
 		req     vhost.Request
