@@ -25,14 +25,7 @@ func stateRig(t *testing.T, threads Threads) *devRig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := vhost.NewServer(dev, nil)
-	fe, be, err := vhosttest.Pair()
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { srv.ServeConn(t.Context(), be); close(done) }()
-	t.Cleanup(func() { fe.Close(); <-done; dev.Close() })
+	fe := serveFE(t, dev)
 	if err := fe.Negotiate(dev.Features()|1<<vhost.FeatProtocolFeatures, stateProto); err != nil {
 		t.Fatal(err)
 	}
