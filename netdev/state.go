@@ -136,7 +136,7 @@ func (d *Device) dropHeld() {
 		})
 	}
 	if n > 0 {
-		d.log.Warn("held frames dropped by a reset", "frames", n)
+		d.log.Info("held frames dropped: front-end gone or device reset", "frames", n)
 	}
 }
 

@@ -340,3 +340,37 @@ func FuzzDecodeDeviceState(f *testing.F) {
 		}
 	})
 }
+
+// TestDeviceStateTransferReplaced: a save whose stream nobody reads (2 MiB,
+// far more than a pipe holds) is ended by the next SET_DEVICE_STATE_FD,
+// which then works; a transfer under way when the front-end leaves ends with
+// the session (the fd-leak check of TestMain sees its fd closed).
+func TestDeviceStateTransferReplaced(t *testing.T) {
+	big := &vhost.DeviceState{QueuePairs: 1}
+	for range 200 {
+		big.Frames = append(big.Frames, vhost.StateFrame{Data: bytes.Repeat([]byte{7}, 10000)})
+	}
+	h, dev := stateHarness(t, big)
+	p := pipeProbe(t)
+	r, err := h.fe.Call(vhost.ReqSetDeviceStateFd, 0, transferState(0, 0), p.Fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := r.U64(); v != 0x100 {
+		t.Fatalf("save: %#x", v)
+	}
+	good, _ := vhost.EncodeDeviceState(sampleState())
+	if v := loadState(t, h, good); v != 0 {
+		t.Fatalf("load after an abandoned save: CHECK %d", v)
+	}
+	p.closedByPeer() // the abandoned save's fd
+	if !reflect.DeepEqual(dev.got(), sampleState()) {
+		t.Fatal("the load after an abandoned save was not applied")
+	}
+	q := pipeProbe(t)
+	if _, err := h.fe.Call(vhost.ReqSetDeviceStateFd, 0, transferState(0, 0), q.Fd); err != nil {
+		t.Fatal(err)
+	}
+	h.fe.Close()
+	q.closedByPeer()
+}
