@@ -61,6 +61,11 @@ type rxPath struct {
 	// (BROKEN-Q): the TAP side then hands every stocked chain back with
 	// length 0, in order, which returns the faulting head too.
 	broken atomic.Bool
+	// held are frames to deliver before any read from the TAP, heldNext
+	// the next one (a migrated device's state, state.go). The control
+	// plane sets them with the workers paused; the TAP side takes them.
+	held     [][]byte
+	heldNext int
 }
 
 func newRxPath() *rxPath {
@@ -166,7 +171,7 @@ func (r *rxPath) fromTAP(q *tap.Queue, max int, c *counters) (frames int, gone b
 		} else {
 			r.frame[0] = append(s.iov, rawio.Iovec(r.overflow))
 		}
-		n, errno := q.ReadBatch(r.frame[:], r.size[:])
+		n, errno := r.read(q, s, whole)
 		if n == 0 {
 			if tap.IsGone(errno) {
 				gone = true
