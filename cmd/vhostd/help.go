@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 )
 
@@ -90,25 +91,44 @@ func parseError(fs *flag.FlagSet, err error) error {
 }
 
 // answerFlags handles what parseFlags returned when it is the whole
-// answer: a bad command line (exit 2), --help, --print-capabilities or
+// answer: --print-capabilities (whatever else args hold, as the back-end
+// program conventions ask), a bad command line (exit 2), --help or
 // --version (exit 0).
-func answerFlags(o *options, err error, stdout, stderr io.Writer) (rc int, done bool) {
+func answerFlags(args []string, o *options, err error, stdout, stderr io.Writer) (rc int, done bool) {
 	var help *helpRequest
 	switch {
+	case asksCapabilities(args):
+		fmt.Fprintln(stdout, capabilities)
+		return 0, true
 	case errors.As(err, &help):
 		writeHelp(stdout, help.fs)
 		return 0, true
 	case err != nil:
 		fmt.Fprintln(stderr, "vhostd:", err)
 		return 2, true
-	case o.printCaps:
-		fmt.Fprintln(stdout, capabilities)
-		return 0, true
 	case o.ops.version:
 		writeVersion(stdout)
 		return 0, true
 	}
 	return 0, false
+}
+
+// asksCapabilities reports whether args (up to a "--") hold
+// -print-capabilities or --print-capabilities, or one =true.
+func asksCapabilities(args []string) bool {
+	for _, a := range args {
+		if a == "--" {
+			return false
+		}
+		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !strings.HasPrefix(a, "-") || name != "print-capabilities" {
+			continue
+		}
+		if on, err := strconv.ParseBool(val); !hasVal || (err == nil && on) {
+			return true
+		}
+	}
+	return false
 }
 
 // writeHelp writes the --help text for fs's flags.

@@ -184,7 +184,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runCtl(args[1:], stdout, stderr)
 	}
 	o, err := parseFlags(args, stderr)
-	if rc, done := answerFlags(o, err, stdout, stderr); done {
+	if rc, done := answerFlags(args, o, err, stdout, stderr); done {
 		return rc
 	}
 	// Signals are caught from here on, so a SIGTERM during start-up still

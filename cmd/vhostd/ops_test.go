@@ -116,6 +116,27 @@ func TestVersionFromBuildInfo(t *testing.T) {
 	}
 }
 
+// TestPrintCapabilitiesIgnoresTheRest: --print-capabilities answers
+// whatever else the command line holds, even flags vhostd does not know.
+func TestPrintCapabilitiesIgnoresTheRest(t *testing.T) {
+	for _, args := range [][]string{
+		{"--print-capabilities", "--no-such-flag", "stray"},
+		{"--socket-path", "s", "-print-capabilities=true", "--tap"},
+		{"--help", "--print-capabilities"},
+	} {
+		var out, errb bytes.Buffer
+		if rc := run(args, &out, &errb); rc != 0 || strings.TrimSpace(out.String()) != capabilities || errb.Len() != 0 {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q", args, rc, out.String(), errb.String())
+		}
+	}
+	for _, args := range [][]string{{"--print-capabilities=false", "--tap", "x"}, {"--tap", "x", "--", "--print-capabilities"}} {
+		var out, errb bytes.Buffer
+		if rc := run(args, &out, &errb); rc != 2 {
+			t.Errorf("%q: exit %d, want 2 (no capabilities asked)", args, rc)
+		}
+	}
+}
+
 // TestOpsFlagErrors: the control and metrics flags name what is wrong.
 func TestOpsFlagErrors(t *testing.T) {
 	for _, tc := range []struct {
