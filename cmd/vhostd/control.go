@@ -14,6 +14,7 @@ import (
 type opsOptions struct {
 	control       optString
 	metricsListen string
+	logFormat     string
 	version       bool
 }
 
@@ -30,6 +31,7 @@ func (s *optString) Set(v string) error { s.v, s.set = v, true; return nil }
 func (x *opsOptions) register(fs *flag.FlagSet) {
 	fs.Var(&x.control, "control-socket", `control socket for "vhostd ctl" and curl (default: the --socket-path with .ctl appended; "" = none)`)
 	fs.StringVar(&x.metricsListen, "metrics-listen", "", "also serve the Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9545")
+	fs.StringVar(&x.logFormat, "log-format", "text", "text, or json: one JSON object per log line (for journald or a log shipper)")
 	fs.BoolVar(&x.version, "version", false, "print the version and exit")
 }
 
@@ -37,6 +39,9 @@ func (x *opsOptions) register(fs *flag.FlagSet) {
 func (x *opsOptions) validate(o *options) error {
 	if p := x.controlPath(o); p != "" && p == o.socketPath {
 		return fmt.Errorf("--control-socket %q: that is the vhost-user socket", p)
+	}
+	if x.logFormat != "text" && x.logFormat != "json" {
+		return fmt.Errorf("--log-format %q: want text or json", x.logFormat)
 	}
 	if x.metricsListen != "" {
 		if _, _, err := net.SplitHostPort(x.metricsListen); err != nil {

@@ -31,7 +31,7 @@ var helpGroups = []struct {
 	{"Device", []string{"queues", "no-csum", "no-tso", "no-ufo", "no-uso", "no-mrg-rxbuf", "no-event-idx", "no-indirect", "config-space"}},
 	{"Workers", []string{"busy-poll", "threads", "cpus"}},
 	{"XDP", []string{"xdp", "xdp-guard-addrs", "xdp-acl", "xdp-object", "xdp-program", "xdp-attach", "xdp-switch-pin"}},
-	{"Operation", []string{"control-socket", "metrics-listen", "stats-interval", "log-level", "shutdown-timeout", "cpuprofile", "print-capabilities", "version"}},
+	{"Operation", []string{"control-socket", "metrics-listen", "stats-interval", "log-level", "log-format", "shutdown-timeout", "cpuprofile", "print-capabilities", "version"}},
 }
 
 const helpTail = `
@@ -70,7 +70,7 @@ var helpArgs = map[string]string{
 	"queues": "N", "busy-poll": "USEC", "threads": "MODE", "cpus": "LIST", "xdp": "PROGRAM",
 	"xdp-guard-addrs": "ADDRS", "xdp-acl": "FILE", "xdp-object": "FILE", "xdp-program": "NAME",
 	"xdp-attach": "MODE", "xdp-switch-pin": "PATH", "control-socket": "PATH", "metrics-listen": "ADDR",
-	"stats-interval": "DURATION", "log-level": "LEVEL", "shutdown-timeout": "DURATION",
+	"stats-interval": "DURATION", "log-level": "LEVEL", "log-format": "FORMAT", "shutdown-timeout": "DURATION",
 	"cpuprofile": "FILE", "reconnect": "DURATION",
 }
 

@@ -192,7 +192,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1, syscall.SIGHUP)
 	defer signal.Stop(sigs)
-	log := hclog.New(&hclog.LoggerOptions{Name: "vhostd", Level: hclog.LevelFromString(o.logLevel), Output: stderr})
+	log := hclog.New(&hclog.LoggerOptions{Name: "vhostd", Level: hclog.LevelFromString(o.logLevel), Output: stderr,
+		JSONFormat: o.ops.logFormat == "json"})
 	cfg, err := o.netdevConfig(log.Named("netdev"))
 	if err != nil {
 		fmt.Fprintln(stderr, "vhostd:", err)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"flag"
 	"os"
 	"os/exec"
@@ -146,11 +147,32 @@ func TestOpsFlagErrors(t *testing.T) {
 		{[]string{"--socket-path", "s", "--tap", "a", "--control-socket", "s"}, `--control-socket "s": that is the vhost-user socket`},
 		{[]string{"--socket-path", "s", "--tap", "a", "--metrics-listen", "9100"}, `--metrics-listen "9100": want HOST:PORT`},
 		{[]string{"--socket-path", "s", "--tap", "a", "--no-such-flag"}, "vhostd --help lists the options"},
+		{[]string{"--socket-path", "s", "--tap", "a", "--log-format", "xml"}, `--log-format "xml": want text or json`},
 	} {
 		var out, errb bytes.Buffer
 		if rc := run(tc.args, &out, &errb); rc != 2 || !strings.Contains(errb.String(), tc.want) {
 			t.Errorf("%q: exit %d, stderr %q; want exit 2 mentioning %q", tc.args, rc, errb.String(), tc.want)
 		}
+	}
+}
+
+// TestLogFormatJSON: with --log-format json every log line is a JSON
+// object with the level and message.
+func TestLogFormatJSON(t *testing.T) {
+	var out, errb bytes.Buffer
+	rc := run([]string{"--socket-path", filepath.Join(t.TempDir(), "s"), "--macvtap", "vhc-none-" + testutil.Suffix(4), "--log-format", "json"}, &out, &errb)
+	if rc != 1 {
+		t.Fatalf("exit %d, want 1 (no such macvtap): %s", rc, errb.String())
+	}
+	lines := strings.Split(strings.TrimSpace(errb.String()), "\n")
+	for _, l := range lines {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil || m["@level"] == nil || m["@message"] == nil {
+			t.Fatalf("not a JSON log line: %q (%v)", l, err)
+		}
+	}
+	if !strings.Contains(lines[len(lines)-1], `"cannot open the host interface"`) {
+		t.Fatalf("last line: %q", lines[len(lines)-1])
 	}
 }
 
