@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -83,5 +84,37 @@ func TestSystemdExecStart(t *testing.T) {
 	}
 	if !bytes.Contains(b, []byte("\nType=notify\n")) {
 		t.Fatal("the service is not Type=notify")
+	}
+}
+
+// TestDiscoveryFile: dist/50-vhostd.json (for /usr/share/qemu/vhost-user/)
+// has exactly the fields of QEMU's VhostUserBackend, the type
+// --print-capabilities reports and the binary the service runs.
+func TestDiscoveryFile(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("dist", "50-vhostd.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Description string   `json:"description"`
+		Type        string   `json:"type"`
+		Binary      string   `json:"binary"`
+		Tags        []string `json:"tags"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&d); err != nil {
+		t.Fatalf("50-vhostd.json: %v", err)
+	}
+	var caps struct{ Type string }
+	if err := json.Unmarshal([]byte(capabilities), &caps); err != nil {
+		t.Fatal(err)
+	}
+	unit, err := os.ReadFile(filepath.Join("dist", "vhostd@.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Type != caps.Type || d.Description == "" || !bytes.Contains(unit, []byte("ExecStart="+d.Binary+" ")) {
+		t.Fatalf("50-vhostd.json: %+v (capabilities type %q)", d, caps.Type)
 	}
 }
