@@ -1,0 +1,88 @@
+package vqdriver
+
+import "github.com/vhostd/vhostd/internal/shmem"
+
+// usedAt reads the id and flags of slot's descriptor and whether they
+// mark it used under the driver's used wrap counter.
+func (d *PackedDriver) usedAt(slot uint16) (id uint16, flags uint16, used bool) {
+	v := shmem.Load32(d.desc, 16*int(slot)+12)
+	id, flags = uint16(v), uint16(v>>16)
+	a, u := flags>>7&1, flags>>15&1
+	return id, flags, a == u && u == d.usedWrp
+}
+
+// Used returns the next used descriptor, if the device has written one,
+// and moves past the slots its chain took (one slot for an id the driver
+// did not have in flight).
+func (d *PackedDriver) Used() (Completion, bool) {
+	id, _, ok := d.usedAt(d.lastUsed)
+	if !ok {
+		return Completion{}, false
+	}
+	n := shmem.Get32(d.desc, 16*int(d.lastUsed)+8)
+	c := Completion{Head: id, Len: n}
+	slots := uint16(1)
+	if id < d.cfg.Size && d.chains[id].live {
+		ch := d.chains[id]
+		d.chains[id] = packedInflight{}
+		c.Known, slots = true, ch.slots
+		rem := uint64(n)
+		c.Written = []byte{}
+		for _, b := range ch.in {
+			k := min(rem, b[1])
+			c.Written = append(c.Written, d.Mem(b[0], k)...)
+			rem -= k
+		}
+		d.release(id, int(ch.slots))
+	}
+	d.lastUsed += slots
+	if d.lastUsed >= d.cfg.Size {
+		d.lastUsed -= d.cfg.Size
+		d.usedWrp ^= 1
+	}
+	return c, true
+}
+
+// UsedAll drains every used descriptor the device has written.
+func (d *PackedDriver) UsedAll() []Completion {
+	var cs []Completion
+	for {
+		c, ok := d.Used()
+		if !ok {
+			return cs
+		}
+		cs = append(cs, c)
+	}
+}
+
+// NextUsed is the driver's next slot to read a used descriptor from, wrap
+// counter in bit 15.
+func (d *PackedDriver) NextUsed() uint16 { return d.lastUsed | d.usedWrp<<15 }
+
+// EnableInterrupts asks the device to call: with EVENT_IDX DESC at the
+// next used position, else ENABLE; then, after a full fence, reports
+// whether a used descriptor arrived meanwhile.
+func (d *PackedDriver) EnableInterrupts() (pending bool) {
+	if d.cfg.EventIdx {
+		d.SetDriverEvent(d.NextUsed(), EventDesc)
+	} else {
+		d.SetDriverEvent(0, EventEnable)
+	}
+	barrier.Full()
+	_, _, ok := d.usedAt(d.lastUsed)
+	return ok
+}
+
+// DisableInterrupts asks the device not to call.
+func (d *PackedDriver) DisableInterrupts() { d.SetDriverEvent(0, EventDisable) }
+
+// SetDriverEvent writes the driver event suppression area (raw).
+func (d *PackedDriver) SetDriverEvent(offWrap, flags uint16) {
+	shmem.Store32(d.drv, 0, uint32(offWrap)|uint32(flags)<<16)
+}
+
+// DeviceEvent reads the device event suppression area.
+func (d *PackedDriver) DeviceEvent() (offWrap, flags uint16) {
+	v := shmem.Load32(d.dev, 0)
+	return uint16(v), uint16(v >> 16)
+}
