@@ -86,3 +86,40 @@ func (d *PackedDriver) DeviceEvent() (offWrap, flags uint16) {
 	v := shmem.Load32(d.dev, 0)
 	return uint16(v), uint16(v >> 16)
 }
+
+// AddRaw writes ds into the next len(ds) ring slots as one chain, each
+// with the AVAIL/USED pair of its slot's lap, the first (the head) last,
+// and moves past them. Raw: no id or buffer bookkeeping and no
+// allocation (benchmarks); reap such chains with UsedRaw.
+func (d *PackedDriver) AddRaw(ds []PackedDesc) {
+	head, wrap := d.next, d.wrap
+	for i := len(ds) - 1; i >= 0; i-- {
+		slot, w := head+uint16(i), wrap
+		if slot >= d.cfg.Size {
+			slot, w = slot-d.cfg.Size, w^1
+		}
+		x := ds[i]
+		x.Flags |= AvailFlags(w)
+		d.WriteRaw(slot, x)
+	}
+	d.next += uint16(len(ds))
+	if d.next >= d.cfg.Size {
+		d.next, d.wrap = d.next-d.cfg.Size, d.wrap^1
+	}
+}
+
+// UsedRaw reads the next used descriptor, if written, and moves past the
+// slots ring slots its chain took (no bookkeeping, no allocation).
+func (d *PackedDriver) UsedRaw(slots uint16) (id uint16, n uint32, ok bool) {
+	id, _, ok = d.usedAt(d.lastUsed)
+	if !ok {
+		return 0, 0, false
+	}
+	n = shmem.Get32(d.desc, 16*int(d.lastUsed)+8)
+	d.lastUsed += slots
+	if d.lastUsed >= d.cfg.Size {
+		d.lastUsed -= d.cfg.Size
+		d.usedWrp ^= 1
+	}
+	return id, n, true
+}
