@@ -38,9 +38,9 @@ func FuzzPackedChains(f *testing.F) {
 		{8, 0x8000, 1, packedBytes(PD{Addr: 0x8000, Len: 5, Flags: av | fN}, PD{Addr: 0x8100, Len: 100, ID: 3, Flags: av | fW})},
 		{8, 0x8000, 1, append(packedBytes(PD{Addr: ind, Len: 32, ID: 1, Flags: av | fI}), make([]byte, 0x3000-16)...)},
 		{8, 0x8000, 1, packedBytes(PD{Addr: 0x8000, Len: 1, Flags: av | fN}, PD{Addr: 0x8000, Len: 1, Flags: fN})}, // NEXT on last avail
-		{2, 0x8000, 1, packedBytes(PD{Flags: av | fN}, PD{Flags: av | fN})},                                     // longer than ring
+		{2, 0x8000, 1, packedBytes(PD{Flags: av | fN}, PD{Flags: av | fN})},                                        // longer than ring
 		{1, 0x8000, 3, packedBytes(PD{Addr: 0x8000, Len: 1, Flags: av})},
-		{3, 0x0002, 3, packedBytes(PD{Addr: 0x8000, Len: 1, Flags: 1 << 15}, PD{Addr: 0x8000, Len: 1, Flags: 1 << 15 | fN}, PD{Addr: 0x8000, Len: 1, ID: 2, Flags: 1 << 15 | fN})},
+		{3, 0x0002, 3, packedBytes(PD{Addr: 0x8000, Len: 1, Flags: 1 << 15}, PD{Addr: 0x8000, Len: 1, Flags: 1<<15 | fN}, PD{Addr: 0x8000, Len: 1, ID: 2, Flags: 1<<15 | fN})},
 		{8, 0x8000, 1, packedBytes(PD{Addr: ind + 3, Len: 24, Flags: av | fI})},
 		{8, 0x8000, 0, packedBytes(PD{Addr: ind, Len: 32, Flags: av | fI})},
 		{8, 0x8000, 1, packedBytes(PD{Addr: 0x10ff0, Len: 0x20, Flags: av})},
