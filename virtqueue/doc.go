@@ -102,7 +102,7 @@
 //     buffer id is not to be trusted. DROP chains are returned, under
 //     their id, as for split rings.
 //   - PushBatch writes used descriptors in place in the descriptor ring
-//     (len, then id and flags in one store-release), the batch's first
+//     (len, id and flags in one 64-bit store-release), the batch's first
 //     flags last, so the driver sees the batch at once. Dirty logging marks
 //     them at the logged address plus their ring offset (give the
 //     descriptor ring's address), and the device area at Config.Used.

@@ -196,16 +196,17 @@ func (q *PackedQueue) unwind(n int) {
 // PushBatch is Queue.PushBatch for a packed ring: each entry becomes one
 // used descriptor (id, len, flags with AVAIL and USED equal to the used
 // wrap counter, WRITE when len > 0) written in place at NextUsed, which
-// then moves past the slots the chain took. The first descriptor's flags
-// are stored last (store-release), so the driver sees the whole batch at
-// once (virtio 1.x 2.8.20). Entries whose Head is not a buffer id in
+// then moves past the slots the chain took. Each descriptor's len, id and
+// flags go in one 64-bit store-release; the batch's first descriptor is
+// stored last, so the driver sees the whole batch at once (virtio 1.x
+// 2.8.20). The descriptor's addr is left alone. Entries whose Head is not a buffer id in
 // flight are skipped.
 func (q *PackedQueue) PushBatch(used []Used) {
 	if len(used) == 0 || q.r.desc == nil {
 		return
 	}
 	firstOff := -1
-	var firstWord uint32
+	var first uint64
 	for _, e := range used {
 		if e.Head >= q.size || q.inFlight[e.Head] == 0 {
 			continue
@@ -217,20 +218,19 @@ func (q *PackedQueue) PushBatch(used []Used) {
 		if e.Len != 0 {
 			flags |= descFWrite
 		}
-		word := uint32(e.Head) | uint32(flags)<<16
-		// len with a plain store: the driver reads it only after the flags.
-		shmem.Put32(q.r.desc, off+8, e.Len)
+		// len, id and flags in one store-release.
+		w := uint64(e.Len) | uint64(e.Head)<<32 | uint64(flags)<<48
 		if firstOff < 0 {
-			firstOff, firstWord = off, word
+			firstOff, first = off, w
 		} else {
-			shmem.Store32(q.r.desc, off+12, word)
+			shmem.Store64(q.r.desc, off+8, w)
 		}
 		q.logUsedDesc(off)
 		q.advance(&q.used, &q.usedWrap, slots)
 		q.sincePush += uint32(slots)
 	}
 	if firstOff >= 0 {
-		shmem.Store32(q.r.desc, firstOff+12, firstWord)
+		shmem.Store64(q.r.desc, firstOff+8, first)
 	}
 }
 

@@ -24,3 +24,16 @@ func LoadPackedDesc(b []byte, off int) (w, addr uint64) {
 	}
 	return binary.LittleEndian.Uint64(b[off+8:]), binary.LittleEndian.Uint64(b[off:])
 }
+
+// Store64 writes v to the little-endian uint64 at b[off:off+8] in one
+// store: atomic (a store-release) when b[off] is 8-aligned. A packed
+// ring's used descriptor is written this way, len, id and flags together,
+// so the driver that sees the flags sees the rest.
+func Store64(b []byte, off int, v uint64) {
+	_ = b[off : off+8]
+	if uintptr(unsafe.Pointer(&b[off]))&7 == 0 {
+		atomic.StoreUint64((*uint64)(unsafe.Pointer(&b[off])), v)
+		return
+	}
+	binary.LittleEndian.PutUint64(b[off:], v)
+}

@@ -2,24 +2,24 @@ package vqdriver
 
 import "github.com/vhostd/vhostd/internal/shmem"
 
-// usedAt reads the id and flags of slot's descriptor and whether they
-// mark it used under the driver's used wrap counter.
-func (d *PackedDriver) usedAt(slot uint16) (id uint16, flags uint16, used bool) {
-	v := shmem.Load32(d.desc, 16*int(slot)+12)
-	id, flags = uint16(v), uint16(v>>16)
+// usedAt reads the id and len of slot's descriptor (one load with its
+// flags) and whether the flags mark it used under the driver's used wrap
+// counter.
+func (d *PackedDriver) usedAt(slot uint16) (id uint16, n uint32, used bool) {
+	w, _ := shmem.LoadPackedDesc(d.desc, 16*int(slot))
+	id, flags := uint16(w>>32), uint16(w>>48)
 	a, u := flags>>7&1, flags>>15&1
-	return id, flags, a == u && u == d.usedWrp
+	return id, uint32(w), a == u && u == d.usedWrp
 }
 
 // Used returns the next used descriptor, if the device has written one,
 // and moves past the slots its chain took (one slot for an id the driver
 // did not have in flight).
 func (d *PackedDriver) Used() (Completion, bool) {
-	id, _, ok := d.usedAt(d.lastUsed)
+	id, n, ok := d.usedAt(d.lastUsed)
 	if !ok {
 		return Completion{}, false
 	}
-	n := shmem.Get32(d.desc, 16*int(d.lastUsed)+8)
 	c := Completion{Head: id, Len: n}
 	slots := uint16(1)
 	if id < d.cfg.Size && d.chains[id].live {
@@ -111,11 +111,10 @@ func (d *PackedDriver) AddRaw(ds []PackedDesc) {
 // UsedRaw reads the next used descriptor, if written, and moves past the
 // slots ring slots its chain took (no bookkeeping, no allocation).
 func (d *PackedDriver) UsedRaw(slots uint16) (id uint16, n uint32, ok bool) {
-	id, _, ok = d.usedAt(d.lastUsed)
+	id, n, ok = d.usedAt(d.lastUsed)
 	if !ok {
 		return 0, 0, false
 	}
-	n = shmem.Get32(d.desc, 16*int(d.lastUsed)+8)
 	d.lastUsed += slots
 	if d.lastUsed >= d.cfg.Size {
 		d.lastUsed -= d.cfg.Size
