@@ -26,13 +26,7 @@ func (d *PackedDriver) Used() (Completion, bool) {
 		ch := d.chains[id]
 		d.chains[id] = packedInflight{}
 		c.Known, slots = true, ch.slots
-		rem := uint64(n)
-		c.Written = []byte{}
-		for _, b := range ch.in {
-			k := min(rem, b[1])
-			c.Written = append(c.Written, d.Mem(b[0], k)...)
-			rem -= k
-		}
+		c.Written = gather(d.Mem, ch.in, n)
 		d.release(id, int(ch.slots))
 	}
 	d.lastUsed += slots
@@ -44,15 +38,31 @@ func (d *PackedDriver) Used() (Completion, bool) {
 }
 
 // UsedAll drains every used descriptor the device has written.
-func (d *PackedDriver) UsedAll() []Completion {
+func (d *PackedDriver) UsedAll() []Completion { return drain(d.Used) }
+
+// drain collects completions from next until it has none.
+func drain(next func() (Completion, bool)) []Completion {
 	var cs []Completion
 	for {
-		c, ok := d.Used()
+		c, ok := next()
 		if !ok {
 			return cs
 		}
 		cs = append(cs, c)
 	}
+}
+
+// gather copies the first n bytes of the writable buffers in (guest
+// address, length) out of guest memory, in order.
+func gather(mem func(gpa, n uint64) []byte, in [][2]uint64, n uint32) []byte {
+	rem := uint64(n)
+	out := []byte{}
+	for _, b := range in {
+		k := min(rem, b[1])
+		out = append(out, mem(b[0], k)...)
+		rem -= k
+	}
+	return out
 }
 
 // NextUsed is the driver's next slot to read a used descriptor from, wrap
