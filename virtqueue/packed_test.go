@@ -178,3 +178,55 @@ func TestPackedUsedDescriptors(t *testing.T) {
 		t.Fatalf("second lap used descriptor %+v", d)
 	}
 }
+
+// TestPackedBatchVisibleAtOnce: a driver goroutine that sees the first
+// used descriptor of a pushed batch sees every other one of the batch
+// too: PushBatch stores the first descriptor last (virtio 1.x 2.8.20).
+func TestPackedBatchVisibleAtOnce(t *testing.T) {
+	const size, k = 64, 16
+	r := newPackedRing(t, size, ringOpts{})
+	one := []PD{{Addr: r.spare(), Len: 1}}
+	cs, used := NewChains(k, 2), make([]Used, k)
+	type batch struct{ slot, wrap uint16 }
+	start, seen := make(chan batch), make(chan int)
+	go func() {
+		for b := range start {
+			usedFlags := vqdriver.AvailFlags(b.wrap) | vqdriver.FlagAvail | vqdriver.FlagUsed
+			if b.wrap == 0 {
+				usedFlags = 0
+			}
+			for r.drv.ReadRaw(b.slot).Flags != usedFlags {
+			}
+			missing := 0
+			for i := uint16(1); i < k; i++ {
+				if r.drv.ReadRaw((b.slot+i)%size).Flags != usedFlags {
+					missing++
+				}
+			}
+			seen <- missing
+		}
+	}()
+	defer close(start)
+	for round := range 3000 {
+		for i := range k {
+			one[0].ID = uint16(i)
+			r.drv.AddRaw(one)
+		}
+		pos := r.q.NextUsed()
+		n, err := r.q.PopBatch(cs)
+		if n != k || err != nil {
+			t.Fatalf("PopBatch = %d, %v", n, err)
+		}
+		for i := range cs {
+			used[i] = Used{Head: cs[i].Head}
+		}
+		start <- batch{pos &^ vqdriver.WrapBit, pos >> 15}
+		r.q.PushBatch(used)
+		if m := <-seen; m != 0 {
+			t.Fatalf("round %d: first used descriptor visible with %d of the batch missing", round, m)
+		}
+		for range k {
+			r.drv.UsedRaw(1)
+		}
+	}
+}
