@@ -10,9 +10,10 @@ import (
 // (ErrDescLoop for a chain longer than the ring, ErrIndirect). Each
 // matches ErrBroken.
 var (
-	ErrPackedChain  error = &brokenError{"packed: NEXT on the last available descriptor"}
-	ErrPackedID     error = &brokenError{"packed: buffer id >= queue size"}
-	ErrPackedIDBusy error = &brokenError{"packed: buffer id already in flight"}
+	ErrPackedChain   error = &brokenError{"packed: NEXT on the last available descriptor"}
+	ErrPackedID      error = &brokenError{"packed: buffer id >= queue size"}
+	ErrPackedIDBusy  error = &brokenError{"packed: buffer id already in flight"}
+	ErrPackedOverrun error = &brokenError{"packed: descriptors made available in slots still in flight"}
 )
 
 // PackedQueue is the device side of one packed virtqueue (virtio 1.x
@@ -36,10 +37,11 @@ type PackedQueue struct {
 	// inFlight[id] is the number of ring slots the chain with buffer id
 	// took (0: id not in flight). popOrder[seq % size] is the id of the
 	// seq-th chain popped: Unpop and Rewind walk it back.
-	inFlight   []uint16
-	popOrder   []uint16
-	popSeq     uint32
-	lastPopped int
+	inFlight    []uint16
+	outstanding uint16 // ring slots of the chains in flight
+	popOrder    []uint16
+	popSeq      uint32
+	lastPopped  int
 
 	signalled      uint16 // NextUsed when NeedsNotify last answered
 	signalledValid bool
@@ -155,6 +157,7 @@ func (q *PackedQueue) PopBatch(chains []Chain) (n int, err error) {
 // flight and moves the avail position past it.
 func (q *PackedQueue) record(id, slots uint16) {
 	q.inFlight[id] = slots
+	q.outstanding += slots
 	q.popOrder[q.popSeq%uint32(q.size)] = id
 	q.popSeq++
 	q.advance(&q.avail, &q.availWrap, slots)
@@ -183,6 +186,7 @@ func (q *PackedQueue) unwind(n int) {
 			return
 		}
 		q.inFlight[id] = 0
+		q.outstanding -= slots
 		q.popSeq--
 		if q.avail >= slots {
 			q.avail -= slots
@@ -213,6 +217,7 @@ func (q *PackedQueue) PushBatch(used []Used) {
 		}
 		slots := q.inFlight[e.Head]
 		q.inFlight[e.Head] = 0
+		q.outstanding -= slots
 		off := descSize * int(q.used)
 		flags := q.usedWrap * (packedFAvail | packedFUsed)
 		if e.Len != 0 {

@@ -235,3 +235,35 @@ func TestBadInputPackedWrapLies(t *testing.T) {
 		t.Fatalf("right wrap counter: popped %d, %v", n, err)
 	}
 }
+
+// TestBadInputPackedOverrun: descriptors made available in ring slots
+// whose chains are still in flight (the driver lapping the device) break
+// the queue (ErrPackedOverrun): a head there, or a chain running into one.
+func TestBadInputPackedOverrun(t *testing.T) {
+	for _, tc := range []string{"head", "chain"} {
+		t.Run(tc, func(t *testing.T) {
+			r := newPackedRing(t, 4, ringOpts{})
+			buf := r.spare()
+			r.raw(PD{Addr: buf, Len: 1, Flags: fN}, PD{Addr: buf, Len: 1, ID: 0}) // slots 0-1, in flight
+			if cs, err := r.pop(1); len(cs) != 1 || err != nil {
+				t.Fatalf("first chain: %d, %v", len(cs), err)
+			}
+			if tc == "head" {
+				r.raw(PD{Addr: buf, Len: 1, ID: 1, Flags: fN}, PD{Addr: buf, Len: 1, ID: 1})   // slots 2-3
+				r.drv.WriteRaw(0, PD{Addr: buf, Len: 1, ID: 2, Flags: vqdriver.AvailFlags(0)}) // slot 0, next lap
+				cs, err := r.pop(4)
+				if len(cs) != 1 || cs[0].Head != 1 {
+					t.Fatalf("popped %d before the fault", len(cs))
+				}
+				expectPackedBroken(t, r, err, ErrPackedOverrun)
+				return
+			}
+			r.raw(PD{Addr: buf, Len: 1, Flags: fN}, PD{Addr: buf, Len: 1, Flags: fN}, PD{Addr: buf, Len: 1, ID: 1}) // 2, 3, 0
+			cs, err := r.pop(4)
+			if len(cs) != 0 {
+				t.Fatalf("popped %d", len(cs))
+			}
+			expectPackedBroken(t, r, err, ErrPackedOverrun)
+		})
+	}
+}

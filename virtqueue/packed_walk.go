@@ -25,6 +25,12 @@ func (q *PackedQueue) walk(c *Chain) (bool, error) {
 	if !available(uint16(w>>48), wrap) {
 		return false, nil
 	}
+	// The driver may reuse a slot only once its used descriptor is
+	// written: at most size - outstanding slots are free for new chains.
+	free := q.size - q.outstanding
+	if free == 0 {
+		return false, ErrPackedOverrun
+	}
 	c.reset(0)
 	a := descAcc{segs: c.segs[:0]}
 	slots := uint16(1)
@@ -40,8 +46,11 @@ func (q *PackedQueue) walk(c *Chain) (bool, error) {
 		if flags&descFNext == 0 {
 			break
 		}
-		if slots == q.size { // a chain of exactly size descriptors is valid
-			return false, ErrDescLoop
+		if slots == free { // a chain of exactly size descriptors is valid
+			if q.outstanding == 0 {
+				return false, ErrDescLoop // longer than the ring
+			}
+			return false, ErrPackedOverrun
 		}
 		q.advance(&pos, &wrap, 1)
 		w, addr = shmem.LoadPackedDesc(q.r.desc, descSize*int(pos))
