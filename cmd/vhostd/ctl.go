@@ -26,6 +26,8 @@ Commands:
   metrics  the Prometheus exposition, as served at /metrics
 --watch repeats the command every --interval (1s) until interrupted, or
 --count times; stats then shows frames per second too.
+Exit status: 0; 1 when the control socket cannot be reached or answers
+wrongly; 2 on a bad command line.
 `
 
 // ctlOptions are vhostd ctl's flags.
