@@ -330,6 +330,9 @@ func StartLibvirtBed(t *testing.T, c LibvirtConfig) *LibvirtBed {
 	})
 	lb.define(xmlPath)
 	b.args = append([]string{"--socket-path", b.Sock, "--tap", b.Tap, "--log-level", "debug"}, c.VhostdArgs...)
+	if !c.VhostdListens {
+		b.args = append([]string{"--client"}, b.args...)
+	}
 	if c.VhostdListens {
 		lb.startListening()
 	} else {
@@ -399,10 +402,7 @@ func (lb *LibvirtBed) startListening() {
 	if err := guest.WaitFile(b.Ctx, b.Sock, b.Vhostd); err != nil {
 		b.T.Fatalf("vhostd socket: %v", err)
 	}
-	// vhostd makes its socket as root with the default mode; QEMU, as libvirt's user, must be
-	// able to connect. (Until vhostd can set the socket's owner and mode itself.)
-	must(b.T, os.Chown(b.Sock, lb.User.UID, lb.User.GID))
-	b.T.Logf("chown %s:%d %s", lb.User.Name, lb.User.GID, b.Sock)
+	lb.handOverSocket()
 	ctx, cancel := context.WithTimeout(b.Ctx, virshStartTimeout)
 	defer cancel()
 	if _, err := virsh(ctx, "start", lb.Domain.Name); err != nil {
@@ -436,7 +436,7 @@ func (lb *LibvirtBed) startConnecting() {
 		}
 		b.T.Fatalf("QEMU's socket: %v", err)
 	}
-	b.Vhostd = StartVhostd(b.T, append([]string{"--client"}, b.args...)...)
+	b.Vhostd = StartVhostd(b.T, b.args...)
 	if err := <-started; err != nil {
 		b.T.Fatalf("%v", err)
 	}
@@ -464,4 +464,23 @@ func (lb *LibvirtBed) checkQEMUUser() {
 		}
 	}
 	b.T.Logf("QEMU pid %d runs as %s (uid %d: real, effective, saved, fs)", pid, lb.User.Name, lb.User.UID)
+}
+
+// handOverSocket gives vhostd's listening socket to QEMU's user: vhostd makes it as root with
+// the default mode, and QEMU, as libvirt's user, must be able to connect. (Until vhostd can
+// set the socket's owner and mode itself.)
+func (lb *LibvirtBed) handOverSocket() {
+	must(lb.T, os.Chown(lb.Sock, lb.User.UID, lb.User.GID))
+	lb.T.Logf("chown %s:%d %s", lb.User.Name, lb.User.GID, lb.Sock)
+}
+
+// RestartVhostd SIGKILLs vhostd and starts it again with the same socket and TAP (handing a
+// listening socket to QEMU's user again): QEMU reconnects (mode='client' with <reconnect>),
+// or vhostd does (--client).
+func (lb *LibvirtBed) RestartVhostd(listens bool) {
+	lb.Kill()
+	lb.Restart()
+	if listens {
+		lb.handOverSocket()
+	}
 }

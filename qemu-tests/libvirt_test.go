@@ -21,7 +21,8 @@ ethtool -l eth0 | awk '/^Combined:/{print "CHANNELS max=" $2; exit}'
 // cmd/vhostd/dist/libvirt (memfd shared memory, 2 queue pairs, 1024-entry rings, MTU 9000),
 // with QEMU running as libvirt's unprivileged user (all uids of its process). The guest comes
 // up with MTU 9000, rings of 1024 and 2 queue pairs offered, pings the host and is pinged,
-// and 16 MiB go each way with SHA-256 equal on both ends; then it powers off.
+// and 16 MiB go each way with SHA-256 equal on both ends; then vhostd is SIGKILLed and
+// restarted, and the guest is reachable again and pings the host; then it powers off.
 // /vhostd=client: vhostd-connects.xml, libvirt mode='server' (QEMU listens), vhostd --client.
 // /vhostd=server: vhostd-listens.xml, libvirt mode='client' (vhostd listens, the test hands
 // its socket to QEMU's user with chown).
@@ -38,7 +39,8 @@ func TestLibvirt(t *testing.T) {
 			lb := StartLibvirtBed(t, LibvirtConfig{
 				VhostdListens: tc.listens,
 				VhostdArgs:    []string{"--queues", "2", "--mtu", "9000"},
-				Script:        libvirtRingScript + PingBothWays + FlowScript(false, flows...),
+				Script: libvirtRingScript + PingBothWays + FlowScript(false, flows...) +
+					"waithost 5003\npingcheck $HIP\n",
 			})
 			b := lb.Bed
 			if net := b.WaitLine(`VHOSTD: NET eth0 (.*)\n`, 0)[1]; !strings.Contains(net, " mtu=9000 ") {
@@ -52,6 +54,13 @@ func TestLibvirt(t *testing.T) {
 			}
 			b.CheckPingBothWays(0)
 			b.RunFlows(flows...)
+			// vhostd restarts: the connection comes back (the guest, waiting for the host's
+			// connect, is reachable again) and the guest pings the host.
+			b.WaitLine(`WAIT port=5003\n`, 0)
+			from := len(b.Guest.Log())
+			lb.RestartVhostd(tc.listens)
+			b.Release(5003)
+			b.GuestPinged(from)
 			b.WaitExit()
 		})
 	}
