@@ -477,8 +477,9 @@ func (lb *LibvirtBed) checkQEMUUser() {
 // the default mode, and QEMU, as libvirt's user, must be able to connect. (Until vhostd can
 // set the socket's owner and mode itself.)
 func (lb *LibvirtBed) handOverSocket() {
-	must(lb.T, os.Chown(lb.Sock, lb.User.UID, lb.User.GID))
-	lb.T.Logf("chown %s:%d %s", lb.User.Name, lb.User.GID, lb.Sock)
+	fi, err := os.Stat(lb.Sock)
+	must(lb.T, err, os.Chown(lb.Sock, lb.User.UID, lb.User.GID))
+	lb.T.Logf("chown %s:%d %s (vhostd made it %v, uid 0)", lb.User.Name, lb.User.GID, lb.Sock, fi.Mode().Perm())
 }
 
 // RestartVhostd SIGKILLs vhostd and starts it again with the same socket and TAP (handing a
