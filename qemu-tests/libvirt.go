@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -289,6 +290,9 @@ type LibvirtBed struct {
 	Domain  Domain
 	QEMUPID int
 	User    LibvirtUser
+	// SocketFlags: vhostd gives its listening socket to QEMU's group itself
+	// (--socket-mode 0660 --socket-group GID); without those flags the test chowns it.
+	SocketFlags bool
 }
 
 // StartLibvirtBed starts libvirt (GateLibvirt), vhostd and a domain made from the example the
@@ -338,6 +342,9 @@ func StartLibvirtBed(t *testing.T, c LibvirtConfig) *LibvirtBed {
 		b.args = append([]string{"--client"}, b.args...)
 	}
 	if c.VhostdListens {
+		if lb.SocketFlags = vhostdHasFlag(t, "socket-group"); lb.SocketFlags {
+			b.args = append(b.args, "--socket-mode", "0660", "--socket-group", strconv.Itoa(u.GID))
+		}
 		lb.startListening()
 	} else {
 		lb.startConnecting()
@@ -473,13 +480,28 @@ func (lb *LibvirtBed) checkQEMUUser() {
 	b.T.Logf("QEMU pid %d runs as %s (uid %d: real, effective, saved, fs)", pid, lb.User.Name, lb.User.UID)
 }
 
-// handOverSocket gives vhostd's listening socket to QEMU's user: vhostd makes it as root with
-// the default mode, and QEMU, as libvirt's user, must be able to connect. (Until vhostd can
-// set the socket's owner and mode itself.)
+// handOverSocket makes sure QEMU, as libvirt's user, can connect to vhostd's listening
+// socket. With SocketFlags vhostd made it mode 0660 in QEMU's group, which is checked; else
+// vhostd made it as root with the default mode and the test chowns it to QEMU's user.
 func (lb *LibvirtBed) handOverSocket() {
 	fi, err := os.Stat(lb.Sock)
-	must(lb.T, err, os.Chown(lb.Sock, lb.User.UID, lb.User.GID))
-	lb.T.Logf("chown %s:%d %s (vhostd made it %v, uid 0)", lb.User.Name, lb.User.GID, lb.Sock, fi.Mode().Perm())
+	must(lb.T, err)
+	st := fi.Sys().(*syscall.Stat_t)
+	if lb.SocketFlags {
+		if fi.Mode().Perm() != 0o660 || int(st.Gid) != lb.User.GID {
+			lb.T.Fatalf("vhostd --socket-mode 0660 --socket-group %d made %s %v gid %d", lb.User.GID, lb.Sock, fi.Mode().Perm(), st.Gid)
+		}
+		lb.T.Logf("vhostd made %s %v uid %d gid %d (--socket-mode, --socket-group)", lb.Sock, fi.Mode().Perm(), st.Uid, st.Gid)
+		return
+	}
+	must(lb.T, os.Chown(lb.Sock, lb.User.UID, lb.User.GID))
+	lb.T.Logf("chown %s:%d %s (vhostd made it %v uid %d gid %d; it has no --socket-group)", lb.User.Name, lb.User.GID, lb.Sock, fi.Mode().Perm(), st.Uid, st.Gid)
+}
+
+// vhostdHasFlag reports whether vhostd's --help lists the flag name.
+func vhostdHasFlag(t *testing.T, name string) bool {
+	out, _ := exec.Command(VhostdBinary(t), "--help").CombinedOutput()
+	return strings.Contains(string(out), "-"+name+" ")
 }
 
 // RestartVhostd SIGKILLs vhostd and starts it again with the same socket and TAP (handing a
