@@ -332,21 +332,21 @@ func StartLibvirtBed(t *testing.T, c LibvirtConfig) *LibvirtBed {
 	xmlPath := filepath.Join(dir, "domain.xml")
 	must(t, os.WriteFile(xmlPath, []byte(xml), 0o644))
 	AddLog(t, "domain XML", func() string { return xml })
+	qemuLog := "/var/log/libvirt/qemu/" + lb.Domain.Name + ".log"
+	t.Cleanup(func() { os.Remove(qemuLog) }) // after it is printed: cleanups run in reverse
 	AddLog(t, "libvirt's QEMU log", func() string {
-		s, _ := os.ReadFile("/var/log/libvirt/qemu/" + lb.Domain.Name + ".log")
+		s, _ := os.ReadFile(qemuLog)
 		return string(s)
 	})
 	lb.define(xmlPath)
 	b.args = append([]string{"--socket-path", b.Sock, "--tap", b.Tap, "--log-level", "debug"}, c.VhostdArgs...)
-	if !c.VhostdListens {
-		b.args = append([]string{"--client"}, b.args...)
-	}
 	if c.VhostdListens {
 		if lb.SocketFlags = vhostdHasFlag(t, "socket-group"); lb.SocketFlags {
 			b.args = append(b.args, "--socket-mode", "0660", "--socket-group", strconv.Itoa(u.GID))
 		}
 		lb.startListening()
 	} else {
+		b.args = append([]string{"--client"}, b.args...)
 		lb.startConnecting()
 	}
 	lb.checkQEMUUser()
