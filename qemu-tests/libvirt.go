@@ -414,11 +414,14 @@ func (lb *LibvirtBed) startListening() {
 		b.T.Fatalf("vhostd socket: %v", err)
 	}
 	lb.handOverSocket()
-	ctx, cancel := context.WithTimeout(b.Ctx, virshStartTimeout)
-	defer cancel()
-	if _, err := virsh(ctx, "start", lb.Domain.Name); err != nil {
-		b.T.Fatalf("%v", err)
-	}
+	lb.virshStart()
+}
+
+// startConnecting is mode='server' in the order the example gives: vhostd --client first
+// (it retries every second until QEMU's socket is there), then libvirt starts the domain.
+func (lb *LibvirtBed) startConnecting() {
+	lb.Vhostd = StartVhostd(lb.T, lb.args...)
+	lb.virshStart()
 }
 
 // virshStartTimeout bounds virsh start: it returns once the guest runs, which with
@@ -426,30 +429,12 @@ func (lb *LibvirtBed) startListening() {
 // second or two; a QEMU that cannot reach the socket keeps virsh waiting).
 const virshStartTimeout = 90 * time.Second
 
-// startConnecting is mode='server': libvirt starts QEMU, which listens and waits for the
-// back-end before the guest runs (virsh start returns once it runs); vhostd --client
-// connects as soon as the socket is there.
-func (lb *LibvirtBed) startConnecting() {
-	b := lb.Bed
-	started := make(chan error, 1)
-	ctx, cancel := context.WithTimeout(b.Ctx, virshStartTimeout)
+// virshStart starts the domain.
+func (lb *LibvirtBed) virshStart() {
+	ctx, cancel := context.WithTimeout(lb.Ctx, virshStartTimeout)
 	defer cancel()
-	go func() {
-		_, err := virsh(ctx, "start", lb.Domain.Name)
-		started <- err
-		cancel() // a failed start ends the wait for the socket
-	}()
-	if err := guest.WaitFile(ctx, b.Sock, nil); err != nil {
-		select {
-		case serr := <-started:
-			err = errors.Join(err, serr)
-		default:
-		}
-		b.T.Fatalf("QEMU's socket: %v", err)
-	}
-	b.Vhostd = StartVhostd(b.T, b.args...)
-	if err := <-started; err != nil {
-		b.T.Fatalf("%v", err)
+	if _, err := virsh(ctx, "start", lb.Domain.Name); err != nil {
+		lb.T.Fatalf("%v", err)
 	}
 }
 
