@@ -112,8 +112,8 @@ func startDevice(t testing.TB, cfg Config, features uint64) *devRig {
 	return r
 }
 
-// serveDevice serves dev to a vhosttest front-end and starts its rings.
-func serveDevice(t testing.TB, dev *Device, pairs int, features uint64) *devRig {
+// serveFE serves dev to a vhosttest front-end; cleanup closes both.
+func serveFE(t testing.TB, dev *Device) *vhosttest.FrontEnd {
 	t.Helper()
 	srv := vhost.NewServer(dev, nil)
 	fe, be, err := vhosttest.Pair()
@@ -127,6 +127,13 @@ func serveDevice(t testing.TB, dev *Device, pairs int, features uint64) *devRig 
 		<-done
 		dev.Close()
 	})
+	return fe
+}
+
+// serveDevice serves dev to a vhosttest front-end and starts its rings.
+func serveDevice(t testing.TB, dev *Device, pairs int, features uint64) *devRig {
+	t.Helper()
+	fe := serveFE(t, dev)
 	features &= dev.Features() | 1<<vhost.FeatProtocolFeatures
 	proto := uint64(1<<vhost.ProtoReplyAck | 1<<vhost.ProtoMQ)
 	if err := fe.Start(features, proto, 2*pairs, 256, vhosttest.Layout{Size: 32 << 20}); err != nil {

@@ -41,6 +41,9 @@ type pair struct {
 	// busypoll the same list when a poller is removed as when it was
 	// added (tapGone flips under a running worker and cannot be used).
 	tapRetired bool
+	// txBroken mirrors rings[txRing].broken for readers outside the
+	// worker (Status); the rx side's is rx.broken.
+	txBroken atomic.Bool
 }
 
 type ringState struct {
@@ -100,6 +103,7 @@ func (p *pair) start(r vhost.RingSpec, mem *virtqueue.Memory, log *virtqueue.Dir
 		p.rings[role] = ringState{running: true, enabled: r.Enabled, q: q, spec: r}
 		if role == txRing {
 			p.tx.reset(q, p.maxFrame(acked))
+			p.txBroken.Store(false)
 		} else {
 			p.rx.reset(q, acked&bit(FMrgRxbuf) != 0, p.maxRxFrame(acked))
 			p.rx.broken.Store(false)
@@ -284,6 +288,7 @@ func (p *pair) breakRing(role int) {
 	rs.broken = true
 	if role == txRing {
 		p.c.add(cTxBroken, 1)
+		p.txBroken.Store(true)
 	} else {
 		p.c.add(cRxBroken, 1)
 		p.rx.broken.Store(true)

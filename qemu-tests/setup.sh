@@ -6,6 +6,8 @@
 # - QEMU 10 (qemu-system-x86) from <codename>-backports. The backports apt source is written
 #   with the URI of the machine's own Debian source; no mirror is named here.
 # - busybox-static, iproute2, iputils-ping, ethtool, kmod, cpio for the guest initramfs and host helpers.
+# - libvirt (libvirt-daemon-system, libvirt-daemon-driver-qemu, libvirt-clients; libxml2-utils
+#   for virt-xml-validate) for libvirt_test.go; without recommends, so no QEMU 7.2 comes along.
 # - Debian's cloud kernel, downloaded (not installed) and unpacked into
 #   ${VHOSTD_CACHE:-$HOME/.cache/vhostd}/guest: vmlinuz, modules/*.ko (decompressed), VERSION.
 #
@@ -17,6 +19,7 @@ CACHE=${VHOSTD_CACHE:-${HOME:-/root}/.cache/vhostd}
 GUEST=$CACHE/guest
 MODULES="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover net_failover virtio_net"
 PKGS="busybox-static iproute2 iputils-ping ethtool kmod cpio xz-utils zstd"
+PKGS="$PKGS libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients libxml2-utils"
 
 say() { echo "setup.sh: $*"; }
 die() { echo "setup.sh: error: $*" >&2; exit 1; }

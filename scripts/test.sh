@@ -16,6 +16,17 @@ qemu-tests/setup.sh
 # their C source (xdptap TestGenerated and regen-check.sh).
 sh xdptap/regen-check.sh --install
 
+# promtool, Prometheus's own checker, for internal/control's exposition
+# test: extracted from Debian's package, without installing the server.
+promtool_dir="${XDG_CACHE_HOME:-$HOME/.cache}/vhostd/promtool"
+if [ ! -x "$promtool_dir/usr/bin/promtool" ]; then
+  tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download -q prometheus)
+  dpkg-deb -x "$tmp"/prometheus_*.deb "$promtool_dir"
+  rm -rf "$tmp"
+fi
+export PROMTOOL="$promtool_dir/usr/bin/promtool"
+
 echo "== gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go'))
 if [ -n "$unformatted" ]; then
@@ -35,6 +46,18 @@ done
 echo "== perf smoke"
 perf/run.sh --smoke
 
-echo "== go test -race"
 export VHOSTD_TEST_PRIVILEGED=1
+
+# Without -race: the zero-allocation guards and the full-size loops that
+# the race detector shortens (testutil.Race) run only here. QEMU guests are
+# left to the -race pass below.
+echo "== go test (no -race)"
+go test -count=1 -timeout 10m "$@" $(go list ./... | grep -v /qemu-tests)
+
+# Every fuzz target, briefly: they keep building and their seeds pass, and
+# a short run now and then finds what the seeds do not.
+echo "== fuzz"
+scripts/fuzz.sh "${VHOSTD_FUZZ_SECONDS:-10}"
+
+echo "== go test -race"
 go test -race -timeout 25m "$@" ./...

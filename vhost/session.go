@@ -26,7 +26,11 @@ type session struct {
 	status      uint8
 	mem         *virtqueue.Memory
 	vrings      []vring
-	logs        logState // dirty log (dirtylog.go)
+	logs        logState   // dirty log (dirtylog.go)
+	xfer        *stateXfer // device state transfer under way (devstate_xfer.go)
+	// warnedUnsealed: a region fd not sealed against shrinking was
+	// warned about (fdcheck.go, once per connection).
+	warnedUnsealed bool
 }
 
 func newSession(log hclog.Logger, dev Device, conn *msgConn, lim *rateLimiter) *session {
@@ -50,6 +54,9 @@ func (s *session) offeredProto() uint64 {
 	p := baseProtocolFeatures | s.dev.ProtocolFeatures()
 	if _, ok := s.logger(); ok {
 		p |= bit(ProtoLogShmfd)
+	}
+	if _, ok := s.migrator(); ok {
+		p |= bit(ProtoDeviceState)
 	}
 	return p
 }
@@ -214,6 +221,7 @@ func (s *session) getMaxMemSlots(*Msg) ([]byte, error) { return u64Bytes(MaxMemS
 // already sent (ADD_MEM_REG) do not send them again, and a new
 // SET_MEM_TABLE or REM_MEM_REG replaces it as usual.
 func (s *session) resetOwner(*Msg) ([]byte, error) {
+	s.abortXfer()
 	s.stopAll()
 	s.dropLog()
 	for i := range s.vrings {
@@ -227,6 +235,7 @@ func (s *session) resetOwner(*Msg) ([]byte, error) {
 
 // teardown releases everything the connection holds (BAD-INPUTS 21, 45).
 func (s *session) teardown() {
+	s.abortXfer()
 	s.stopAll()
 	s.dropLog()
 	for i := range s.vrings {
@@ -244,6 +253,9 @@ func (s *session) setMTU(m *Msg) ([]byte, error) {
 	if mtu < 68 || mtu > 65535 {
 		return nil, reject("mtu", "%d outside 68..65535", mtu)
 	}
+	if err := limit(s.lim.actions.mtu, m.Req); err != nil {
+		return nil, err
+	}
 	if err := s.dev.SetMTU(uint16(mtu)); err != nil {
 		return nil, reject("mtu", "%v", err)
 	}
@@ -253,6 +265,9 @@ func (s *session) setMTU(m *Msg) ([]byte, error) {
 func (s *session) sendRARP(m *Msg) ([]byte, error) {
 	var mac [6]byte
 	copy(mac[:], m.Payload)
+	if err := limit(s.lim.actions.rarp, m.Req); err != nil {
+		return nil, err
+	}
 	if err := s.dev.SendRARP(mac); err != nil {
 		return nil, reject("mac", "%v", err)
 	}

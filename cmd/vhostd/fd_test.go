@@ -5,8 +5,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
-	"time"
 
 	"github.com/vhostd/vhostd/internal/privtest"
 	"github.com/vhostd/vhostd/internal/testutil"
@@ -19,10 +19,7 @@ import (
 func TestInheritedFd(t *testing.T) {
 	privtest.Require(t)
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "vhostd")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildVhostd(t, dir)
 	sock := filepath.Join(dir, "s")
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
 	if err != nil {
@@ -54,7 +51,8 @@ func TestInheritedFd(t *testing.T) {
 		t.Fatalf("features %#x lack VERSION_1", f)
 	}
 	fe.Close()
-	stopVhostd(t, cmd, &log, 5*time.Second)
+	cmd.Process.Signal(syscall.SIGTERM)
+	waitExit0(t, cmd, &log)
 	if _, err := net.InterfaceByName(tapName); err == nil {
 		t.Fatalf("TAP %s left behind", tapName)
 	}

@@ -26,12 +26,12 @@ type sandboxOptions struct {
 }
 
 func (s *sandboxOptions) register(fs *flag.FlagSet) {
-	fs.StringVar(&s.runAs, "runas", "", "after setup, drop to this unprivileged USER[:GROUP] (names or ids)")
-	fs.StringVar(&s.seccomp, "seccomp", "kill", "after setup, a system call outside vhostd's allow-list: kill (the process), log (and allow), off (no filter)")
-	fs.StringVar(&s.socketMode, "socket-mode", "", "octal permissions of the --socket-path socket, e.g. 0660 (default: 0777 less the umask)")
-	fs.StringVar(&s.socketGroup, "socket-group", "", "group (name or gid) of the --socket-path socket")
-	fs.StringVar(&s.allowUID, "allow-uid", "", "serve only front-ends whose uid is in this comma-separated list (or whose gid is in --allow-gid)")
-	fs.StringVar(&s.allowGID, "allow-gid", "", "serve only front-ends whose gid is in this comma-separated list (or whose uid is in --allow-uid)")
+	fs.StringVar(&s.runAs, "runas", "", "after setup, drop to this unprivileged `USER[:GROUP]` (names or ids)")
+	fs.StringVar(&s.seccomp, "seccomp", "kill", "`MODE` of the system call allow-list installed after setup: kill (a call outside it kills vhostd), log (allowed, the kernel logs it) or off")
+	fs.StringVar(&s.socketMode, "socket-mode", "", "permissions of the --socket-path socket, an octal `MODE` such as 0660 (default: 0777 less the umask)")
+	fs.StringVar(&s.socketGroup, "socket-group", "", "`GROUP` (name or gid) of the --socket-path socket")
+	fs.StringVar(&s.allowUID, "allow-uid", "", "serve only front-ends whose uid is in this comma-separated `LIST` (or whose gid is in --allow-gid)")
+	fs.StringVar(&s.allowGID, "allow-gid", "", "serve only front-ends whose gid is in this comma-separated `LIST` (or whose uid is in --allow-uid)")
 }
 
 // parse validates the flags; listening says whether vhostd creates the

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -57,33 +56,6 @@ func TestSandboxFlagErrors(t *testing.T) {
 	}
 }
 
-var vhostdBin struct {
-	once sync.Once
-	path string
-	err  error
-}
-
-// buildVhostd builds this command once per test binary.
-func buildVhostd(t *testing.T) string {
-	vhostdBin.once.Do(func() {
-		dir, err := os.MkdirTemp("", "vhostd-sandbox-bin-")
-		if err != nil {
-			vhostdBin.err = err
-			return
-		}
-		os.Chmod(dir, 0o755)
-		vhostdBin.path = filepath.Join(dir, "vhostd")
-		if out, err := exec.Command("go", "build", "-o", vhostdBin.path, ".").CombinedOutput(); err != nil {
-			vhostdBin.err = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if vhostdBin.err != nil {
-		t.Fatal(vhostdBin.err)
-	}
-	t.Cleanup(func() { os.RemoveAll(filepath.Dir(vhostdBin.path)) })
-	return vhostdBin.path
-}
-
 // procStatus returns the fields of /proc/PID/status.
 func procStatus(t *testing.T, pid int) map[string]string {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
@@ -107,7 +79,7 @@ func procStatus(t *testing.T, pid int) map[string]string {
 // (and uid nobody); SIGTERM ends it with status 0, the socket removed.
 func TestSandboxedVhostd(t *testing.T) {
 	privtest.Require(t)
-	bin := buildVhostd(t)
+	bin := buildVhostd(t, t.TempDir())
 	acl := filepath.Join(t.TempDir(), "acl")
 	if err := os.WriteFile(acl, []byte("deny 10.99.0.0/16\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -185,7 +157,8 @@ func checkSandboxed(t *testing.T, bin string, flags []string, wantUid string) {
 		}
 	}
 	fe.Close()
-	stopVhostd(t, cmd, &log, 10*time.Second)
+	cmd.Process.Signal(syscall.SIGTERM)
+	waitExit0(t, cmd, &log)
 	if _, err := os.Lstat(sock); !os.IsNotExist(err) {
 		t.Errorf("socket left after exit: %v\n%s", err, log.String())
 	}
@@ -201,20 +174,4 @@ func dialVhostd(t *testing.T, sock string, log *testutil.SyncBuffer) *vhosttest.
 		t.Fatalf("dial: %v\n%s", err, log.String())
 	}
 	return fe
-}
-
-// stopVhostd sends SIGTERM and wants exit status 0 within d.
-func stopVhostd(t *testing.T, cmd *exec.Cmd, log *testutil.SyncBuffer, d time.Duration) {
-	t.Helper()
-	cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("vhostd on SIGTERM: %v\n%s", err, log.String())
-		}
-	case <-time.After(d):
-		t.Fatalf("vhostd did not exit within %v of SIGTERM\n%s", d, log.String())
-	}
 }

@@ -62,8 +62,12 @@ var allowed = []string{
 	"accept4", "connect", "getsockopt", "getsockname", "getpeername", "recvmsg", "sendmsg",
 	// Workers pin themselves when a ring starts (--cpus).
 	"sched_setaffinity",
-	// Files: the socket removed at exit, the XDP ACL re-read on SIGHUP.
-	"openat", "unlinkat",
+	// Files: the sockets removed at exit, the XDP ACL re-read on SIGHUP,
+	// /proc/self/fd/N read to check that kick/call/err fds are eventfds.
+	"openat", "unlinkat", "readlinkat",
+	// The control socket and --metrics-listen (TCP_NODELAY and keepalive
+	// on each accepted TCP connection).
+	"setsockopt",
 	// XDP map reads and updates (counters, ACL, switch ports).
 	"bpf",
 }
