@@ -120,7 +120,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if hclog.LevelFromString(o.logLevel) == hclog.NoLevel {
 		return nil, fmt.Errorf("--log-level %q: want trace, debug, info, warn or error", o.logLevel)
 	}
-	if err := o.sandbox.parse(o.fd < 0 && !o.client); err != nil {
+	if err := o.sandbox.parse(o.fd < 0 && !o.client, o.client); err != nil {
 		return nil, err
 	}
 	return o, o.ops.validate(o)

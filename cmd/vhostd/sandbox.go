@@ -19,6 +19,7 @@ import (
 type sandboxOptions struct {
 	runAs, seccomp, socketMode, socketGroup, allowUID, allowGID string
 
+	dials bool // --client: connects to the front-end after setup
 	id    *sandbox.Identity
 	mode  sandbox.SeccompMode
 	sock  vhost.SocketOptions
@@ -35,9 +36,11 @@ func (s *sandboxOptions) register(fs *flag.FlagSet) {
 }
 
 // parse validates the flags; listening says whether vhostd creates the
-// socket (--socket-path without --client).
-func (s *sandboxOptions) parse(listening bool) error {
+// socket (--socket-path without --client), dials whether it connects to
+// the front-end's (--client).
+func (s *sandboxOptions) parse(listening, dials bool) error {
 	var err error
+	s.dials = dials
 	if s.mode, err = sandbox.ParseSeccompMode(s.seccomp); err != nil {
 		return err
 	}
@@ -91,8 +94,17 @@ func parseIDList(flagName, s string) ([]int, error) {
 // SIOCSIFMTU). CAP_BPF with XDP only on kernels before 6.5, where
 // kernel.unprivileged_bpf_disabled also refuses map reads and updates on
 // fds already open (the counters, the SIGHUP ACL reload).
-func keptCaps(xdpOn bool) []cap.Value {
+//
+// CAP_DAC_OVERRIDE with --client and no --runas: root connected to the
+// front-end's socket whoever owns it (libvirt's mode='server' socket
+// belongs to libvirt-qemu, mode 0755), and reconnects after setup. Without
+// it such a socket refuses vhostd; --runas as a user who may connect (the
+// socket's owner or group) drops it.
+func keptCaps(xdpOn, dacOverride bool) []cap.Value {
 	keep := []cap.Value{cap.NET_ADMIN}
+	if dacOverride {
+		keep = append(keep, cap.DAC_OVERRIDE)
+	}
 	if xdpOn && kernelBefore(6, 5) {
 		keep = append(keep, cap.BPF)
 	}
@@ -119,7 +131,7 @@ func (s *sandboxOptions) configure(srv *vhost.Server) {
 // apply confines the process: after the interface, XDP and the listening
 // socket are set up, before the first connection is served.
 func (s *sandboxOptions) apply(log hclog.Logger, xdpOn bool) error {
-	keep := keptCaps(xdpOn)
+	keep := keptCaps(xdpOn, s.dials && s.id == nil)
 	if err := sandbox.Apply(sandbox.Config{Keep: keep, RunAs: s.id, Seccomp: s.mode}); err != nil {
 		return err
 	}

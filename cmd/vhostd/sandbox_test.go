@@ -175,3 +175,51 @@ func dialVhostd(t *testing.T, sock string, log *testutil.SyncBuffer) *vhosttest.
 	}
 	return fe
 }
+
+// TestSandboxedClient: vhostd --client (root, no --runas) connects to a
+// front-end socket owned by nobody with mode 0755, as libvirt's
+// mode='server' socket is, and reconnects to it after the sandbox: it
+// keeps CAP_DAC_OVERRIDE for that, and only that beyond CAP_NET_ADMIN.
+// Before, the sandboxed vhostd got "connect: permission denied".
+func TestSandboxedClient(t *testing.T) {
+	privtest.Require(t)
+	dir := t.TempDir()
+	bin := buildVhostd(t, dir)
+	sock := filepath.Join(dir, "qemu.sock")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if err := os.Chown(sock, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(sock, 0o755)
+	tapName := "vhc" + testutil.Suffix(8)
+	cmd := exec.Command(bin, "--client", "--socket-path", sock, "--tap", tapName, "--reconnect", "100ms")
+	var log testutil.SyncBuffer
+	cmd.Stderr = &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	for i := 0; i < 2; i++ { // the first connection, then a reconnection
+		ln.SetDeadline(time.Now().Add(10 * time.Second))
+		c, err := ln.AcceptUnix()
+		if err != nil {
+			t.Fatalf("connection %d: %v\n%s", i, err, log.String())
+		}
+		fe := vhosttest.New(c)
+		if _, err := fe.GetU64(vhost.ReqGetFeatures); err != nil {
+			t.Fatalf("connection %d: GET_FEATURES: %v\n%s", i, err, log.String())
+		}
+		fe.Close()
+	}
+	st := procStatus(t, cmd.Process.Pid)
+	want := fmt.Sprintf("%016x", uint64(1)<<unix.CAP_NET_ADMIN|1<<unix.CAP_DAC_OVERRIDE)
+	if st["CapEff"] != want || st["CapPrm"] != want || st["Seccomp"] != "2" {
+		t.Errorf("CapEff %s CapPrm %s Seccomp %s, want %s %s 2", st["CapEff"], st["CapPrm"], st["Seccomp"], want, want)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	waitExit0(t, cmd, &log)
+}
