@@ -3,7 +3,6 @@ package netdev
 import (
 	"sync/atomic"
 
-	"github.com/vhostd/vhostd/internal/rawio"
 	"github.com/vhostd/vhostd/tap"
 	"github.com/vhostd/vhostd/vhost"
 	"github.com/vhostd/vhostd/virtqueue"
@@ -47,8 +46,11 @@ type ringState struct {
 	running bool
 	enabled bool
 	broken  bool
-	q       *virtqueue.Queue
-	spec    vhost.RingSpec
+	// callOwed is set when a call signal was refused (the front-end's
+	// counter was saturated): the next batch tries again.
+	callOwed bool
+	q        *virtqueue.Queue
+	spec     vhost.RingSpec
 }
 
 func newPair(d *Device, index int, tq *tap.Queue) *pair {
@@ -165,8 +167,8 @@ func (p *pair) enable(role int, on bool) {
 func (p *pair) setCall(role int, fd int) {
 	p.paused(func() {
 		p.rings[role].spec.Call = fd
-		if fd >= 0 && p.rings[role].running {
-			rawio.Signal(fd)
+		if fd >= 0 && p.rings[role].running && !signal(fd) {
+			p.c.add(cCallsDeferred, 1)
 		}
 	})
 }
@@ -288,8 +290,8 @@ func (p *pair) breakRing(role int) {
 		p.c.add(cRxBroken, 1)
 		p.rx.broken.Store(true)
 	}
-	if rs.spec.Err >= 0 {
-		rawio.Signal(rs.spec.Err)
+	if rs.spec.Err >= 0 && !signal(rs.spec.Err) {
+		p.c.add(cCallsDeferred, 1)
 	}
 }
 

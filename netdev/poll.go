@@ -1,7 +1,5 @@
 package netdev
 
-import "github.com/vhostd/vhostd/internal/rawio"
-
 // The worker's side of a queue pair: what busypoll calls (Poll, Arm,
 // Disarm, Fds) and the two halves, ring side and TAP side, that a split
 // pair runs on separate workers (worker.go). Everything here runs on a
@@ -85,16 +83,28 @@ func (p *pair) ringComplete() (work int) {
 
 // signalCalls publishes the ring side's counters, then signals the calls
 // asked for (whoever a call wakes sees the counters of what it was called
-// for).
+// for). A call the front-end's saturated counter refused (BAD-INPUTS 60)
+// is owed and tried again with the next batch; the worker does not stay
+// awake for it.
 func (p *pair) signalCalls(callTx, callRx bool) {
-	callTx = callTx && p.countCall(txRing)
-	callRx = callRx && p.countCall(rxRing)
+	callTx = (callTx || p.rings[txRing].callOwed) && p.countCall(txRing)
+	callRx = (callRx || p.rings[rxRing].callOwed) && p.countCall(rxRing)
 	p.c.publish()
 	if callTx {
-		rawio.Signal(p.rings[txRing].spec.Call)
+		p.call(txRing)
 	}
 	if callRx {
-		rawio.Signal(p.rings[rxRing].spec.Call)
+		p.call(rxRing)
+	}
+}
+
+// call signals a ring's call eventfd; a refused signal is owed and
+// counted (published with the next batch).
+func (p *pair) call(role int) {
+	rs := &p.rings[role]
+	rs.callOwed = !signal(rs.spec.Call)
+	if rs.callOwed {
+		p.c.add(cCallsDeferred, 1)
 	}
 }
 
