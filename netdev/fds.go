@@ -1,6 +1,12 @@
 package netdev
 
-import "github.com/vhostd/vhostd/internal/rawio"
+import (
+	"fmt"
+
+	"github.com/vhostd/vhostd/internal/rawio"
+	"github.com/vhostd/vhostd/vhost"
+	"golang.org/x/sys/unix"
+)
 
 // The fds the data path makes syscalls on, all through internal/rawio:
 //   - TAP queue fds: opened O_NONBLOCK by package tap, and ours alone:
@@ -31,4 +37,31 @@ func signal(fd int) bool {
 func readable(fd int) bool {
 	ok, _ := rawio.Readable(fd)
 	return ok
+}
+
+// checkPollable makes sure epoll takes every fd of a ring about to start
+// (BAD-INPUTS 61): the worker sleeps on the kick in an epoll set, and an fd
+// that epoll refuses (a regular file, a directory) would leave the pair's
+// worker without its poller after the ring had started. The call and
+// error fds are checked too: what epoll refuses cannot be an eventfd. The
+// fds are added to a throwaway epoll set, before anything changes.
+func checkPollable(r vhost.RingSpec) error {
+	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("vring %d: epoll_create1: %w", r.Index, err)
+	}
+	defer unix.Close(ep)
+	for _, f := range [...]struct {
+		name string
+		fd   int
+	}{{"kick", r.Kick}, {"call", r.Call}, {"err", r.Err}} {
+		if f.fd < 0 {
+			continue
+		}
+		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(f.fd)}
+		if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, f.fd, &ev); err != nil {
+			return fmt.Errorf("vring %d: %s fd %d cannot be polled (epoll_ctl: %w); want an eventfd", r.Index, f.name, f.fd, err)
+		}
+	}
+	return nil
 }

@@ -84,6 +84,9 @@ func (p *pair) maxRxFrame(acked uint64) uint32 {
 
 // start starts ring r.Index%2 of the pair.
 func (p *pair) start(r vhost.RingSpec, mem *virtqueue.Memory, log *virtqueue.DirtyLog, acked uint64) error {
+	if err := checkPollable(r); err != nil {
+		return err
+	}
 	q, err := virtqueue.NewQueue(mem, virtqueue.Config{
 		Size: r.Size, Desc: r.Desc, Avail: r.Avail, Used: r.Used, EventIdx: r.EventIdx, Indirect: r.Indirect,
 	}, r.Base)

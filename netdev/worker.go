@@ -87,6 +87,8 @@ func (r *pairWorkers) Pause() {
 
 func (r *pairWorkers) Resume() {
 	for i, w := range r.ws {
+		// pair.start checked that epoll takes every fd it adds
+		// (checkPollable): this fails only if the kernel runs short.
 		if err := w.Add(r.pollers[i]); err != nil {
 			r.p.dev.log.Error("queue pair worker lost its poller", "pair", r.p.index, "error", err)
 		}
