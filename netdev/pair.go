@@ -105,6 +105,7 @@ func (p *pair) start(r vhost.RingSpec, mem *virtqueue.Memory, log *virtqueue.Dir
 		p.rings[role] = ringState{running: true, enabled: r.Enabled, q: q, spec: r}
 		if role == txRing {
 			p.tx.reset(q, p.maxFrame(acked))
+			p.tx.offloads = txOffloads(acked)
 		} else {
 			p.rx.reset(q, acked&bit(FMrgRxbuf) != 0, p.maxRxFrame(acked))
 			p.rx.broken.Store(false)
