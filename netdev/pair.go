@@ -40,6 +40,10 @@ type pair struct {
 	// busypoll the same list when a poller is removed as when it was
 	// added (tapGone flips under a running worker and cannot be used).
 	tapRetired bool
+	// faulted is set, by whichever side touched it, when guest memory of
+	// the pair's rings faulted (fault.go, BAD-INPUTS 62): from then on the
+	// pair touches no guest memory until a ring starts with none running.
+	faulted atomic.Bool
 }
 
 type ringState struct {
@@ -102,6 +106,9 @@ func (p *pair) start(r vhost.RingSpec, mem *virtqueue.Memory, log *virtqueue.Dir
 	}
 	role := r.Index % 2
 	p.paused(func() {
+		if !p.rings[1-role].running {
+			p.faulted.Store(false)
+		}
 		p.rings[role] = ringState{running: true, enabled: r.Enabled, q: q, spec: r}
 		if role == txRing {
 			p.tx.reset(q, p.maxFrame(acked))
@@ -137,9 +144,9 @@ func (p *pair) stop(role int) (base uint16) {
 		// are written to the TAP (or dropped if it is gone) and returned;
 		// RX chains stocked but unfilled are rewound, so the base reported
 		// is the first one not consumed.
-		p.settle()
+		p.settleGuarded()
 		base = rs.q.NextAvail()
-		if used := rs.q.NextUsed(); used != base {
+		if used := rs.q.NextUsed(); used != base && !p.faulted.Load() {
 			// Cannot happen while chains complete in pop order and none
 			// is dropped; if it does, the base is still the one to trust
 			// after a restart-from-used-index, so say so loudly.
@@ -214,7 +221,9 @@ func (p *pair) setMemory(mem *virtqueue.Memory) {
 		return
 	}
 	p.paused(func() {
-		p.settle()
+		if p.settleGuarded(); p.faulted.Load() {
+			return // its rings stay broken until restarted
+		}
 		for i := range p.rings {
 			rs := &p.rings[i]
 			if rs.running && rs.q.SetMemory(mem) != nil {

@@ -9,6 +9,12 @@ package netdev
 // Poll moves up to max units of work in each direction: TX chains to the
 // TAP, TAP frames into RX buffers. Worker only.
 func (p *pair) Poll(max int) (work int) {
+	armFaults()
+	defer p.catchFault()
+	if p.faulted.Load() {
+		p.breakFaulted()
+		return 0
+	}
 	if max > budget {
 		max = budget
 	}
@@ -124,6 +130,10 @@ func (p *pair) Arm() (pending bool) {
 // ringArm enables the rings' kicks and reports work already waiting for
 // the ring side: new chains it has room to pop, or finished ones to return.
 func (p *pair) ringArm() (pending bool) {
+	defer p.catchFault()
+	if p.faulted.Load() {
+		return false
+	}
 	for role := range p.rings {
 		if p.active(role) && p.rings[role].spec.Kick < 0 {
 			// The front-end gave no kick fd: it asked for polling.
@@ -156,6 +166,9 @@ func (p *pair) ringArm() (pending bool) {
 // buffers the TAP side sleeps even if frames wait (BAD-INPUTS 44): the RX
 // kick wakes the ring side, whose refill wakes the TAP side.
 func (p *pair) tapArm() bool {
+	if p.faulted.Load() {
+		return false // its hand-offs hold what a faulted pair never moves
+	}
 	if p.rings[txRing].running && !p.tx.toTap.Empty() {
 		return true
 	}
@@ -176,12 +189,15 @@ func (p *pair) tapArm() bool {
 // Disarm suppresses kicks again while the worker polls, and drains the kick
 // eventfds it may have woken on. Worker only.
 func (p *pair) Disarm() {
+	defer p.catchFault()
 	for role := range p.rings {
 		rs := &p.rings[role]
 		if !rs.running {
 			continue
 		}
-		rs.q.DisableNotify()
+		if !p.faulted.Load() {
+			rs.q.DisableNotify()
+		}
 		if rs.spec.Kick >= 0 && drain(rs.spec.Kick) != 0 {
 			p.c.add(cKicks, 1)
 		}

@@ -115,8 +115,14 @@ type ringPoller struct {
 	peer *pairWorkers
 }
 
-func (r *ringPoller) Poll(max int) int {
-	n := r.p.ringPop(max)
+func (r *ringPoller) Poll(max int) (n int) {
+	armFaults()
+	defer r.p.catchFault()
+	if r.p.faulted.Load() {
+		r.p.breakFaulted()
+		return 0
+	}
+	n = r.p.ringPop(max)
 	if n > 0 || r.p.rx.broken.Load() {
 		r.peer.ws[1].Wake() // chains to fill, or a broken ring's to hand back
 	}
@@ -134,16 +140,30 @@ type tapPoller struct {
 	peer *pairWorkers
 }
 
-func (t *tapPoller) Poll(max int) int {
+func (t *tapPoller) Poll(max int) (n int) {
+	armFaults()
+	defer t.catchFault()
+	if t.p.faulted.Load() {
+		return 0
+	}
 	if max > budget {
 		max = budget
 	}
-	n := t.p.tapStep(max)
+	n = t.p.tapStep(max)
 	t.p.ct.publish()
 	if n > 0 {
 		t.peer.ws[0].Wake()
 	}
 	return n
+}
+
+// catchFault is the pair's, and wakes the ring side, which breaks the
+// rings of a faulted pair.
+func (t *tapPoller) catchFault() {
+	if v := recover(); v != nil {
+		t.p.guestFault(v)
+		t.peer.ws[0].Wake()
+	}
 }
 
 func (t *tapPoller) Arm() bool  { return t.p.tapArm() }
