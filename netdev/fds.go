@@ -65,3 +65,18 @@ func checkPollable(r vhost.RingSpec) error {
 	}
 	return nil
 }
+
+// unblockSignals drains every call and error eventfd of the pair whose
+// counter is saturated (not writable), without blocking: a worker held in
+// a write to it (unstuck) then completes it, and the front-end still finds
+// the fd readable. Any goroutine, while the control plane waits for the
+// workers (the ring specs do not change meanwhile).
+func (p *pair) unblockSignals() {
+	for i := range p.rings {
+		for _, fd := range [...]int{p.rings[i].spec.Call, p.rings[i].spec.Err} {
+			if fd >= 0 && !rawio.Writable(fd) {
+				rawio.DrainShared(fd)
+			}
+		}
+	}
+}

@@ -138,9 +138,7 @@ func TestBadInput60BlockingCallFd(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		var b [8]byte
-		binary.LittleEndian.PutUint64(b[:], maxEventfdCount)
-		if _, err := unix.Write(r.fe.Ring(1).Call, b[:]); err != nil {
+		if _, err := unix.Write(r.fe.Ring(1).Call, u64b(maxEventfdCount)); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -163,4 +161,47 @@ func TestBadInput60BlockingKickFd(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestBadInput60UnstuckWorker: a worker blocked in a call write (the
+// front-end saturated its counter and cleared O_NONBLOCK between
+// SignalShared's poll and its write, a race the front-end can win) would
+// keep the control plane's Pause or Stop waiting forever. unstuck drains
+// the saturated call eventfd while it waits: the write goes through, the
+// wait returns, and the front-end still finds its call fd readable.
+func TestBadInput60UnstuckWorker(t *testing.T) {
+	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC) // blocking
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if _, err := unix.Write(fd, u64b(maxEventfdCount)); err != nil {
+		t.Fatal(err)
+	}
+	p := newPair(&Device{}, 0, nil)
+	p.rings[rxRing].spec.Call, p.rings[rxRing].spec.Err = -1, -1
+	p.rings[txRing].spec.Call, p.rings[txRing].spec.Err = fd, -1
+	r := &pairWorkers{p: p}
+	returned := make(chan struct{})
+	go func() {
+		// What a worker stuck in the write does: wait for a read.
+		r.unstuck(func() { unix.Write(fd, u64b(1)) })
+		close(returned)
+	}()
+	select {
+	case <-returned:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a wait behind a blocked call write did not return within 5 s")
+	}
+	b := make([]byte, 8)
+	if n, err := unix.Read(fd, b); err != nil || n != 8 || binary.LittleEndian.Uint64(b) != 1 {
+		t.Fatalf("call counter after unstuck: %x, %v; want 1", b, err)
+	}
+}
+
+// u64b is v as an eventfd write takes it.
+func u64b(v uint64) []byte {
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], v)
+	return b[:]
 }

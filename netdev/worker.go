@@ -2,6 +2,7 @@ package netdev
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/vhostd/vhostd/busypoll"
 )
@@ -80,7 +81,7 @@ func newRunner(p *pair) (runner, error) {
 
 func (r *pairWorkers) Pause() {
 	for i, w := range r.ws {
-		w.Pause()
+		r.unstuck(w.Pause)
 		w.Remove(r.pollers[i])
 	}
 }
@@ -104,8 +105,38 @@ func (r *pairWorkers) Wake() {
 
 func (r *pairWorkers) Stop() {
 	for _, w := range r.ws {
-		w.Stop()
+		r.unstuck(w.Stop)
 	}
+}
+
+// unstickEvery is how often unstuck frees a worker held by a front-end.
+const unstickEvery = 50 * time.Millisecond
+
+// unstuck runs wait, a worker control call that returns once the worker
+// reached a safe point. A worker blocked in a call signal never gets there
+// by itself: rawio.SignalShared writes only when poll(2) said it could,
+// but a front-end that saturates its counter (and clears O_NONBLOCK) in
+// between holds the write until it reads (BAD-INPUTS 60). While wait
+// waits, the pair's saturated call and error eventfds are drained every
+// unstickEvery, which lets such a write through.
+func (r *pairWorkers) unstuck(wait func()) {
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(unstickEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				r.p.unblockSignals()
+			}
+		}
+	}()
+	wait()
+	close(stop)
+	<-done // the control plane changes the specs next
 }
 
 // ringPoller is the ring side of a split pair: it pops chains and returns

@@ -35,7 +35,7 @@ const rwfNowait = unix.RWF_NOWAIT
 // Precondition: none on fd's flags. An fd that poll reports writable and
 // that is not an eventfd gets an 8-byte write.
 func SignalShared(fd int) unix.Errno {
-	if ok, _ := pollNow(fd, unix.POLLOUT); !ok {
+	if !Writable(fd) {
 		return unix.EAGAIN
 	}
 	one := uint64(1)
@@ -67,4 +67,11 @@ func DrainShared(fd int) (uint64, unix.Errno) {
 		return 0, e
 	}
 	return v, 0
+}
+
+// Writable reports whether poll(2) finds fd writable now (zero timeout: it
+// never waits). An error reads as not writable.
+func Writable(fd int) bool {
+	ok, _ := pollNow(fd, unix.POLLOUT)
+	return ok
 }
