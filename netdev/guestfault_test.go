@@ -6,6 +6,7 @@ import (
 
 	"github.com/vhostd/vhostd/internal/testutil"
 	"github.com/vhostd/vhostd/vhost/vhosttest"
+	"github.com/vhostd/vhostd/virtqueue"
 	"github.com/vhostd/vhostd/virtqueue/vqdriver"
 	"golang.org/x/sys/unix"
 )
@@ -93,4 +94,52 @@ func (r *devRig) sendTXOn(t *testing.T, i, n int) {
 	for k := 0; k < n; k++ {
 		r.host.peerRead(t, i/2, 5*time.Second)
 	}
+}
+
+// TestBadInput62DirtyLogTruncated: the dirty log is a front-end memfd
+// too. Truncated under a migrating guest, the worker's next mark faults:
+// the pair breaks as for guest memory and the process survives; the
+// control plane's GET_VRING_BASE and Close complete. In a child process.
+func TestBadInput62DirtyLogTruncated(t *testing.T) {
+	if !inChild(t, 60*time.Second) {
+		return
+	}
+	fd, err := unix.MemfdCreate("vhostd-test-log"+testutil.Suffix(6), unix.MFD_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	const logSize = 1 << 16 // pages of 4 KiB up to 2 GiB
+	if err := unix.Ftruncate(fd, logSize); err != nil {
+		t.Fatal(err)
+	}
+	bits, err := unix.Mmap(fd, 0, logSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Munmap(bits) }) // after the device's own cleanup
+	r := startDevice(t, Config{QueuePairs: 1}, allFeatures())
+	r.dev.SetDirtyLog(virtqueue.NewDirtyLog(bits))
+	r.dev.SetRingLog(1, true, r.fe.Ring(1).Config.Used)
+	r.sendTXOn(t, 1, 4)
+	t.Log("truncating the log")
+	if err := unix.Ftruncate(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	r.fe.Ring(1).Driver.AddChain([][]byte{make([]byte, 12), testutil.PatternFrame(100, 1)}, nil)
+	r.fe.Ring(1).Driver.Publish()
+	r.fe.Kick(1)
+	broken := func() bool { return r.dev.Stats()[0].Values["guest_memory_faults"] == 1 }
+	if !testutil.WaitFor(5*time.Second, 10*time.Millisecond, broken) {
+		t.Fatalf("no fault 5 s after the log went: %v", r.dev.Stats()[0].Values)
+	}
+	t.Log("GET_VRING_BASE")
+	for i := 0; i < 2; i++ {
+		if _, err := r.fe.GetVringBase(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.dev.SetDirtyLog(nil)
+	t.Log("Close")
+	r.dev.Close()
 }
