@@ -39,7 +39,7 @@ func TestBadInput61StartRingUnpollableFd(t *testing.T) {
 			}
 			// The spec the ring ran with, with eventfds of the test's own
 			// (vhost closed the ring's kick at GET_VRING_BASE).
-			good := r.dev.pairs[0].rings[txRing].spec
+			good := r.dev.ring(1).spec
 			good.Base = base
 			for _, fd := range []*int{&good.Kick, &good.Call, &good.Err} {
 				if *fd, err = vhosttest.NewEventfd(); err != nil {
@@ -66,7 +66,7 @@ func TestBadInput61StartRingUnpollableFd(t *testing.T) {
 						t.Fatalf("StartRing error %q does not name %q", err, want)
 					}
 				}
-				if r.dev.pairs[0].rings[txRing].running {
+				if r.dev.ring(1).running {
 					t.Fatalf("ring 1 runs after StartRing failed (%s fd)", which)
 				}
 			}
@@ -110,4 +110,11 @@ func (r *devRig) offerRXExpect(t *testing.T) {
 		}
 	}
 	t.Fatal("no RX frame reached ring 0 within 5 s")
+}
+
+// ring is a copy of ring i's state, read under the control plane's lock.
+func (d *Device) ring(i int) ringState {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.pairs[i/2].rings[i%2]
 }
