@@ -21,9 +21,9 @@ const (
 	cTxBroken         // the guest broke the TX ring
 	cKicks            // kick eventfd wake-ups drained
 	cCalls            // call eventfd signals sent
-	cCallsDeferred    // call or error signals refused: the front-end's counter was saturated (BAD-INPUTS 60)
-	cTxOffloadRefused // TX header asked for an offload the guest did not negotiate (BAD-INPUTS 63)
-	cGuestFaults      // a memory fault in guest memory broke the pair's rings (BAD-INPUTS 62)
+	cCallsDeferred    // call or error signals refused: the front-end's counter was saturated (BAD-INPUTS 62)
+	cTxOffloadRefused // TX header asked for an offload the guest did not negotiate (BAD-INPUTS 65)
+	cGuestFaults      // a memory fault in guest memory broke the pair's rings (BAD-INPUTS 64)
 	numCounters
 )
 

@@ -53,6 +53,8 @@ type Device struct {
 	// out; both nil until the first ring starts.
 	watchStop chan struct{}
 	watchDone chan struct{}
+	// re reattaches the host interface when it comes back (reattach.go).
+	re reattachState
 }
 
 // Open opens the host side and returns the device.
@@ -81,6 +83,7 @@ func Open(cfg Config) (*Device, error) {
 		td.Close()
 		return nil, err
 	}
+	d.re.reopen = reopener(cfg)
 	log.Info("host interface ready", "kind", td.Kind().String(), "name", td.Name(), "queues", td.NumQueues(), "mtu", d.mtu)
 	return d, nil
 }

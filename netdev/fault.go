@@ -13,7 +13,7 @@ import (
 // (Poll, ringArm, Disarm, the split pair's pollers) asks for it and
 // recovers: a fault whose address lies in the guest memory or dirty log of
 // the pair's rings marks the pair faulted, any other panic goes on
-// (BAD-INPUTS 62). The control plane does the same around settle.
+// (BAD-INPUTS 64). The control plane does the same around settle.
 //
 // A faulted pair touches no guest memory again: the ring side breaks its
 // running rings (BROKEN-Q, as a guest that breaks a ring: the error

@@ -13,7 +13,7 @@ import (
 //     rawio's RawSyscall calls.
 //   - kick, call and error eventfds: the front-end's, which shares their
 //     open file descriptions and so can clear O_NONBLOCK or saturate a
-//     counter at any time (BAD-INPUTS 60). They are read and written only
+//     counter at any time (BAD-INPUTS 62). They are read and written only
 //     with rawio.DrainShared and rawio.SignalShared, which never block
 //     whatever the flags; pair.start still sets the kick fd non-blocking.
 
@@ -40,7 +40,7 @@ func readable(fd int) bool {
 }
 
 // checkPollable makes sure epoll takes every fd of a ring about to start
-// (BAD-INPUTS 61): the worker sleeps on the kick in an epoll set, and an fd
+// (BAD-INPUTS 63): the worker sleeps on the kick in an epoll set, and an fd
 // that epoll refuses (a regular file, a directory) would leave the pair's
 // worker without its poller after the ring had started. The call and
 // error fds are checked too: what epoll refuses cannot be an eventfd. The

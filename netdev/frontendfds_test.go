@@ -121,14 +121,14 @@ func hostileFds(t *testing.T, spoil func(t *testing.T, r *devRig)) *devRig {
 	return nil
 }
 
-// TestBadInput60BlockingCallFd: the front-end clears O_NONBLOCK on a
+// TestBadInput62BlockingCallFd: the front-end clears O_NONBLOCK on a
 // call and an error eventfd it sent (the flag lives on the open file
 // description it shares with vhostd) and fills the call counter to its
 // maximum, so that a write of 1 would wait for the front-end to read. The
 // worker's call must not block (in a RawSyscall it would hold its P, and
 // the next stop-the-world would wait forever): it is refused, counted
 // calls_deferred, and traffic, a GC, GET_VRING_BASE and Close go on.
-func TestBadInput60BlockingCallFd(t *testing.T) {
+func TestBadInput62BlockingCallFd(t *testing.T) {
 	if !inChild(t, 60*time.Second) {
 		return
 	}
@@ -147,10 +147,10 @@ func TestBadInput60BlockingCallFd(t *testing.T) {
 	}
 }
 
-// TestBadInput60BlockingKickFd: the front-end clears O_NONBLOCK on the
+// TestBadInput62BlockingKickFd: the front-end clears O_NONBLOCK on the
 // kick eventfds after the rings started (pair.start set it): the worker's
 // drain of a kick with nothing pending must not wait for one.
-func TestBadInput60BlockingKickFd(t *testing.T) {
+func TestBadInput62BlockingKickFd(t *testing.T) {
 	if !inChild(t, 60*time.Second) {
 		return
 	}
@@ -163,13 +163,13 @@ func TestBadInput60BlockingKickFd(t *testing.T) {
 	})
 }
 
-// TestBadInput60UnstuckWorker: a worker blocked in a call write (the
+// TestBadInput62UnstuckWorker: a worker blocked in a call write (the
 // front-end saturated its counter and cleared O_NONBLOCK between
 // SignalShared's poll and its write, a race the front-end can win) would
 // keep the control plane's Pause or Stop waiting forever. unstuck drains
 // the saturated call eventfd while it waits: the write goes through, the
 // wait returns, and the front-end still finds its call fd readable.
-func TestBadInput60UnstuckWorker(t *testing.T) {
+func TestBadInput62UnstuckWorker(t *testing.T) {
 	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC) // blocking
 	if err != nil {
 		t.Fatal(err)

@@ -11,7 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// TestBadInput62GuestMemoryTruncated: the front-end truncates the memfd
+// TestBadInput64GuestMemoryTruncated: the front-end truncates the memfd
 // that holds queue pair 0's rings and buffers after SET_MEM_TABLE, and
 // kicks. The worker's next touch of that memory raises SIGBUS: the process
 // must survive it (before, Go's fault killed it), pair 0's rings report
@@ -19,7 +19,7 @@ import (
 // 1, in another region, keeps moving frames, and GET_VRING_BASE on every
 // ring and Close complete. Inline and split workers. In a child process:
 // the fault used to kill the process.
-func TestBadInput62GuestMemoryTruncated(t *testing.T) {
+func TestBadInput64GuestMemoryTruncated(t *testing.T) {
 	if !inChild(t, 120*time.Second) {
 		return
 	}
@@ -96,11 +96,11 @@ func (r *devRig) sendTXOn(t *testing.T, i, n int) {
 	}
 }
 
-// TestBadInput62DirtyLogTruncated: the dirty log is a front-end memfd
+// TestBadInput64DirtyLogTruncated: the dirty log is a front-end memfd
 // too. Truncated under a migrating guest, the worker's next mark faults:
 // the pair breaks as for guest memory and the process survives; the
 // control plane's GET_VRING_BASE and Close complete. In a child process.
-func TestBadInput62DirtyLogTruncated(t *testing.T) {
+func TestBadInput64DirtyLogTruncated(t *testing.T) {
 	if !inChild(t, 60*time.Second) {
 		return
 	}

@@ -77,7 +77,8 @@ func (d *Device) checkHost() {
 		if errno != 0 {
 			args = append(args, "error", errno.Error())
 		}
-		d.log.Warn("host interface queue gone: its TX frames are dropped (tx_dropped_tap), it receives nothing", args...)
+		d.log.Warn("host interface queue gone: its TX frames are dropped (tx_dropped_tap), it receives nothing until the interface comes back", args...)
 		p.retireTAP()
 	}
+	d.tryReattach(time.Now())
 }

@@ -41,7 +41,7 @@ type pair struct {
 	// added (tapGone flips under a running worker and cannot be used).
 	tapRetired bool
 	// faulted is set, by whichever side touched it, when guest memory of
-	// the pair's rings faulted (fault.go, BAD-INPUTS 62): from then on the
+	// the pair's rings faulted (fault.go, BAD-INPUTS 64): from then on the
 	// pair touches no guest memory until a ring starts with none running.
 	faulted atomic.Bool
 }

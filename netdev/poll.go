@@ -89,7 +89,7 @@ func (p *pair) ringComplete() (work int) {
 
 // signalCalls publishes the ring side's counters, then signals the calls
 // asked for (whoever a call wakes sees the counters of what it was called
-// for). A call the front-end's saturated counter refused (BAD-INPUTS 60)
+// for). A call the front-end's saturated counter refused (BAD-INPUTS 62)
 // is owed and tried again with the next batch; the worker does not stay
 // awake for it.
 func (p *pair) signalCalls(callTx, callRx bool) {

@@ -12,10 +12,11 @@ import (
 
 // rxSlot is one guest RX chain: buffers the TAP reads straight into.
 type rxSlot struct {
-	chain *virtqueue.Chain
-	iov   []unix.Iovec // the chain's writable buffers, plus room for the overflow buffer
-	cap   uint32       // bytes the chain can take
-	len   uint32       // bytes written, for the used ring
+	// chainSlot's iov holds the chain's writable buffers, plus room for
+	// the overflow buffer.
+	chainSlot
+	cap uint32 // bytes the chain can take
+	len uint32 // bytes written, for the used ring
 	// wrote is how many bytes the device stored in the chain, which a
 	// frame cut short stores but reports as 0: the dirty log needs them.
 	wrote uint32
@@ -36,16 +37,9 @@ type rxSlot struct {
 // them (BAD-INPUTS 46). Both are right only because nothing popped leaves
 // that order (doc.go, the ring-state invariant).
 type rxPath struct {
-	q        *virtqueue.Queue
-	chains   []virtqueue.Chain
-	slots    []rxSlot
-	next     int
-	inflight int // popped, not yet returned to the guest
+	slotSet[rxSlot]
 	stock    *ptrring.Ring[rxSlot]
-	done     *ptrring.Ring[rxSlot]
 	batch    []*rxSlot // ring side: refills
-	cbatch   []*rxSlot // ring side: completions
-	used     []virtqueue.Used
 	overflow []byte
 	parts    []*rxSlot // the chains of the frame being spilled
 	frame    [1][]unix.Iovec
@@ -70,21 +64,13 @@ type rxPath struct {
 }
 
 func newRxPath() *rxPath {
-	r := &rxPath{
-		chains:   virtqueue.NewChains(slotCount, maxSegs),
-		slots:    make([]rxSlot, slotCount),
+	return &rxPath{
+		slotSet:  newSlotSet[rxSlot](),
+		stock:    newHandoff[rxSlot](),
 		batch:    make([]*rxSlot, slotCount),
-		cbatch:   make([]*rxSlot, slotCount),
-		used:     make([]virtqueue.Used, slotCount),
 		overflow: make([]byte, maxGSOFrame+tap.VnetHdrLen),
 		parts:    make([]*rxSlot, 0, slotCount),
 	}
-	iovs := slotIovecs()
-	for i := range r.slots {
-		r.slots[i].chain, r.slots[i].iov = &r.chains[i], iovs[i]
-	}
-	r.stock, r.done = newHandoff[rxSlot](), newHandoff[rxSlot]()
-	return r
 }
 
 // refill pops guest buffers into the stock, up to max chains (ring side).

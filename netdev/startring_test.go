@@ -13,7 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// TestBadInput61StartRingUnpollableFd: StartRing with a kick, call or
+// TestBadInput63StartRingUnpollableFd: StartRing with a kick, call or
 // error fd that epoll refuses (a regular file) fails with an error naming
 // the ring, which fd and its number, and starts nothing: the ring stays
 // stopped, the other ring of the pair keeps its worker, and the same ring
@@ -21,7 +21,7 @@ import (
 // the refused fd, dropped the pair's poller and StartRing reported
 // success. (vhost refuses non-eventfds up front, BAD-INPUTS 56; this is
 // the netdev layer's own guarantee.)
-func TestBadInput61StartRingUnpollableFd(t *testing.T) {
+func TestBadInput63StartRingUnpollableFd(t *testing.T) {
 	for _, th := range []Threads{Inline, Split} {
 		t.Run(th.String(), func(t *testing.T) {
 			f, err := os.Create(filepath.Join(t.TempDir(), "notafd"+testutil.Suffix(6)))

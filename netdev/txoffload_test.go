@@ -30,12 +30,12 @@ func gsoHdr(gso uint8) tap.VnetHdr {
 	return tap.VnetHdr{Flags: tap.VirtioNetHdrFNeedsCsum, GSOType: gso, HdrLen: 54, GSOSize: 1448, CsumStart: 34, CsumOffset: 16}
 }
 
-// TestBadInput63TXOffloadNotNegotiated: a valid TX header asking for an
+// TestBadInput65TXOffloadNotNegotiated: a valid TX header asking for an
 // offload (checksum, TSO4/6, ECN, UFO, USO) reaches the TAP only if the
 // guest acked every feature the request needs; without one of them the
 // frame is dropped, returned, and counted tx_offload_refused (before, the
 // TAP acted on it whatever was negotiated).
-func TestBadInput63TXOffloadNotNegotiated(t *testing.T) {
+func TestBadInput65TXOffloadNotNegotiated(t *testing.T) {
 	for _, tc := range offloadCases {
 		var all uint64
 		for _, f := range tc.needs {
@@ -76,10 +76,10 @@ func TestBadInput63TXOffloadNotNegotiated(t *testing.T) {
 	}
 }
 
-// TestBadInput63DeviceTSO: through the device, a guest that did not ack
+// TestBadInput65DeviceTSO: through the device, a guest that did not ack
 // HOST_TSO4 has its TSO4 frame dropped and counted while its TSO6 frame
 // (HOST_TSO6 acked) goes to the TAP.
-func TestBadInput63DeviceTSO(t *testing.T) {
+func TestBadInput65DeviceTSO(t *testing.T) {
 	r := startDevice(t, Config{QueuePairs: 1}, allFeatures()&^bit(FHostTSO4))
 	tx := r.fe.Ring(1).Driver
 	for _, gso := range []uint8{tap.VirtioNetHdrGSOTCPv4, tap.VirtioNetHdrGSOTCPv6} {

@@ -59,13 +59,12 @@ const (
 
 // txSlot is one guest TX chain on its way to the TAP.
 type txSlot struct {
-	chain *virtqueue.Chain
+	// chainSlot's iov is the header copy, then the frame, straight from
+	// guest memory; or, for a small frame, buf alone.
+	chainSlot
 	// buf holds the header, copied once out of guest memory, and behind
 	// it a copy of a frame of at most smallFrame bytes.
-	buf [tap.VnetHdrLen + smallFrame]byte
-	// iov is the header copy, then the frame, straight from guest memory;
-	// or, for a small frame, buf alone.
-	iov   []unix.Iovec
+	buf   [tap.VnetHdrLen + smallFrame]byte
 	drop  uint8
 	bytes uint32 // frame bytes without the header
 }
@@ -79,19 +78,12 @@ type txSlot struct {
 // With --threads inline both sides run on the pair's worker; with split
 // each has its own, and the ptrrings are all they share (doc.go).
 type txPath struct {
-	q        *virtqueue.Queue
-	chains   []virtqueue.Chain
-	slots    []txSlot
-	next     int // next slot to fill
-	inflight int // slots popped and not yet returned to the guest
+	slotSet[txSlot]
 	toTap    *ptrring.Ring[txSlot]
-	done     *ptrring.Ring[txSlot]
 	batch    []*txSlot // TAP side: the slots toTAP took from toTap
 	pbatch   []*txSlot // ring side: the slots pop hands to toTap
-	cbatch   []*txSlot // ring side: the slots complete took from done
 	frames   [][]unix.Iovec
 	frameOf  []int
-	used     []virtqueue.Used
 	maxFrame uint32
 	// offloads are the header requests the guest may make: offloadBits of
 	// what it acked (txOffloads). Zero allows only plain frames.
@@ -99,22 +91,14 @@ type txPath struct {
 }
 
 func newTxPath() *txPath {
-	t := &txPath{
-		chains:  virtqueue.NewChains(slotCount, maxSegs),
-		slots:   make([]txSlot, slotCount),
+	return &txPath{
+		slotSet: newSlotSet[txSlot](),
+		toTap:   newHandoff[txSlot](),
 		batch:   make([]*txSlot, slotCount),
 		pbatch:  make([]*txSlot, slotCount),
-		cbatch:  make([]*txSlot, slotCount),
 		frames:  make([][]unix.Iovec, 0, slotCount),
 		frameOf: make([]int, 0, slotCount),
-		used:    make([]virtqueue.Used, slotCount),
 	}
-	iovs := slotIovecs()
-	for i := range t.slots {
-		t.slots[i].chain, t.slots[i].iov = &t.chains[i], iovs[i]
-	}
-	t.toTap, t.done = newHandoff[txSlot](), newHandoff[txSlot]()
-	return t
 }
 
 // slotIovecs returns slotCount empty iovec slices backed by one
@@ -216,7 +200,7 @@ func (t *txPath) prepare(s *txSlot, c *counters) {
 		return
 	}
 	if offloadBits(&h)&^t.offloads != 0 {
-		// An offload the guest never negotiated (BAD-INPUTS 63).
+		// An offload the guest never negotiated (BAD-INPUTS 65).
 		s.drop = txMalformed
 		c.add(cTxOffloadRefused, 1)
 		return

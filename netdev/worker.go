@@ -116,7 +116,7 @@ const unstickEvery = 50 * time.Millisecond
 // reached a safe point. A worker blocked in a call signal never gets there
 // by itself: rawio.SignalShared writes only when poll(2) said it could,
 // but a front-end that saturates its counter (and clears O_NONBLOCK) in
-// between holds the write until it reads (BAD-INPUTS 60). While wait
+// between holds the write until it reads (BAD-INPUTS 62). While wait
 // waits, the pair's saturated call and error eventfds are drained every
 // unstickEvery, which lets such a write through.
 func (r *pairWorkers) unstuck(wait func()) {

@@ -35,6 +35,18 @@ done
 echo "== perf smoke"
 perf/run.sh --smoke
 
-echo "== go test -race"
 export VHOSTD_TEST_PRIVILEGED=1
+
+# Without -race: the zero-allocation guards and the full-size loops that
+# the race detector shortens (testutil.Race) run only here. QEMU guests are
+# left to the -race pass below.
+echo "== go test (no -race)"
+go test -count=1 -timeout 10m "$@" $(go list ./... | grep -v /qemu-tests)
+
+# Every fuzz target, briefly: they keep building and their seeds pass, and
+# a short run now and then finds what the seeds do not.
+echo "== fuzz"
+scripts/fuzz.sh "${VHOSTD_FUZZ_SECONDS:-10}"
+
+echo "== go test -race"
 go test -race -timeout 25m "$@" ./...

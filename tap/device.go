@@ -54,7 +54,13 @@ type Config struct {
 	// TAP we created disappears with our last fd; a TAP that existed is never removed.
 	// Ignored for macvtap (its lifetime is the link's).
 	Persist bool
+	// MustExist makes OpenTAP attach only: a missing interface is an error (ErrNoInterface)
+	// instead of a new TAP. Reattaching to an interface that went away uses it.
+	MustExist bool
 }
+
+// ErrNoInterface is OpenTAP's error for a missing interface with Config.MustExist.
+var ErrNoInterface = errors.New("no such interface")
 
 // Device is an open TAP or macvtap with its queues. Its control methods (SetOffload, SetMTU,
 // SetMAC, SetUp, ...) are safe for concurrent use and act in the network namespace the device
@@ -98,6 +104,10 @@ func OpenTAP(c Config) (*Device, error) {
 	if c.Name != "" {
 		_, err := d.lookupIndex()
 		d.created = errors.Is(err, unix.ENODEV)
+		if d.created && c.MustExist {
+			d.Close()
+			return nil, fmt.Errorf("tap: attach to %q: %w", c.Name, ErrNoInterface)
+		}
 	} else {
 		d.created = true
 	}
@@ -306,12 +316,9 @@ func (d *Device) Queue(i int) *Queue { return d.queues[i] }
 // Close closes every queue and the control socket. A TAP we created without Persist goes
 // away with its last fd; a TAP that existed before, and any macvtap, stays. Close is
 // idempotent. Precondition: no queue I/O is running.
-func (d *Device) Close() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if !d.closed.Set() {
-		return nil
-	}
+func (d *Device) Close() error { return d.closed.Close(&d.mu, d.close) }
+
+func (d *Device) close() error {
 	var first error
 	for _, q := range d.queues {
 		if err := q.Close(); err != nil && first == nil {

@@ -123,6 +123,11 @@ func TestTAPLifetime(t *testing.T) {
 		t.Fatalf("%s still exists after Close", name)
 	}
 
+	// MustExist attaches only: a missing TAP is an error and is not created.
+	if _, err := OpenTAP(Config{Name: name, Queues: 1, MustExist: true}); !errors.Is(err, ErrNoInterface) || exists(name) {
+		t.Fatalf("MustExist on a missing TAP: %v, created %v", err, exists(name))
+	}
+
 	// Persist.
 	d, err = OpenTAP(Config{Name: name, Queues: 1, Persist: true})
 	if err != nil {

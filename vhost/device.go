@@ -17,9 +17,10 @@ type RingSpec struct {
 	// EventIdx and Indirect are the ring features the driver acked.
 	EventIdx bool
 	Indirect bool
-	// Kick, Call and Err are eventfds owned by vhost: the device reads,
-	// writes and polls them but never closes them. Kick is -1 when the
-	// front-end asked for polling; Call and Err are -1 when not given.
+	// Kick, Call and Err are eventfds owned by vhost (it checked that
+	// they are eventfds): the device reads, writes and polls them but never
+	// closes them. Kick is always set (a kick without an fd, polling mode,
+	// is refused: BAD-INPUTS 57); Call and Err are -1 when not given.
 	Kick, Call, Err int
 	// Enabled is the ring's enable state at start (SET_VRING_ENABLE, or
 	// always enabled when VHOST_USER_F_PROTOCOL_FEATURES was not acked).

@@ -83,20 +83,13 @@ func logFd(t *testing.T, n int64) int {
 	return fd
 }
 
-func logBase(size, off uint64) []byte {
-	b := make([]byte, 16)
-	copy(b, vhosttest.U64(size))
-	copy(b[8:], vhosttest.U64(off))
-	return b
-}
-
 // TestSetLogBaseAnsweredOnce: SET_LOG_BASE has a reply of its own, sent
 // once whether or not NEED_REPLY is set (QEMU blocks on it; a second one
 // would answer its next request); the next request gets its own answer.
 func TestSetLogBaseAnsweredOnce(t *testing.T) {
 	for _, flags := range []uint32{0, vhosttest.FlagNeedReply} {
 		dev, fe := migrationFE(t)
-		r, err := fe.Call(vhost.ReqSetLogBase, flags, logBase(4096, 0), logFd(t, 4096))
+		r, err := fe.Call(vhost.ReqSetLogBase, flags, vhosttest.LogBase(4096, 0), logFd(t, 4096))
 		if err != nil {
 			t.Fatalf("flags %#x: %v", flags, err)
 		}
@@ -118,7 +111,7 @@ func TestSetLogBaseAnsweredOnce(t *testing.T) {
 // stay refused.
 func TestLogAllWhileRunning(t *testing.T) {
 	dev, fe := migrationFE(t)
-	if _, err := fe.Call(vhost.ReqSetLogBase, 0, logBase(8192, 0), logFd(t, 8192)); err != nil {
+	if _, err := fe.Call(vhost.ReqSetLogBase, 0, vhosttest.LogBase(8192, 0), logFd(t, 8192)); err != nil {
 		t.Fatal(err)
 	}
 	on := fe.Features | 1<<vhost.FeatLogAll
@@ -146,7 +139,7 @@ func TestLogAllWhileRunning(t *testing.T) {
 	}
 	// A second log (memory added during migration) replaces the first.
 	first := dev.current()
-	if _, err := fe.Call(vhost.ReqSetLogBase, 0, logBase(16384, 0), logFd(t, 16384)); err != nil {
+	if _, err := fe.Call(vhost.ReqSetLogBase, 0, vhosttest.LogBase(16384, 0), logFd(t, 16384)); err != nil {
 		t.Fatal(err)
 	}
 	if l := dev.current(); l == first || l == nil || l.Pages() != 16384*8 {
@@ -177,7 +170,7 @@ func TestSetLogBaseBadInputs(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dev, fe := migrationFE(t)
-			if err := fe.Send(vhost.ReqSetLogBase, 0, logBase(tc.size, tc.off), logFd(t, tc.file)); err != nil {
+			if err := fe.Send(vhost.ReqSetLogBase, 0, vhosttest.LogBase(tc.size, tc.off), logFd(t, tc.file)); err != nil {
 				t.Fatal(err)
 			}
 			if err := fe.WaitClosed(5 * time.Second); err != nil {
@@ -187,5 +180,31 @@ func TestSetLogBaseBadInputs(t *testing.T) {
 				t.Fatal("a refused log reached the device")
 			}
 		})
+	}
+}
+
+// TestStartDirtyLog: vhosttest's StartDirtyLog, which the perf harness's
+// logging subject uses, turns logging on the way QEMU does: the device has a
+// log covering all of guest memory and both rings log their used rings.
+func TestStartDirtyLog(t *testing.T) {
+	dev, fe := migrationFE(t)
+	l, err := fe.StartDirtyLog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if fe.Features&(1<<vhost.FeatLogAll) == 0 {
+		t.Fatal("LOG_ALL not set")
+	}
+	got := dev.current()
+	if got == nil || got.Pages() < (8<<20)/virtqueue.LogPage {
+		t.Fatalf("device log %v does not cover 8 MiB of guest memory", got)
+	}
+	dev.mu.Lock()
+	defer dev.mu.Unlock()
+	for i := 0; i < 2; i++ {
+		if gpa, ok := dev.ringLog[i]; !ok || gpa != fe.Ring(i).Config.Used {
+			t.Fatalf("ring %d logs used ring at %#x (%v), want %#x", i, gpa, ok, fe.Ring(i).Config.Used)
+		}
 	}
 }

@@ -29,8 +29,8 @@ func wire(req vhost.Request, flags uint32, payload []byte) []byte {
 const fuzzUA = 1 << 40
 
 // fuzzSeeds are message sequences the unit tests send, as (bytes, fd mask)
-// pairs: bit i of the mask attaches a memfd to message i, bit 32+i a
-// pipe.
+// pairs: bit i of the mask attaches a memfd to message i, bit 32+i an
+// eventfd.
 func fuzzSeeds() []struct {
 	b    []byte
 	mask uint64
@@ -89,7 +89,7 @@ func fuzzSeeds() []struct {
 
 // FuzzSession feeds bytes, cut into messages at the sizes their headers
 // declare, through a socketpair into a session with a NullDevice; bit i of
-// fdmask attaches a 1 MiB memfd to message i and bit 32+i a pipe (i < 32). Invariants: no panic, the session ends when the
+// fdmask attaches a 1 MiB memfd to message i and bit 32+i an eventfd (i < 32). Invariants: no panic, the session ends when the
 // front-end closes, and every fd and mapping it was given is released.
 func FuzzSession(f *testing.F) {
 	for _, s := range fuzzSeeds() {
@@ -137,7 +137,8 @@ func FuzzSession(f *testing.F) {
 
 // feed cuts data into messages at the sizes their headers declare (the
 // last one may be cut short) and sends them; bit i of fdmask attaches a
-// 1 MiB memfd called name to message i, bit 32+i a pipe. It stops quietly
+// 1 MiB memfd called name to message i, bit 32+i an eventfd (what KICK,
+// CALL and ERR take; other kinds: TestBadInput56). It stops quietly
 // when the back-end has closed the connection.
 func feed(fe *vhosttest.FrontEnd, name string, data []byte, fdmask uint64) error {
 	for i := 0; len(data) > 0; i++ {
@@ -156,12 +157,11 @@ func feed(fe *vhosttest.FrontEnd, name string, data []byte, fdmask uint64) error
 			fds = append(fds, fd)
 		}
 		if i < 32 && fdmask&(1<<(32+i)) != 0 {
-			var p [2]int
-			if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+			fd, err := vhosttest.NewEventfd()
+			if err != nil {
 				return err
 			}
-			unix.Close(p[0])
-			fds = append(fds, p[1])
+			fds = append(fds, fd)
 		}
 		err := fe.SendBytes(data[:n], fds)
 		for _, fd := range fds {

@@ -217,13 +217,40 @@ func pipeProbe(t *testing.T) *probe {
 	if err := unix.Pipe2(p[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
 		t.Fatal(err)
 	}
-	pr := &probe{t: t, Fd: p[1], ours: true}
+	return hupProbe(t, p[1], p[0])
+}
+
+// hupProbe sends fd, one end of a pipe or socketpair whose other end is
+// peer: once every copy of fd is closed, peer sees POLLHUP.
+func hupProbe(t *testing.T, fd, peer int) *probe {
+	pr := &probe{t: t, Fd: fd, ours: true}
 	pr.isOpen = func() bool {
-		pfd := []unix.PollFd{{Fd: int32(p[0]), Events: unix.POLLIN}}
+		pfd := []unix.PollFd{{Fd: int32(peer), Events: unix.POLLIN}}
 		n, _ := unix.Poll(pfd, 0)
 		return !(n == 1 && pfd[0].Revents&unix.POLLHUP != 0)
 	}
-	pr.done = func() { unix.Close(p[0]) }
+	pr.done = func() { unix.Close(peer) }
+	t.Cleanup(pr.cleanup)
+	return pr
+}
+
+// eventfdProbe sends an eventfd, the only kind of fd SET_VRING_KICK, CALL
+// and ERR accept: it is closed when no fd of this process is that eventfd
+// (the kernel's eventfd-id in /proc/self/fdinfo tells copies apart).
+func eventfdProbe(t *testing.T) *probe {
+	t.Helper()
+	fd, err := vhosttest.NewEventfd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, ok := vhosttest.EventfdID(fd)
+	if !ok {
+		unix.Close(fd)
+		t.Fatal("the kernel shows no eventfd-id in /proc/self/fdinfo")
+	}
+	pr := &probe{t: t, Fd: fd, ours: true}
+	pr.isOpen = func() bool { return vhosttest.EventfdCopies(id) > 0 }
+	pr.done = func() {}
 	t.Cleanup(pr.cleanup)
 	return pr
 }

@@ -243,7 +243,7 @@ func TestBadInput46GetVringBase(t *testing.T) {
 			t.Fatal(err)
 		}
 		h.ack(vhost.ReqSetVringBase, vstate(0, 7))
-		p := pipeProbe(t)
+		p := eventfdProbe(t)
 		h.ack(vhost.ReqSetVringKick, u64(0), p.Fd)
 		p.keptByPeer()
 		if r := h.state().Running[0]; r.Base != 7 {
@@ -389,7 +389,7 @@ func TestBadInput48Reset(t *testing.T) {
 			h := newHarness(t)
 			h.start(2)
 			resets := h.state().Resets
-			kick := pipeProbe(t)
+			kick := eventfdProbe(t)
 			h.ack(vhost.ReqSetVringKick, u64(1), kick.Fd)
 			kick.keptByPeer()
 			h.ack(req, nil)
@@ -456,7 +456,7 @@ func TestKickRefusedByDevice(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = r
-	p := pipeProbe(t)
+	p := eventfdProbe(t)
 	v, err := fe.Ack(vhost.ReqSetVringKick, u64(0), p.Fd)
 	if err != nil || v == 0 {
 		t.Fatalf("SET_VRING_KICK refused by the device: ack %d, %v", v, err)

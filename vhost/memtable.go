@@ -54,7 +54,7 @@ func closeRegions(regions []*virtqueue.Region) {
 	}
 }
 
-// setMemTable replaces the table (BAD-INPUTS 14-18, 20, 21). The table
+// setMemTable replaces the table (BAD-INPUTS 14-18, 20, 21, 58). The table
 // checked the payload holds the 8-byte header; the region count, the exact
 // size and one fd per region are checked here, in that order.
 func (s *session) setMemTable(m *Msg) ([]byte, error) {
@@ -72,8 +72,12 @@ func (s *session) setMemTable(m *Msg) ([]byte, error) {
 	specs := make([]virtqueue.RegionSpec, n)
 	for i := range specs {
 		specs[i] = regionSpec(p[memTableHdrSize+regionSize*i:])
+		field := fmt.Sprintf("regions[%d]", i)
 		if err := specs[i].Validate(); err != nil {
-			return nil, reject(fmt.Sprintf("regions[%d]", i), "%v", err)
+			return nil, reject(field, "%v", err)
+		}
+		if err := s.checkRegionFd(field, m.Fds[i]); err != nil {
+			return nil, err
 		}
 	}
 	regions := make([]*virtqueue.Region, 0, n)
@@ -105,6 +109,9 @@ func (s *session) addMemReg(m *Msg) ([]byte, error) {
 	spec := regionSpec(m.Payload[8:])
 	if err := spec.Validate(); err != nil {
 		return nil, reject("region", "%v", err)
+	}
+	if err := s.checkRegionFd("region", m.Fds[0]); err != nil {
+		return nil, err
 	}
 	r, err := virtqueue.MapRegion(m.takeFd(0), spec)
 	if err != nil {

@@ -28,7 +28,25 @@ type Msg struct {
 	// Truncated is set when the kernel reported MSG_CTRUNC: more fds were
 	// sent than fit (the ones that did not fit are already closed).
 	Truncated bool
-	size      uint32 // the payload size the header declared
+	// excess counts the fds that arrived beyond maxFds: each was closed on
+	// arrival, so a message read in many pieces never holds more than
+	// maxFds, and the message is refused (fdRule.check).
+	excess int
+	size   uint32 // the payload size the header declared
+}
+
+// addFds keeps the fds one read brought, up to maxFds in all, and closes
+// the rest at once.
+func (m *Msg) addFds(fds []int) {
+	room := max(maxFds-len(m.Fds), 0)
+	if len(fds) > room {
+		for _, fd := range fds[room:] {
+			unix.Close(fd)
+		}
+		m.excess += len(fds) - room
+		fds = fds[:room]
+	}
+	m.Fds = append(m.Fds, fds...)
 }
 
 // closeFds closes every fd the message still owns.
@@ -64,16 +82,17 @@ func newMsgConn(uc *net.UnixConn) *msgConn {
 }
 
 // readFull reads len(b) bytes, collecting any fds that arrive on the way
-// into *fds. io.EOF is returned only when nothing at all was read.
-func (c *msgConn) readFull(b []byte, fds *[]int, trunc *bool) error {
+// into m (at most maxFds: Msg.addFds). io.EOF is returned only when
+// nothing at all was read.
+func (c *msgConn) readFull(b []byte, m *Msg) error {
 	got := 0
 	for got < len(b) {
 		n, oobn, flags, _, err := c.uc.ReadMsgUnix(b[got:], c.oob)
 		if oobn > 0 {
-			*fds = append(*fds, parseRights(c.oob[:oobn])...)
+			m.addFds(parseRights(c.oob[:oobn]))
 		}
 		if flags&unix.MSG_CTRUNC != 0 {
-			*trunc = true
+			m.Truncated = true
 		}
 		got += n
 		if err != nil {
@@ -123,7 +142,7 @@ func parseRights(oob []byte) []int {
 func (c *msgConn) readHeader() (*Msg, error) {
 	var hdr [headerSize]byte
 	m := &Msg{}
-	if err := c.readFull(hdr[:], &m.Fds, &m.Truncated); err != nil {
+	if err := c.readFull(hdr[:], m); err != nil {
 		m.closeFds()
 		if err == io.ErrUnexpectedEOF {
 			return nil, &FramingError{Field: "header", Reason: "connection closed inside the 12-byte header"}
@@ -175,7 +194,7 @@ func (c *msgConn) skipPayload(m *Msg) error {
 }
 
 func (c *msgConn) payloadInto(m *Msg, b []byte) error {
-	if err := c.readFull(b, &m.Fds, &m.Truncated); err != nil {
+	if err := c.readFull(b, m); err != nil {
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
 			return &FramingError{Req: m.Req, Field: "payload", Reason: fmt.Sprintf("connection closed inside a %d-byte payload", m.size)}
 		}

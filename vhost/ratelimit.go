@@ -15,10 +15,12 @@ type rateLimiter struct {
 	window     time.Time
 	n          int
 	suppressed int
+	// actions limits SEND_RARP and NET_SET_MTU (actlimit.go).
+	actions actionLimits
 }
 
 func newRateLimiter(perSecond int) *rateLimiter {
-	return &rateLimiter{perSecond: perSecond}
+	return &rateLimiter{perSecond: perSecond, actions: newActionLimits()}
 }
 
 func (r *rateLimiter) log(l hclog.Logger, msg string, args ...any) {

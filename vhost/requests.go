@@ -120,7 +120,7 @@ func (f fdRule) bounds() (min, max int) {
 	case maybeFd:
 		return 0, 1
 	case regionFds:
-		return 0, 2 * maxFds // all a message can bring without truncation
+		return 0, maxFds // Msg.addFds keeps no more
 	}
 	return 0, 0
 }
@@ -129,8 +129,11 @@ func (f fdRule) bounds() (min, max int) {
 // is in) it refuses too many; with final true (the whole message is in)
 // too few as well (BAD-INPUTS 6, 7, 8, 15).
 func (f fdRule) check(m *Msg, final bool) error {
-	if m.Truncated {
+	switch {
+	case m.Truncated:
 		return reject("fds", "more than %d fds sent (control message truncated)", 2*maxFds)
+	case m.excess > 0:
+		return reject("fds", "%d fds sent, a message carries at most %d", len(m.Fds)+m.excess, maxFds)
 	}
 	min, max := f.bounds()
 	n := len(m.Fds)

@@ -233,11 +233,14 @@ func keepVringFd(m *Msg, fd int) {
 
 // setVringKick replaces the kick fd and starts the ring. Replacing the kick
 // of a running ring restarts it at the index it reached (BAD-INPUTS 9: the
-// old fd is closed).
+// old fd is closed). The kick must be an eventfd (BAD-INPUTS 56, 57).
 func (s *session) setVringKick(m *Msg) ([]byte, error) {
 	i, fd, err := s.vringFd(m)
 	if err == nil {
 		err = s.checkStartable(i)
+	}
+	if err == nil {
+		err = checkKickFd(i, fd)
 	}
 	if err != nil {
 		return nil, err
@@ -257,18 +260,22 @@ func (s *session) setVringKick(m *Msg) ([]byte, error) {
 }
 
 func (s *session) setVringCall(m *Msg) ([]byte, error) {
-	return nil, s.replaceFd(m, func(v *vring) *int { return &v.call }, s.dev.SetCallFd)
+	return nil, s.replaceFd(m, "call", func(v *vring) *int { return &v.call }, s.dev.SetCallFd)
 }
 
 func (s *session) setVringErr(m *Msg) ([]byte, error) {
-	return nil, s.replaceFd(m, func(v *vring) *int { return &v.err }, s.dev.SetErrFd)
+	return nil, s.replaceFd(m, "err", func(v *vring) *int { return &v.err }, s.dev.SetErrFd)
 }
 
-// replaceFd sets a ring's call or err fd (slot picks which). The new fd is
-// handed to a running ring's device first (apply), and the old one closed
-// once the device has switched over (BAD-INPUTS 9).
-func (s *session) replaceFd(m *Msg, slot func(*vring) *int, apply func(index, fd int)) error {
+// replaceFd sets a ring's call or err fd (slot picks which, named which).
+// The new fd, an eventfd or none (BAD-INPUTS 56), is handed to a running
+// ring's device first (apply), and the old one closed once the device has
+// switched over (BAD-INPUTS 9).
+func (s *session) replaceFd(m *Msg, which string, slot func(*vring) *int, apply func(index, fd int)) error {
 	i, fd, err := s.vringFd(m)
+	if err == nil {
+		err = checkVringFd(i, which, fd)
+	}
 	if err != nil {
 		return err
 	}

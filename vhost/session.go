@@ -27,6 +27,9 @@ type session struct {
 	mem         *virtqueue.Memory
 	vrings      []vring
 	logs        logState // dirty log (dirtylog.go)
+	// warnedUnsealed: a region fd not sealed against shrinking was
+	// warned about (fdcheck.go, once per connection).
+	warnedUnsealed bool
 }
 
 func newSession(log hclog.Logger, dev Device, conn *msgConn, lim *rateLimiter) *session {
@@ -244,6 +247,9 @@ func (s *session) setMTU(m *Msg) ([]byte, error) {
 	if mtu < 68 || mtu > 65535 {
 		return nil, reject("mtu", "%d outside 68..65535", mtu)
 	}
+	if err := limit(s.lim.actions.mtu, m.Req); err != nil {
+		return nil, err
+	}
 	if err := s.dev.SetMTU(uint16(mtu)); err != nil {
 		return nil, reject("mtu", "%v", err)
 	}
@@ -253,6 +259,9 @@ func (s *session) setMTU(m *Msg) ([]byte, error) {
 func (s *session) sendRARP(m *Msg) ([]byte, error) {
 	var mac [6]byte
 	copy(mac[:], m.Payload)
+	if err := limit(s.lim.actions.rarp, m.Req); err != nil {
+		return nil, err
+	}
 	if err := s.dev.SendRARP(mac); err != nil {
 		return nil, reject("mac", "%v", err)
 	}

@@ -2,7 +2,7 @@ package virtqueue
 
 // Descriptor chains as the guest writes them: the avail index, heads, next links, loops,
 // chain length and indirect tables (BAD-INPUTS section D, items 27-32 and 41). Tests
-// named TestBadInputNN cover item NN of shared/BAD-INPUTS.md; the table in
+// named TestBadInputNN cover bad-input item NN (docs/BAD-INPUTS.md); the table in
 // BAD-INPUTS.md in this directory maps items to tests.
 
 import (

@@ -53,7 +53,7 @@
 //
 // # Faults
 //
-// Guest faults are of two kinds (shared/BAD-INPUTS.md section D; the
+// Guest faults are of two kinds (docs/BAD-INPUTS.md, the guest-ring items; the
 // mapping of items to tests is in BAD-INPUTS.md in this directory):
 //
 //   - DROP: one chain is malformed (a buffer outside guest memory, a

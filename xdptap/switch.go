@@ -123,11 +123,5 @@ func (s *Switch) RemovePort(ifindex int) error {
 // Close releases this process's handles on the program and maps. Attachments using the
 // switch keep the program alive until they are closed; pinned maps stay pinned. Idempotent.
 func (s *Switch) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.closed.Set() {
-		return nil
-	}
-	s.objs.Close()
-	return nil
+	return s.closed.Close(&s.mu, func() error { s.objs.Close(); return nil })
 }

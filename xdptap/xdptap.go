@@ -244,12 +244,9 @@ func (a *Attachment) String() string {
 }
 
 // Close detaches the program and releases its maps. Idempotent.
-func (a *Attachment) Close() error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if !a.closed.Set() {
-		return nil
-	}
+func (a *Attachment) Close() error { return a.closed.Close(&a.mu, a.close) }
+
+func (a *Attachment) close() error {
 	var err error
 	if a.link != nil {
 		if e := a.link.Close(); e != nil {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/vhostd/vhostd/netdev"
@@ -86,47 +87,93 @@ func (x *xdpOptions) config(mac net.HardwareAddr) (cfg xdptap.Config, ok bool, e
 	return cfg, true, nil
 }
 
-// xdpState is an attached program and what it needs at run time.
+// xdpState is an attached program and what it needs at run time. mu
+// guards a: the host interface can come back under a new ifindex (the
+// netdev host watch calls reattach) while signals read counters or reload
+// the ACL.
 type xdpState struct {
+	mu  sync.Mutex
 	a   *xdptap.Attachment
 	sw  *xdptap.Switch
+	cfg xdptap.Config
+	mac net.HardwareAddr
 	acl string
 	log hclog.Logger
 }
 
-// attachXDP attaches the configured program to dev's interface. Failures
-// are reported in plain words: no silent fallback.
+// attachXDP attaches the configured program to dev's interface, and again
+// to the interface that replaces it if it goes away and comes back.
+// Failures are reported in plain words: no silent fallback.
 func attachXDP(x *xdpOptions, cfg xdptap.Config, dev *netdev.Device, mac net.HardwareAddr, log hclog.Logger) (*xdpState, error) {
-	st := &xdpState{acl: x.acl, log: log}
-	cfg.Macvtap = dev.Macvtap()
+	st := &xdpState{cfg: cfg, mac: mac, acl: x.acl, log: log}
+	st.cfg.Macvtap = dev.Macvtap()
 	if cfg.Mode == xdptap.ModeSwitch {
 		sw, err := xdptap.OpenSwitch(xdptap.SwitchConfig{PinPath: x.switchPin})
 		if err != nil {
 			return nil, fmt.Errorf("xdp switch: %w", err)
 		}
-		if mac != nil {
-			if err := sw.AddPort(dev.Ifindex(), mac); err != nil {
-				sw.Close()
-				return nil, fmt.Errorf("xdp switch port: %w", err)
-			}
-		}
-		cfg.Switch, st.sw = sw, sw
+		st.cfg.Switch, st.sw = sw, sw
 	}
-	a, err := xdptap.Attach(dev.Ifindex(), cfg)
-	if err != nil {
+	if err := st.attach(dev.Ifindex()); err != nil {
 		if st.sw != nil {
 			st.sw.Close()
 		}
 		return nil, fmt.Errorf("xdp on %s: %w", dev.Name(), err)
 	}
-	st.a = a
-	log.Info("XDP program attached", "program", a.String(), "mode", a.Mode().String())
+	dev.OnReattach(st.reattach)
 	return st, nil
+}
+
+// attach attaches the program to ifindex (and makes it a switch port).
+// s.mu held, or s not yet shared.
+func (s *xdpState) attach(ifindex int) error {
+	if s.sw != nil && s.mac != nil {
+		if err := s.sw.AddPort(ifindex, s.mac); err != nil {
+			return fmt.Errorf("switch port: %w", err)
+		}
+	}
+	a, err := xdptap.Attach(ifindex, s.cfg)
+	if err != nil {
+		if s.sw != nil && s.mac != nil {
+			s.sw.RemovePort(ifindex)
+		}
+		return err
+	}
+	s.a = a
+	s.log.Info("XDP program attached", "program", a.String(), "mode", a.Mode().String())
+	return nil
+}
+
+// reattach moves the program to the host interface that came back as
+// ifindex, before any frame flows through it (netdev.Device.OnReattach).
+func (s *xdpState) reattach(ifindex int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.detach()
+	return s.attach(ifindex)
+}
+
+// detach releases the current attachment, if any. s.mu held.
+func (s *xdpState) detach() {
+	if s.a == nil {
+		return
+	}
+	if s.sw != nil && s.mac != nil {
+		s.sw.RemovePort(s.a.Ifindex())
+	}
+	s.a.Close()
+	s.a = nil
 }
 
 // reload re-reads the ACL file (SIGHUP).
 func (s *xdpState) reload() {
 	if s == nil || s.acl == "" {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.a == nil {
+		s.log.Error("ACL not changed: no XDP program attached (the host interface is gone)", "file", s.acl)
 		return
 	}
 	n, err := s.a.LoadRules(s.acl)
@@ -141,6 +188,11 @@ func (s *xdpState) reload() {
 func (s *xdpState) statsText() string {
 	if s == nil {
 		return ""
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.a == nil {
+		return "xdp: not attached (the host interface is gone)\n"
 	}
 	c, err := s.a.Counters()
 	if err != nil {
@@ -164,11 +216,10 @@ func (s *xdpState) close() {
 	if s == nil {
 		return
 	}
-	s.a.Close()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.detach()
 	if s.sw != nil {
-		if s.a != nil {
-			s.sw.RemovePort(s.a.Ifindex())
-		}
 		s.sw.Close()
 	}
 }

@@ -3,6 +3,8 @@
 // the vhost server): the first Close does the work, later ones return nil.
 package closeflag
 
+import "sync"
+
 // Flag is false until Set; its owner guards it with the owner's own lock.
 // It reads as a bool: `if d.closed { ... }`.
 type Flag bool
@@ -15,4 +17,16 @@ func (f *Flag) Set() (first bool) {
 	}
 	*f = true
 	return true
+}
+
+// Close runs close with mu held, the first time only, and returns its
+// error; later calls return nil. It is the whole Close of a resource that
+// releases everything under its lock.
+func (f *Flag) Close(mu sync.Locker, close func() error) error {
+	mu.Lock()
+	defer mu.Unlock()
+	if !f.Set() {
+		return nil
+	}
+	return close()
 }

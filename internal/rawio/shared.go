@@ -14,7 +14,7 @@ import (
 // for it to read. A RawSyscall that blocks keeps its P: the next garbage
 // collection waits for it forever and the process stops handling signals.
 // SignalShared and DrainShared never block on such an fd, whatever its
-// flags (BAD-INPUTS 60).
+// flags (BAD-INPUTS 62).
 
 // rwfNowait is preadv2's RWF_NOWAIT: fail with EAGAIN instead of waiting,
 // whatever O_NONBLOCK says. Eventfds and pipes honour it for reads (Linux

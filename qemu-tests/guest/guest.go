@@ -12,7 +12,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 )
@@ -96,10 +95,8 @@ type Guest struct {
 	done   chan struct{} // closed when QEMU has exited and its output is drained
 	werr   error         // QEMU's exit status, valid after done
 
-	mu      sync.Mutex
-	serial  bytes.Buffer  // console output, "\r" removed
-	stderr  bytes.Buffer  // QEMU's own messages
-	changed chan struct{} // closed and replaced whenever serial grows
+	serial *output // console output, "\r" removed
+	stderr *output // QEMU's own messages
 }
 
 // Boot builds the initramfs and starts QEMU. QEMU is killed (by PID) when ctx ends; the
@@ -121,7 +118,7 @@ func Boot(ctx context.Context, o Options) (*Guest, error) {
 	if o.MemoryMiB <= 0 {
 		o.MemoryMiB = 256
 	}
-	g := &Guest{Opts: o, done: make(chan struct{}), changed: make(chan struct{})}
+	g := &Guest{Opts: o, done: make(chan struct{}), serial: newOutput(o.Serial), stderr: newOutput(nil)}
 	g.dir = o.Dir
 	if g.dir == "" {
 		d, err := os.MkdirTemp("", "vhostd-guest-")
@@ -145,7 +142,7 @@ func Boot(ctx context.Context, o Options) (*Guest, error) {
 	g.Args = g.qemuArgs(initrd)
 	g.cmd = exec.Command(o.QEMU.Path, g.Args...)
 	g.cmd.Stdin = nil
-	g.cmd.Stderr = &lockedWriter{mu: &g.mu, w: &g.stderr}
+	g.cmd.Stderr = g.stderr
 	g.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out, err := g.cmd.StdoutPipe()
 	if err != nil {
@@ -243,15 +240,7 @@ func (g *Guest) read(r io.Reader) {
 	for {
 		n, err := r.Read(buf)
 		if n > 0 {
-			chunk := bytes.ReplaceAll(buf[:n], []byte("\r"), nil)
-			if g.Opts.Serial != nil {
-				g.Opts.Serial.Write(chunk)
-			}
-			g.mu.Lock()
-			g.serial.Write(chunk)
-			close(g.changed)
-			g.changed = make(chan struct{})
-			g.mu.Unlock()
+			g.serial.Write(bytes.ReplaceAll(buf[:n], []byte("\r"), nil))
 		}
 		if err != nil {
 			break
@@ -276,11 +265,7 @@ func (g *Guest) WaitFor(ctx context.Context, re *regexp.Regexp) ([]string, error
 // WaitForFrom is WaitFor on the serial log from byte offset from on (a len(Log()) taken
 // earlier): it finds only what the guest printed after that point.
 func (g *Guest) WaitForFrom(ctx context.Context, re *regexp.Regexp, from int) ([]string, error) {
-	m, err := waitMatch(ctx, re, from, func() (string, <-chan struct{}) {
-		g.mu.Lock()
-		defer g.mu.Unlock()
-		return g.serial.String(), g.changed
-	}, g.done)
+	m, err := g.serial.waitFrom(ctx, re, from, g.done)
 	switch {
 	case errors.Is(err, errDone):
 		return nil, fmt.Errorf("waiting for %q: %w (%v); %s", re, ErrExited, g.werr, g.tail())
@@ -288,31 +273,6 @@ func (g *Guest) WaitForFrom(ctx context.Context, re *regexp.Regexp, from int) ([
 		return nil, fmt.Errorf("waiting for %q: %w; %s", re, err, g.tail())
 	}
 	return m, nil
-}
-
-// errDone: the writer finished (done closed) before the pattern appeared.
-var errDone = errors.New("writer done")
-
-// waitMatch waits until re matches the growing text from byte offset from on and returns the
-// submatches. snap returns the text so far and a channel closed when it grows; done is closed
-// once the text is complete (then one last look, and errDone).
-func waitMatch(ctx context.Context, re *regexp.Regexp, from int, snap func() (string, <-chan struct{}), done <-chan struct{}) ([]string, error) {
-	for {
-		s, ch := snap()
-		if m := re.FindStringSubmatch(s[from:]); m != nil {
-			return m, nil
-		}
-		select {
-		case <-ch:
-		case <-done:
-			if s, _ := snap(); re.MatchString(s[from:]) {
-				return re.FindStringSubmatch(s[from:]), nil
-			}
-			return nil, errDone
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
 }
 
 // WaitMarker waits for the marker line "VHOSTD: <what>..." and returns the rest of that line
@@ -337,18 +297,10 @@ func (g *Guest) WaitScript(ctx context.Context) (int, error) {
 }
 
 // Log returns the serial console output so far.
-func (g *Guest) Log() string {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.serial.String()
-}
+func (g *Guest) Log() string { return g.serial.String() }
 
 // QEMULog returns what QEMU itself wrote to stderr.
-func (g *Guest) QEMULog() string {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.stderr.String()
-}
+func (g *Guest) QEMULog() string { return g.stderr.String() }
 
 func (g *Guest) tail() string {
 	const max = 3000
@@ -409,17 +361,6 @@ func (g *Guest) Dir() string { return g.dir }
 // Command returns QEMU's command line as one shell-like string, for logs.
 func (g *Guest) Command() string {
 	return g.Opts.QEMU.Path + " " + strings.Join(g.Args, " ")
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
 
 // BootTimeout is a generous bound for a boot to reach the test script: a TCG boot takes

@@ -1,7 +1,6 @@
 package guest
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -10,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
-	"sync"
 	"syscall"
 	"time"
 
@@ -24,20 +22,16 @@ type Process struct {
 
 	done chan struct{}
 	werr error
-
-	mu      sync.Mutex
-	log     bytes.Buffer
-	changed chan struct{}
-	tee     io.Writer
+	out  *output
 }
 
 // StartProcess starts path with args. Its output goes to Log (and to tee, when not nil).
 // The process gets SIGKILL if the calling program dies.
 func StartProcess(name string, tee io.Writer, path string, args ...string) (*Process, error) {
-	p := &Process{Name: name, done: make(chan struct{}), changed: make(chan struct{}), tee: tee}
+	p := &Process{Name: name, done: make(chan struct{}), out: newOutput(tee)}
 	p.Cmd = exec.Command(path, args...)
-	p.Cmd.Stdout = p
-	p.Cmd.Stderr = p
+	p.Cmd.Stdout = p.out
+	p.Cmd.Stderr = p.out
 	p.Cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := p.Cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
@@ -49,25 +43,8 @@ func StartProcess(name string, tee io.Writer, path string, args ...string) (*Pro
 	return p, nil
 }
 
-// Write collects the process's output.
-func (p *Process) Write(b []byte) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.tee != nil {
-		p.tee.Write(b)
-	}
-	p.log.Write(b)
-	close(p.changed)
-	p.changed = make(chan struct{})
-	return len(b), nil
-}
-
 // Log returns the process's output so far.
-func (p *Process) Log() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.log.String()
-}
+func (p *Process) Log() string { return p.out.String() }
 
 // PID is the process id.
 func (p *Process) PID() int { return p.Cmd.Process.Pid }
@@ -93,11 +70,7 @@ func (p *Process) WaitFor(ctx context.Context, re *regexp.Regexp) ([]string, err
 // WaitForFrom is WaitFor on the output from byte offset from on (a len(Log()) taken earlier).
 func (p *Process) WaitForFrom(ctx context.Context, re *regexp.Regexp, from int) ([]string, error) {
 	// Output is complete once Wait returned (exec copies it before Wait returns).
-	m, err := waitMatch(ctx, re, from, func() (string, <-chan struct{}) {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		return p.log.String(), p.changed
-	}, p.done)
+	m, err := p.out.waitFrom(ctx, re, from, p.done)
 	switch {
 	case errors.Is(err, errDone):
 		return nil, fmt.Errorf("%s: waiting for %q: exited (%v)", p.Name, re, p.werr)

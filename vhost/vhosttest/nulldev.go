@@ -27,6 +27,7 @@ type NullDevice struct {
 	enabled  map[int]bool
 	cfg      []byte
 	mtu      uint16
+	mtuSets  int
 	rarps    int
 	resets   int
 	memSwaps int
@@ -75,6 +76,7 @@ func (d *NullDevice) WriteConfig(off uint32, data []byte, migration bool) error 
 func (d *NullDevice) SetMTU(mtu uint16) error {
 	d.mu.Lock()
 	d.mtu = mtu
+	d.mtuSets++
 	d.mu.Unlock()
 	return nil
 }
@@ -147,6 +149,7 @@ type NullState struct {
 	Enabled  map[int]bool
 	Regions  int
 	MTU      uint16
+	MTUSets  int // NET_SET_MTU requests that reached the device
 	RARPs    int
 	Resets   int
 	MemSwaps int
@@ -157,7 +160,7 @@ func (d *NullDevice) State() NullState {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	st := NullState{Acked: d.acked, Running: map[int]vhost.RingSpec{}, Enabled: map[int]bool{},
-		Regions: d.mem.Len(), MTU: d.mtu, RARPs: d.rarps, Resets: d.resets, MemSwaps: d.memSwaps}
+		Regions: d.mem.Len(), MTU: d.mtu, MTUSets: d.mtuSets, RARPs: d.rarps, Resets: d.resets, MemSwaps: d.memSwaps}
 	for k, v := range d.rings {
 		st.Running[k] = v
 	}

@@ -72,6 +72,7 @@ func feMain(args []string) error {
 	injGSO := fs.String("inject-udp-gso", "", "rx: the source sends 64 KiB UDP GSO datagrams to this address instead")
 	injBatch := fs.Int("inject-batch", 32, "rx: frames the source sends per ring poll")
 	dst := fs.String("dst", "", "ping: host IPv4 (on the TAP)")
+	dirtyLog := fs.Bool("dirty-log", false, "turn dirty logging on after the start, as QEMU does for a live migration")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -85,6 +86,13 @@ func feMain(args []string) error {
 		return err
 	}
 	defer c.Close()
+	if *dirtyLog {
+		l, err := c.F.StartDirtyLog()
+		if err != nil {
+			return fmt.Errorf("dirty log: %w", err)
+		}
+		defer l.Close()
+	}
 	stop := stopOn(*dur)
 	var n fe.Counters
 	rep := Report{HostTSO: c.HostTSO, GuestTSO: c.GuestTSO}

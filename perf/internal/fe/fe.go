@@ -78,7 +78,8 @@ func Dial(path string, slab uint64, tso bool) (*Conn, error) {
 	}
 	mem := uint64(2*RingSize)*slab + 4<<20
 	mem = (mem + 1<<21 - 1) &^ (1<<21 - 1)
-	if err := f.Start(feats, 1<<vhost.ProtoReplyAck, 2, RingSize, vhosttest.Layout{Size: mem}); err != nil {
+	// LOG_SHMFD lets the front-end turn dirty logging on (vperf fe --dirty-log).
+	if err := f.Start(feats, 1<<vhost.ProtoReplyAck|1<<vhost.ProtoLogShmfd, 2, RingSize, vhosttest.Layout{Size: mem}); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("start: %w", err)
 	}

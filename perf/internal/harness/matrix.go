@@ -21,6 +21,9 @@ type Subject struct {
 	Kind     string
 	BusyPoll int      // vhostd --busy-poll
 	Extra    []string `json:",omitempty"` // more vhostd flags
+	// FEFlags are more flags for the Go front-end (vperf fe) when it
+	// drives this subject.
+	FEFlags []string `json:",omitempty"`
 	// CPUs is the back-end's taskset CPU list ("1" when empty).
 	CPUs string `json:",omitempty"`
 }
@@ -29,6 +32,9 @@ var (
 	sBP    = Subject{Name: "vhostd-bp50", Kind: kVhostd, BusyPoll: 50}
 	sEvent = Subject{Name: "vhostd-event", Kind: kVhostd, BusyPoll: 0}
 	sSpin  = Subject{Name: "vhostd-spin", Kind: kVhostd, BusyPoll: -1}
+	// sLog is vhostd-bp50 with dirty logging on, as during a live
+	// migration: every page written and every used ring is marked.
+	sLog   = Subject{Name: "vhostd-log", Kind: kVhostd, BusyPoll: 50, FEFlags: []string{"--dirty-log"}}
 	sDPDK  = Subject{Name: "testpmd", Kind: kTestpmd}
 	sRawTx = Subject{Name: "raw-write", Kind: kRawTx}
 	sRawRx = Subject{Name: "raw-read", Kind: kRawRx}
@@ -98,6 +104,9 @@ func matrix(split []string) []Group {
 					subj = []Subject{sBP, sEvent, sDPDK, raw}
 					if fe == "dpdk" {
 						subj = []Subject{sBP, sDPDK, raw} // event mode: see the go groups
+					}
+					if fe == "go" {
+						subj = append(subj, sLog)
 					}
 					if dir == "tx" && fe == "go" {
 						subj = append(subj, sRawTxUring, sRawTxUringFixed)

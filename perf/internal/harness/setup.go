@@ -143,9 +143,10 @@ func (x *runState) startFrontEnd() error {
 		if x.g.Size == tsoSize {
 			argv = append(argv, "--inject-udp-gso", x.guestIP)
 		}
-		x.fe, err = start("fe", "0", argv...)
+		x.fe, err = start("fe", "0", append(argv, x.s.FEFlags...)...)
 	default:
-		x.fe, err = start("fe", "0", self, "fe", "--socket", sock, "--mode", x.g.Dir, "--size", x.size)
+		argv := []string{self, "fe", "--socket", sock, "--mode", x.g.Dir, "--size", x.size}
+		x.fe, err = start("fe", "0", append(argv, x.s.FEFlags...)...)
 	}
 	return err
 }
