@@ -143,3 +143,50 @@ func TestBadInput64DirtyLogTruncated(t *testing.T) {
 	t.Log("Close")
 	r.dev.Close()
 }
+
+// TestBadInput64RXBuffersTruncated: the TAP side's readv into guest
+// buffers whose memfd was truncated fails with EFAULT (the kernel's copy
+// faults, no SIGBUS): that too breaks the pair, instead of dropping every
+// frame the TAP gets, unseen, while the ring side sleeps (split mode: the
+// guest does not kick). Pair 1, in another region, keeps working.
+func TestBadInput64RXBuffersTruncated(t *testing.T) {
+	if !inChild(t, 60*time.Second) {
+		return
+	}
+	const slab = 2048
+	c0 := vqdriver.Layout(256, 0, slab)
+	sizeA := (vqdriver.Layout(256, c0.End(), slab).End() + 4095) &^ 4095
+	r := startDevice(t, Config{QueuePairs: 2, Threads: Split}, allFeatures(),
+		vhosttest.Layout{GPA: 0, Size: sizeA}, vhosttest.Layout{GPA: 1 << 30, Size: 32 << 20})
+	rx := r.fe.Ring(0).Driver
+	for i := 0; i < 15; i++ {
+		if _, err := rx.AddChain(nil, []int{2048}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.offerRXExpect(t) // the 16th buffer; the ring side stocked them all
+	t.Log("truncating region A")
+	if err := unix.Ftruncate(r.fe.Regions()[0].Fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	frame := append(make([]byte, 12), testutil.PatternFrame(80, 3)...)
+	for i := 0; i < 4; i++ {
+		if _, err := unix.Write(r.host.peers[0], frame); err != nil {
+			t.Fatal(err)
+		}
+	}
+	broken := func() bool {
+		st := r.dev.Stats()[0].Values
+		return st["rx_queue_broken"] == 1 && st["tx_queue_broken"] == 1 && st["guest_memory_faults"] == 1
+	}
+	if !testutil.WaitFor(5*time.Second, 10*time.Millisecond, broken) {
+		t.Fatalf("pair 0 not broken 5 s after its RX buffers went: %v", r.dev.Stats()[0].Values)
+	}
+	r.sendTXOn(t, 3, 8)
+	for i := 0; i < 4; i++ {
+		if _, err := r.fe.GetVringBase(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.dev.Close()
+}

@@ -108,6 +108,7 @@ func (p *pair) start(r vhost.RingSpec, mem *virtqueue.Memory, log *virtqueue.Dir
 	p.paused(func() {
 		if !p.rings[1-role].running {
 			p.faulted.Store(false)
+			p.rx.efault = false
 		}
 		p.rings[role] = ringState{running: true, enabled: r.Enabled, q: q, spec: r}
 		if role == txRing {

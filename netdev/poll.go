@@ -21,6 +21,10 @@ func (p *pair) Poll(max int) (work int) {
 	work = p.ringPop(max)
 	work += p.tapStep(max)
 	p.ct.publish()
+	if p.faulted.Load() {
+		p.breakFaulted() // the TAP side found the guest's buffers gone
+		return work
+	}
 	p.ringComplete()
 	return work
 }
@@ -59,6 +63,11 @@ func (p *pair) tapStep(max int) (work int) {
 		n, gone := p.rx.fromTAP(p.tq, max, &p.ct)
 		if gone {
 			p.tapGone.Store(true)
+		}
+		if p.rx.efault {
+			// The kernel could not write the guest's buffers: as a
+			// fault in them, the pair breaks (fault.go).
+			p.faulted.Store(true)
 		}
 		work += n
 	} else if p.rings[rxRing].running && p.rx.broken.Load() {

@@ -182,7 +182,7 @@ func (t *tapPoller) Poll(max int) (n int) {
 	}
 	n = t.p.tapStep(max)
 	t.p.ct.publish()
-	if n > 0 {
+	if n > 0 || t.p.faulted.Load() {
 		t.peer.ws[0].Wake()
 	}
 	return n
