@@ -331,6 +331,7 @@ func (d *Device) Reset() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.acked = 0
+	d.dropHeld()
 }
 
 var _ vhost.Device = (*Device)(nil)

@@ -112,9 +112,8 @@ func startDevice(t testing.TB, cfg Config, features uint64, layouts ...vhosttest
 	return r
 }
 
-// serveDevice serves dev to a vhosttest front-end and starts its rings,
-// in one region of 32 MiB unless layouts are given.
-func serveDevice(t testing.TB, dev *Device, pairs int, features uint64, layouts ...vhosttest.Layout) *devRig {
+// serveFE serves dev to a vhosttest front-end; cleanup closes both.
+func serveFE(t testing.TB, dev *Device) *vhosttest.FrontEnd {
 	t.Helper()
 	srv := vhost.NewServer(dev, nil)
 	fe, be, err := vhosttest.Pair()
@@ -128,6 +127,14 @@ func serveDevice(t testing.TB, dev *Device, pairs int, features uint64, layouts 
 		<-done
 		dev.Close()
 	})
+	return fe
+}
+
+// serveDevice serves dev to a vhosttest front-end and starts its rings,
+// in one region of 32 MiB unless layouts are given.
+func serveDevice(t testing.TB, dev *Device, pairs int, features uint64, layouts ...vhosttest.Layout) *devRig {
+	t.Helper()
+	fe := serveFE(t, dev)
 	features &= dev.Features() | 1<<vhost.FeatProtocolFeatures
 	proto := uint64(1<<vhost.ProtoReplyAck | 1<<vhost.ProtoMQ)
 	if len(layouts) == 0 {

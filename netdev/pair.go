@@ -44,6 +44,9 @@ type pair struct {
 	// the pair's rings faulted (fault.go, BAD-INPUTS 64): from then on the
 	// pair touches no guest memory until a ring starts with none running.
 	faulted atomic.Bool
+	// txBroken mirrors rings[txRing].broken for readers outside the
+	// worker (Status); the rx side's is rx.broken.
+	txBroken atomic.Bool
 }
 
 type ringState struct {
@@ -114,6 +117,7 @@ func (p *pair) start(r vhost.RingSpec, mem *virtqueue.Memory, log *virtqueue.Dir
 		if role == txRing {
 			p.tx.reset(q, p.maxFrame(acked))
 			p.tx.offloads = txOffloads(acked)
+			p.txBroken.Store(false)
 		} else {
 			p.rx.reset(q, acked&bit(FMrgRxbuf) != 0, p.maxRxFrame(acked))
 			p.rx.broken.Store(false)
@@ -300,6 +304,7 @@ func (p *pair) breakRing(role int) {
 	rs.broken = true
 	if role == txRing {
 		p.c.add(cTxBroken, 1)
+		p.txBroken.Store(true)
 	} else {
 		p.c.add(cRxBroken, 1)
 		p.rx.broken.Store(true)

@@ -192,7 +192,7 @@ func (p *pair) tapArm() bool {
 		p.ct.publish()
 		return false
 	}
-	return p.rx.canRead() && readable(p.tq.Fd())
+	return p.rx.canRead() && (p.rx.held != nil || readable(p.tq.Fd()))
 }
 
 // Disarm suppresses kicks again while the worker polls, and drains the kick

@@ -64,6 +64,11 @@ type rxPath struct {
 	// efault is set by the TAP side when a read into guest buffers failed
 	// with EFAULT: their memory is gone (BAD-INPUTS 64, tapStep).
 	efault bool
+	// held are frames to deliver before any read from the TAP, heldNext
+	// the next one (a migrated device's state, state.go). The control
+	// plane sets them with the workers paused; the TAP side takes them.
+	held     [][]byte
+	heldNext int
 }
 
 func newRxPath() *rxPath {
@@ -169,7 +174,7 @@ func (r *rxPath) fromTAP(q *tap.Queue, max int, c *counters) (frames int, gone b
 		} else {
 			r.frame[0] = append(s.iov, rawio.Iovec(r.overflow))
 		}
-		n, errno := q.ReadBatch(r.frame[:], r.size[:])
+		n, errno := r.read(q, s, whole)
 		if n == 0 {
 			if tap.IsGone(errno) {
 				gone = true

@@ -3,6 +3,8 @@ package netdev
 import (
 	"fmt"
 	"strings"
+
+	"github.com/vhostd/vhostd/busypoll"
 )
 
 // QueueStats are one queue pair's counters.
@@ -58,4 +60,89 @@ func (p *pair) snapshot() [numCounters]uint64 {
 		s[i] += t[i]
 	}
 	return s
+}
+
+// RingStatus is one ring's state as the control plane last set it.
+type RingStatus struct {
+	Index int    // vhost-user ring index: 2*pair (rx), 2*pair+1 (tx)
+	Size  uint16 // entries, 0 before the ring was first set up
+	// State is stopped, enabled, disabled (running but not enabled) or
+	// broken (the guest broke it; it stays so until restarted).
+	State string
+}
+
+// PairStatus is one queue pair's state.
+type PairStatus struct {
+	Pair    int
+	RX, TX  RingStatus
+	TAPGone bool
+}
+
+// Status is the device's state for the operator: host interface,
+// features and the state of every ring.
+type Status struct {
+	Interface  string
+	Kind       string // tap or macvtap
+	MTU        int
+	QueuePairs int
+	Threads    string // inline or split
+	Offered    uint64 // virtio features offered
+	Acked      uint64 // virtio features the driver acked (0: none yet)
+	Pairs      []PairStatus
+}
+
+// Status returns the device's state. Any goroutine; it takes the control
+// plane's lock, never the workers'.
+func (d *Device) Status() Status {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	st := Status{
+		Interface: d.tap.Name(), Kind: d.tap.Kind().String(), MTU: int(d.mtu), QueuePairs: len(d.pairs),
+		Threads: d.cfg.Threads.String(), Offered: d.offered, Acked: d.acked, Pairs: make([]PairStatus, len(d.pairs)),
+	}
+	for i, p := range d.pairs {
+		st.Pairs[i] = PairStatus{Pair: i, RX: p.ringStatus(rxRing, p.rx.broken.Load()),
+			TX: p.ringStatus(txRing, p.txBroken.Load()), TAPGone: p.tapGone.Load()}
+	}
+	return st
+}
+
+// ringStatus reads what the control plane set (d.mu held); broken comes
+// from the ring side's atomic flag.
+func (p *pair) ringStatus(role int, broken bool) RingStatus {
+	rs := &p.rings[role]
+	st := RingStatus{Index: 2*p.index + role, Size: rs.spec.Size, State: "stopped"}
+	switch {
+	case !rs.running:
+	case broken:
+		st.State = "broken"
+	case rs.enabled:
+		st.State = "enabled"
+	default:
+		st.State = "disabled"
+	}
+	return st
+}
+
+// WorkerStats returns, for each queue pair, its workers' busypoll
+// counters: none before its first ring started, one (inline) or two
+// (split: ring side, then TAP side). The workers publish them themselves;
+// this takes only the control plane's lock.
+func (d *Device) WorkerStats() [][]busypoll.Stats {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([][]busypoll.Stats, len(d.pairs))
+	for i, p := range d.pairs {
+		if r, ok := p.w.(*pairWorkers); ok {
+			for _, w := range r.ws {
+				out[i] = append(out[i], w.Stats())
+			}
+		}
+	}
+	return out
+}
+
+// CounterNames are the names Stats reports for every queue pair.
+func CounterNames() []string {
+	return append(append([]string(nil), counterNames[:]...), "tap_gone")
 }

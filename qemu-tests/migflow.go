@@ -207,3 +207,32 @@ func (p *pingLog) window(from, to time.Time) (gap time.Duration, ok, lost int) {
 	}
 	return gap, ok, lost
 }
+
+// udpNoPorts asks vm's guest for its UDP counters and returns NoPorts: datagrams that reached
+// a port nothing listens on.
+func (e *migEnv) udpNoPorts(vm *migVM) int {
+	e.t.Helper()
+	from := len(vm.g.Log())
+	e.command("udpstat")
+	m, err := vm.g.WaitForFrom(e.ctx, regexp.MustCompile(`UDPSTAT Udp: (\d+) (\d+) `), from)
+	if err != nil {
+		e.t.Fatalf("%s: guest UDP counters: %v", vm.name, err)
+	}
+	n, _ := strconv.Atoi(m[2])
+	return n
+}
+
+// udpBurst sends n datagrams (100+i bytes) from the host to a closed port of the guest.
+func (e *migEnv) udpBurst(n int) {
+	e.t.Helper()
+	c, err := net.Dial("udp", net.JoinHostPort(e.sn.GuestIP(), "9"))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer c.Close()
+	for i := range n {
+		if _, err := c.Write(bytes.Repeat([]byte{byte(i)}, 100+i)); err != nil {
+			e.t.Fatalf("datagram %d: %v", i, err)
+		}
+	}
+}

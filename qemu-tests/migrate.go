@@ -40,7 +40,8 @@ func (s migrationStatus) final() bool {
 // migGuestScript runs in every migration guest: a ping loop towards the host (one ping every
 // ~100 ms, "PINGOK n"/"PINGLOST n") and a command loop on port 5000: "recv PORT" receives one
 // TCP stream and prints its SHA-256, "send PORT BYTES" sends that many random bytes to the
-// host and prints theirs.
+// host and prints theirs, "udpstat" prints the kernel's UDP counters (InDatagrams NoPorts
+// ...).
 const migGuestScript = `echo "LOOP start"
 (i=0; while true; do
 	i=$((i+1))
@@ -51,6 +52,7 @@ while true; do
 	set -- $(nc -l -p 5000 </dev/null)
 	case "$1" in
 	recv) (echo "XFER listen port=$2"; s=$(nc -l -p $2 </dev/null | sha256sum | cut -d' ' -f1); echo "XFER received port=$2 sha=$s") & ;;
+	udpstat) echo "UDPSTAT $(grep '^Udp: [0-9]' /proc/net/snmp)" ;;
 	send) (mkfifo /tmp/q$2; sha256sum </tmp/q$2 >/tmp/s$2 & head -c $3 /dev/urandom | tee /tmp/q$2 | nc $HIP $2 >/dev/null; wait
 		echo "XFER sent port=$2 sha=$(cut -d' ' -f1 /tmp/s$2)"; rm -f /tmp/q$2 /tmp/s$2) & ;;
 	esac

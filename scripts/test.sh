@@ -16,6 +16,17 @@ qemu-tests/setup.sh
 # their C source (xdptap TestGenerated and regen-check.sh).
 sh xdptap/regen-check.sh --install
 
+# promtool, Prometheus's own checker, for internal/control's exposition
+# test: extracted from Debian's package, without installing the server.
+promtool_dir="${XDG_CACHE_HOME:-$HOME/.cache}/vhostd/promtool"
+if [ ! -x "$promtool_dir/usr/bin/promtool" ]; then
+  tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download -q prometheus)
+  dpkg-deb -x "$tmp"/prometheus_*.deb "$promtool_dir"
+  rm -rf "$tmp"
+fi
+export PROMTOOL="$promtool_dir/usr/bin/promtool"
+
 echo "== gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go'))
 if [ -n "$unformatted" ]; then

@@ -80,8 +80,16 @@ func newHarness(t *testing.T) *harness {
 
 func newHarnessLevel(t *testing.T, level hclog.Level) *harness {
 	t.Helper()
-	h := &harness{t: t, dev: vhosttest.NewNullDevice(testFeatures, testVrings), logs: &logBuf{}, done: make(chan error, 1)}
-	h.srv = vhost.NewServer(h.dev, newLogger(h.logs, level))
+	dev := vhosttest.NewNullDevice(testFeatures, testVrings)
+	return newHarnessDev(t, level, dev, dev)
+}
+
+// newHarnessDev serves dev, whose NullDevice is null (a device that adds
+// to a NullDevice embeds it).
+func newHarnessDev(t *testing.T, level hclog.Level, dev vhost.Device, null *vhosttest.NullDevice) *harness {
+	t.Helper()
+	h := &harness{t: t, dev: null, logs: &logBuf{}, done: make(chan error, 1)}
+	h.srv = vhost.NewServer(dev, newLogger(h.logs, level))
 	fe, be, err := vhosttest.Pair()
 	if err != nil {
 		t.Fatal(err)

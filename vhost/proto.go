@@ -117,6 +117,7 @@ const (
 	ProtoInbandNotification = 14
 	ProtoConfigureMemSlots  = 15
 	ProtoStatus             = 16
+	ProtoDeviceState        = 19
 )
 
 // Virtio and vhost feature bits that the protocol layer itself cares about.

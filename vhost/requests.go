@@ -55,6 +55,8 @@ var requests = map[Request]rule{
 	ReqRemMemReg:           {name: "REM_MEM_REG", size: exactly(memRegMsgSize), fds: maybeFd, gate: gate{ProtoConfigureMemSlots, "CONFIGURE_MEM_SLOTS"}, do: (*session).remMemReg},
 	ReqSetStatus:           {name: "SET_STATUS", size: exactly(u64Size), gate: gate{ProtoStatus, "STATUS"}, do: (*session).setStatus},
 	ReqGetStatus:           {name: "GET_STATUS", gate: gate{ProtoStatus, "STATUS"}, reply: ownReply, do: (*session).getStatus},
+	ReqSetDeviceStateFd:    {name: "SET_DEVICE_STATE_FD", size: exactly(deviceStateSize), fds: oneFd, gate: gate{ProtoDeviceState, "DEVICE_STATE"}, reply: u64OnFailure, do: (*session).setDeviceStateFd},
+	ReqCheckDeviceState:    {name: "CHECK_DEVICE_STATE", gate: gate{ProtoDeviceState, "DEVICE_STATE"}, reply: u64OnFailure, do: (*session).checkDeviceState},
 	ReqSetLogBase:          {name: "SET_LOG_BASE", size: exactly(logBaseSize), fds: oneFd, gate: gate{ProtoLogShmfd, "LOG_SHMFD"}, reply: ownReplyIfGated, do: (*session).setLogBase},
 
 	// Requests for features vhostd never offers. Their fds are closed.
@@ -72,8 +74,6 @@ var requests = map[Request]rule{
 	ReqGPUSetSocket:        {name: "GPU_SET_SOCKET", refused: reject("request", "not a GPU device")},
 	ReqVringKick:           {name: "VRING_KICK", refused: notOffered("VHOST_USER_PROTOCOL_F_INBAND_NOTIFICATIONS")},
 	ReqGetSharedObject:     {name: "GET_SHARED_OBJECT", reply: ownReply, refused: notOffered("VHOST_USER_PROTOCOL_F_SHARED_OBJECT")},
-	ReqSetDeviceStateFd:    {name: "SET_DEVICE_STATE_FD", reply: ownReply, refused: notOffered("VHOST_USER_PROTOCOL_F_DEVICE_STATE")},
-	ReqCheckDeviceState:    {name: "CHECK_DEVICE_STATE", reply: ownReply, refused: notOffered("VHOST_USER_PROTOCOL_F_DEVICE_STATE")},
 }
 
 func notOffered(what string) error {
@@ -166,7 +166,8 @@ const (
 	ownReply
 	// emptyOnFailure: GET_CONFIG, whose empty payload means it failed.
 	emptyOnFailure
-	// u64OnFailure: IOTLB_MSG, whose non-zero u64 means it failed.
+	// u64OnFailure: IOTLB_MSG, SET_DEVICE_STATE_FD and CHECK_DEVICE_STATE,
+	// whose non-zero u64 means it failed.
 	u64OnFailure
 	// ownReplyIfGated: SET_LOG_BASE, which has a reply of its own once its
 	// protocol feature is acked (QEMU then waits for it) and is an

@@ -199,14 +199,14 @@ func TestUnofferedRequests(t *testing.T) {
 	before := h.state()
 	for _, req := range []vhost.Request{vhost.ReqSetBackendReqFd, vhost.ReqSetLogFd, vhost.ReqSetLogBase,
 		vhost.ReqSetVringEndian, vhost.ReqPostcopyListen, vhost.ReqCloseCryptoSession, vhost.ReqGPUSetSocket,
-		vhost.ReqIOTLBMsg, vhost.ReqSetInflightFd, vhost.ReqVringKick} {
+		vhost.ReqIOTLBMsg, vhost.ReqSetInflightFd, vhost.ReqVringKick, vhost.ReqSetDeviceStateFd, vhost.ReqCheckDeviceState} {
 		p := pipeProbe(t)
 		h.nack(req, make([]byte, 8), p.Fd)
 		p.closedByPeer()
 		h.unchanged(before)
 	}
 	for _, req := range []vhost.Request{vhost.ReqPostcopyAdvise, vhost.ReqPostcopyEnd, vhost.ReqCreateCryptoSession,
-		vhost.ReqGetSharedObject, vhost.ReqSetDeviceStateFd, vhost.ReqCheckDeviceState, vhost.ReqGetInflightFd} {
+		vhost.ReqGetSharedObject, vhost.ReqGetInflightFd} {
 		t.Run(req.String(), func(t *testing.T) {
 			h := newHarness(t)
 			h.start(1)

@@ -26,7 +26,8 @@ type session struct {
 	status      uint8
 	mem         *virtqueue.Memory
 	vrings      []vring
-	logs        logState // dirty log (dirtylog.go)
+	logs        logState   // dirty log (dirtylog.go)
+	xfer        *stateXfer // device state transfer under way (devstate_xfer.go)
 	// warnedUnsealed: a region fd not sealed against shrinking was
 	// warned about (fdcheck.go, once per connection).
 	warnedUnsealed bool
@@ -53,6 +54,9 @@ func (s *session) offeredProto() uint64 {
 	p := baseProtocolFeatures | s.dev.ProtocolFeatures()
 	if _, ok := s.logger(); ok {
 		p |= bit(ProtoLogShmfd)
+	}
+	if _, ok := s.migrator(); ok {
+		p |= bit(ProtoDeviceState)
 	}
 	return p
 }
@@ -217,6 +221,7 @@ func (s *session) getMaxMemSlots(*Msg) ([]byte, error) { return u64Bytes(MaxMemS
 // already sent (ADD_MEM_REG) do not send them again, and a new
 // SET_MEM_TABLE or REM_MEM_REG replaces it as usual.
 func (s *session) resetOwner(*Msg) ([]byte, error) {
+	s.abortXfer()
 	s.stopAll()
 	s.dropLog()
 	for i := range s.vrings {
@@ -230,6 +235,7 @@ func (s *session) resetOwner(*Msg) ([]byte, error) {
 
 // teardown releases everything the connection holds (BAD-INPUTS 21, 45).
 func (s *session) teardown() {
+	s.abortXfer()
 	s.stopAll()
 	s.dropLog()
 	for i := range s.vrings {

@@ -34,14 +34,18 @@ type Config struct {
 	Used     uint64 // guest physical address of the used ring (6+8*Size bytes, 4-aligned)
 	EventIdx bool   // VIRTIO_RING_F_EVENT_IDX negotiated
 	Indirect bool   // VIRTIO_RING_F_INDIRECT_DESC negotiated
+	// Packed: VIRTIO_F_RING_PACKED negotiated. Desc is then the descriptor
+	// ring, Avail the driver event suppression area and Used the device
+	// event suppression area (4 bytes each); see packed_config.go.
+	Packed bool
 }
 
 // DescBytes, AvailBytes and UsedBytes are the extents of the three parts
 // of a split ring of c.Size entries (virtio 1.x 2.7, the EVENT_IDX fields
 // included whether or not the feature was negotiated, as vhost does).
 func (c Config) DescBytes() uint64  { return descSize * uint64(c.Size) }
-func (c Config) AvailBytes() uint64 { return 6 + 2*uint64(c.Size) }
-func (c Config) UsedBytes() uint64  { return 6 + usedElemSize*uint64(c.Size) }
+func (c Config) AvailBytes() uint64 { return c.areaBytes(6 + 2*uint64(c.Size)) }
+func (c Config) UsedBytes() uint64  { return c.areaBytes(6 + usedElemSize*uint64(c.Size)) }
 
 // Area is one of the three parts of a split ring: where it starts, how many
 // bytes it spans and the alignment virtio 1.x 2.7 requires of its guest
@@ -61,8 +65,8 @@ type Area struct {
 func (c Config) Areas() [3]Area {
 	return [3]Area{
 		{Name: "desc", Addr: c.Desc, Bytes: c.DescBytes(), Align: 16},
-		{Name: "avail", Addr: c.Avail, Bytes: c.AvailBytes(), Align: 2},
-		{Name: "used", Addr: c.Used, Bytes: c.UsedBytes(), Align: 4},
+		{Name: "avail", Addr: c.Avail, Bytes: c.AvailBytes(), Align: c.areaAlign(2)},
+		{Name: "used", Addr: c.Used, Bytes: c.UsedBytes(), Align: c.areaAlign(4)},
 	}
 }
 
@@ -72,6 +76,9 @@ func (c Config) Areas() [3]Area {
 // SET_VRING_NUM / SET_VRING_ADDR and again when a ring starts. A nil mem
 // checks the size and alignment only.
 func (c Config) Validate(mem *Memory) error {
+	if c.Packed {
+		return c.validatePacked(mem)
+	}
 	if c.Size == 0 || c.Size > MaxSize || c.Size&(c.Size-1) != 0 {
 		return fmt.Errorf("%w: size %d is not a power of two in 1..%d", ErrInvalidConfig, c.Size, MaxSize)
 	}

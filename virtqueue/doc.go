@@ -1,5 +1,6 @@
 // Package virtqueue owns guest memory and the device side of split
-// virtqueues (virtio 1.x section 2.7).
+// virtqueues (virtio 1.x section 2.7) and packed ones (2.8, see "Packed
+// rings" below).
 //
 //	vhost memory table --> Memory (regions, GPA / front-end VA translation)
 //	                         |
@@ -73,6 +74,45 @@
 // needs no alignment; an indirect descriptor may end a chain of direct
 // ones (as Linux vhost allows) but not appear inside an indirect table;
 // zero-length descriptors map nothing and their address is not checked.
+//
+// # Packed rings
+//
+// With VIRTIO_F_RING_PACKED (feature bit 34) negotiated, Config.Packed is
+// set and NewRing (or NewPackedQueue) returns a *PackedQueue; both it and
+// *Queue implement Ring, which the data path drives through one interface
+// call per batch, never per chain. Config's three addresses are then the
+// descriptor ring, the driver event suppression area and the device's
+// (4 bytes each, 4-aligned); the size is any value in 1..32768. For the
+// caller the two layouts differ in:
+//
+//   - Ring state. A split ring's state is one 16-bit index. A packed ring's
+//     is a position per side, the slot index (bits 0-14) and a wrap counter
+//     (bit 15), starting at 0x8000. NextAvail and NextUsed return those
+//     positions; GET_VRING_BASE returns RingBase: NextAvail in the low half
+//     and NextUsed in the high half, as QEMU (hw/virtio/virtio.c) and DPDK
+//     encode them. SET_VRING_BASE passes the same value to NewRing; the used
+//     position restarts at the avail one, as for split rings.
+//   - Chain.Head is the buffer id of the chain's last descriptor, not a
+//     descriptor index; ids must be below the queue size and not in flight
+//     (BAD-INPUTS 67). Used.Head is that id. A chain takes as many ring
+//     slots as it has ring descriptors (one if indirect), and the used
+//     position moves by the slots of each chain pushed, in push order: any
+//     completion order is allowed.
+//   - A chain that breaks the queue is not returned with Err set: its
+//     buffer id is not to be trusted. DROP chains are returned, under
+//     their id, as for split rings.
+//   - PushBatch writes used descriptors in place in the descriptor ring
+//     (len, id and flags in one 64-bit store-release), the batch's first
+//     flags last, so the driver sees the batch at once. Dirty logging marks
+//     them at the logged address plus their ring offset (give the
+//     descriptor ring's address), and the device area at Config.Used.
+//   - Notifications: NeedsNotify reads the driver area (ENABLE, DISABLE, or
+//     under EVENT_IDX DESC with a position); EnableNotify writes ENABLE or
+//     DESC at NextAvail to the device area, DisableNotify DISABLE (nothing
+//     under EVENT_IDX, as for split rings). Their contracts are unchanged.
+//
+// Unpop, Rewind, SetMemory, SetLog and MarkWritten keep their contracts.
+// IN_ORDER (one used descriptor for a batch) is not implemented yet.
 //
 // # What the caller must do
 //

@@ -49,6 +49,9 @@ type Queue struct {
 // it was stopped has been returned (BAD-INPUTS 46), and the guest's used.idx
 // is never trusted (BAD-INPUTS 40). NewQueue writes nothing to guest memory.
 func NewQueue(mem *Memory, c Config, nextAvail uint16) (*Queue, error) {
+	if c.Packed {
+		return nil, errPackedConfig
+	}
 	if err := c.Validate(nil); err != nil {
 		return nil, err
 	}
@@ -207,7 +210,7 @@ func (q *Queue) walk(c *Chain, head uint16) error {
 		}
 		if dlen != 0 {
 			var err error
-			if segs, err = q.appendBuffer(segs, addr, dlen); err != nil {
+			if segs, err = appendBuffer(q.mem, segs, addr, dlen); err != nil {
 				c.fail(err)
 				return nil
 			}
@@ -256,13 +259,13 @@ func (q *Queue) indirectTable(nested bool, flags uint16, addr uint64, dlen uint3
 // regions split, holes drop the chain). The error is the chain's DROP
 // reason: ErrBufferRange for a buffer outside guest memory,
 // ErrTooManySegments when segs is full.
-func (q *Queue) appendBuffer(segs [][]byte, addr uint64, dlen uint32) ([][]byte, error) {
+func appendBuffer(mem *Memory, segs [][]byte, addr uint64, dlen uint32) ([][]byte, error) {
 	if addr > math.MaxUint64-uint64(dlen) {
 		return segs, ErrBufferRange
 	}
 	gpa, rem := addr, uint64(dlen)
 	for rem != 0 {
-		b, ok := q.mem.Contiguous(gpa, rem)
+		b, ok := mem.Contiguous(gpa, rem)
 		if !ok || len(b) == 0 {
 			return segs, ErrBufferRange
 		}

@@ -22,8 +22,12 @@ func (q *Queue) Logging() bool { return q.log != nil }
 // MarkWritten marks the pages of the first n bytes of bufs, the device-
 // writable buffers of a chain popped from this queue, in the dirty log.
 // Call it after the bytes are stored and before the chain is pushed.
-func (q *Queue) MarkWritten(bufs [][]byte, n uint32) {
-	if q.log == nil {
+func (q *Queue) MarkWritten(bufs [][]byte, n uint32) { markWritten(q.log, q.mem, bufs, n) }
+
+// markWritten marks the pages of the first n bytes of bufs, guest memory
+// of mem, in log (nil: nothing).
+func markWritten(log *DirtyLog, mem *Memory, bufs [][]byte, n uint32) {
+	if log == nil {
 		return
 	}
 	for _, b := range bufs {
@@ -31,7 +35,7 @@ func (q *Queue) MarkWritten(bufs [][]byte, n uint32) {
 			return
 		}
 		k := min(uint32(len(b)), n)
-		q.log.MarkBytes(q.mem, b[:k])
+		log.MarkBytes(mem, b[:k])
 		n -= k
 	}
 }

@@ -21,10 +21,7 @@ import (
 func TestInheritedFd(t *testing.T) {
 	privtest.Require(t)
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "vhostd")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildVhostd(t, dir)
 	sock := filepath.Join(dir, "s")
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
 	if err != nil {
@@ -61,16 +58,7 @@ func TestInheritedFd(t *testing.T) {
 	}
 	fe.Close()
 	cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("vhostd on SIGTERM: %v\n%s", err, log.String())
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatalf("vhostd did not exit within 5 s of SIGTERM\n%s", log.String())
-	}
+	waitExit0(t, cmd, &log)
 	if _, err := net.InterfaceByName(tapName); err == nil {
 		t.Fatalf("TAP %s left behind", tapName)
 	}

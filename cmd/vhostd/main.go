@@ -54,12 +54,13 @@ type options struct {
 	shutdownWait time.Duration
 	cpuProfile   string
 	xdp          xdpOptions
+	ops          opsOptions
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	o := &options{}
 	fs := flag.NewFlagSet("vhostd", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard) // run reports errors; --help is writeHelp's
 	fs.StringVar(&o.socketPath, "socket-path", "", "vhost-user unix socket: listened on, or connected to with --client")
 	fs.BoolVar(&o.client, "client", false, "connect to a front-end listening on --socket-path (QEMU server=on), reconnecting when it goes away")
 	fs.IntVar(&o.fd, "fd", -1, "serve the vhost-user socket inherited as this file descriptor (listening or connected)")
@@ -86,13 +87,14 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.shutdownWait, "shutdown-timeout", 2*time.Second, "on SIGTERM, the longest wait for the connection to wind down")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a Go CPU profile of the whole run to this file (for go tool pprof)")
 	o.xdp.register(fs)
+	o.ops.register(fs)
 	if err := fs.Parse(args); err != nil {
-		return nil, err
+		return nil, parseError(fs, err)
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
-	if o.printCaps {
+	if o.printCaps || o.ops.version {
 		return o, nil
 	}
 	switch {
@@ -116,7 +118,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if hclog.LevelFromString(o.logLevel) == hclog.NoLevel {
 		return nil, fmt.Errorf("--log-level %q: want trace, debug, info, warn or error", o.logLevel)
 	}
-	return o, nil
+	return o, o.ops.validate(o)
 }
 
 // parseCPUs parses a CPU list such as "0,2-3".
@@ -178,24 +180,20 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	o, err := parseFlags(args, stderr)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintln(stderr, "vhostd:", err)
-		return 2
+	if len(args) > 0 && args[0] == "ctl" {
+		return runCtl(args[1:], stdout, stderr)
 	}
-	if o.printCaps {
-		fmt.Fprintln(stdout, capabilities)
-		return 0
+	o, err := parseFlags(args, stderr)
+	if rc, done := answerFlags(args, o, err, stdout, stderr); done {
+		return rc
 	}
 	// Signals are caught from here on, so a SIGTERM during start-up still
 	// ends with a clean shutdown.
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1, syscall.SIGHUP)
 	defer signal.Stop(sigs)
-	log := hclog.New(&hclog.LoggerOptions{Name: "vhostd", Level: hclog.LevelFromString(o.logLevel), Output: stderr})
+	log := hclog.New(&hclog.LoggerOptions{Name: "vhostd", Level: hclog.LevelFromString(o.logLevel), Output: stderr,
+		JSONFormat: o.ops.logFormat == "json"})
 	cfg, err := o.netdevConfig(log.Named("netdev"))
 	if err != nil {
 		fmt.Fprintln(stderr, "vhostd:", err)
@@ -227,6 +225,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		defer xdp.close()
 	}
 
+	ctl, err := startControl(o, dev, xdp, log.Named("control"))
+	if err != nil {
+		log.Error("cannot serve the control socket", "error", err)
+		return 1
+	}
+	defer closeControl(ctl)
+
 	srv := vhost.NewServer(dev, log.Named("vhost"))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -237,6 +242,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	log.Info("ready", "interface", dev.Name(), "queue_pairs", o.queues, "features", netdev.FeatureString(dev.Features()))
+	notify(log, "READY=1\nSTATUS=serving "+dev.Name())
+	defer startWatchdog(log, func() { dev.Status() })()
 	return wait(o, sigs, log, srv, dev, xdp, cancel, serveErr, stderr)
 }
 
@@ -316,6 +323,7 @@ func wait(o *options, sigs <-chan os.Signal, log hclog.Logger, srv *vhost.Server
 }
 
 func shutdown(log hclog.Logger, srv *vhost.Server, dev *netdev.Device, xdp *xdpState, cancel context.CancelFunc, serveErr chan error, wait time.Duration, stderr io.Writer) int {
+	notify(log, "STOPPING=1")
 	cancel()
 	srv.Close()
 	select {

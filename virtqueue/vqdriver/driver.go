@@ -376,29 +376,14 @@ func (d *Driver) Used() (Completion, bool) {
 		ch := d.chains[id]
 		d.chains[id] = inflight{}
 		c.Known = true
-		rem := uint64(n)
-		c.Written = []byte{}
-		for _, b := range ch.in {
-			k := min(rem, b[1])
-			c.Written = append(c.Written, d.Mem(b[0], k)...)
-			rem -= k
-		}
+		c.Written = gather(d.Mem, ch.in, n)
 		d.free = append(d.free, ch.descs...)
 	}
 	return c, true
 }
 
 // UsedAll drains every published used entry.
-func (d *Driver) UsedAll() []Completion {
-	var cs []Completion
-	for {
-		c, ok := d.Used()
-		if !ok {
-			return cs
-		}
-		cs = append(cs, c)
-	}
-}
+func (d *Driver) UsedAll() []Completion { return drain(d.Used) }
 
 // EnableInterrupts asks the device to call on its next used entry
 // (used_event = the next entry the driver will read, with EVENT_IDX;
