@@ -148,13 +148,17 @@ func report(insts []*inst, start time.Time, done <-chan struct{}, sigs <-chan os
 	t := time.NewTicker(time.Minute)
 	defer t.Stop()
 	header()
+	last := start
 	for {
 		select {
 		case <-done:
-			row(insts, start)
+			if time.Since(last) > 5*time.Second {
+				row(insts, start)
+			}
 			return
 		case <-t.C:
 			row(insts, start)
+			last = time.Now()
 		case s := <-sigs:
 			fmt.Println("soak:", s, "- stopping early")
 			for _, in := range insts {
