@@ -48,18 +48,25 @@ func (in *inst) stopRings() ([2]uint16, error) {
 func (in *inst) startRings(bases [2]uint16) error {
 	f := in.fe
 	for i, b := range bases {
-		steps := []func() error{
-			func() error { return f.SetVringNum(i, ringSize) },
-			func() error { return f.SetVringBase(i, uint32(b)) },
-			func() error { return f.SetVringAddr(i) },
-			func() error { return f.SetVringCall(i) },
-			func() error { return f.SetVringErr(i) },
-			func() error { return f.SetVringKick(i) },
+		// QEMU's order; SET_VRING_KICK starts the ring.
+		err := f.SetVringNum(i, ringSize)
+		if err == nil {
+			err = f.SetVringBase(i, uint32(b))
 		}
-		for _, s := range steps {
-			if err := s(); err != nil {
-				return fmt.Errorf("restarting ring %d from %d: %w", i, b, err)
-			}
+		if err == nil {
+			err = f.SetVringAddr(i)
+		}
+		if err == nil {
+			err = f.SetVringCall(i)
+		}
+		if err == nil {
+			err = f.SetVringErr(i)
+		}
+		if err == nil {
+			err = f.SetVringKick(i)
+		}
+		if err != nil {
+			return fmt.Errorf("restarting ring %d from %d: %w", i, b, err)
 		}
 	}
 	for i := range bases {

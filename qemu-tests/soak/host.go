@@ -29,15 +29,8 @@ func packetSocket(ifindex int, proto uint16) (int, error) {
 func (in *inst) hostSend(fd int) {
 	defer unix.Close(fd)
 	buf := make([]byte, 2048)
-	t := time.NewTicker(in.cfg.tick)
-	defer t.Stop()
 	var seq uint64
-	for {
-		select {
-		case <-in.stop:
-			return
-		case <-t.C:
-		}
+	in.every(in.cfg.tick, func() bool {
 		for i := 0; i < in.cfg.batch; i++ {
 			seq++
 			l := buildFrame(buf, typeH2G, seq, in.hostMAC, guestMAC)
@@ -47,7 +40,8 @@ func (in *inst) hostSend(fd int) {
 			}
 			in.c.h2gSent.Add(1)
 		}
-	}
+		return true
+	})
 }
 
 // hostRecv reads guest-to-host frames from the TAP and checks each one.

@@ -224,7 +224,20 @@ func (in *inst) reconnect() error {
 // guestLoop works both rings every tick: RX completions checked and
 // handed back, TX completions reaped and up to batch new frames sent.
 func (in *inst) guestLoop() {
-	t := time.NewTicker(in.cfg.tick)
+	in.every(in.cfg.tick, func() bool {
+		in.mu.Lock()
+		if in.rx != nil {
+			in.rxStep()
+			in.txStep()
+		}
+		in.mu.Unlock()
+		return true
+	})
+}
+
+// every calls fn every period until stop is closed or fn returns false.
+func (in *inst) every(period time.Duration, fn func() bool) {
+	t := time.NewTicker(period)
 	defer t.Stop()
 	for {
 		select {
@@ -232,12 +245,9 @@ func (in *inst) guestLoop() {
 			return
 		case <-t.C:
 		}
-		in.mu.Lock()
-		if in.rx != nil {
-			in.rxStep()
-			in.txStep()
+		if !fn() {
+			return
 		}
-		in.mu.Unlock()
 	}
 }
 

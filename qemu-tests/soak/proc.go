@@ -17,6 +17,7 @@ type sample struct {
 	fds, maps, memfdMaps int
 	threads              int
 	rssKiB               int
+	fdKinds              map[string]int // what the fds are, by their /proc/PID/fd link
 }
 
 func readSample(pid int) (sample, error) {
@@ -27,6 +28,17 @@ func readSample(pid int) (sample, error) {
 		return s, err
 	}
 	s.fds = len(ents)
+	s.fdKinds = map[string]int{}
+	for _, e := range ents {
+		l, err := os.Readlink(dir + "/fd/" + e.Name())
+		if err != nil {
+			continue // closed meanwhile
+		}
+		if i := strings.Index(l, ":["); i > 0 { // socket:[N], pipe:[N]
+			l = l[:i]
+		}
+		s.fdKinds[l]++
+	}
 	maps, err := os.ReadFile(dir + "/maps")
 	if err != nil {
 		return s, err
@@ -116,4 +128,21 @@ func rssDrift(ss []sample) (drift, slopePerHour float64) {
 
 func (s sample) String() string {
 	return fmt.Sprintf("fds %d, maps %d (memfd %d), threads %d, RSS %.1f MiB", s.fds, s.maps, s.memfdMaps, s.threads, float64(s.rssKiB)/1024)
+}
+
+// fdDiff says which kinds of fds s has more or fewer of than base.
+func fdDiff(s, base sample) string {
+	var d []string
+	for k, n := range s.fdKinds {
+		if n != base.fdKinds[k] {
+			d = append(d, fmt.Sprintf("%s %+d", k, n-base.fdKinds[k]))
+		}
+	}
+	for k, n := range base.fdKinds {
+		if _, ok := s.fdKinds[k]; !ok {
+			d = append(d, fmt.Sprintf("%s %+d", k, -n))
+		}
+	}
+	sort.Strings(d)
+	return strings.Join(d, ", ")
 }

@@ -89,7 +89,7 @@ func (in *inst) quiesce(where string, warmEnd time.Time) error {
 	}
 	in.st.quiescent = append(in.st.quiescent, s)
 	if !good(s) {
-		in.st.violations = append(in.st.violations, fmt.Sprintf("%s: %v; baseline %v", where, s, *base))
+		in.st.violations = append(in.st.violations, fmt.Sprintf("%s: %v; baseline %v; fds by kind: %s", where, s, *base, fdDiff(s, *base)))
 	}
 	return nil
 }
@@ -97,31 +97,26 @@ func (in *inst) quiesce(where string, warmEnd time.Time) error {
 // sampler reads /proc/PID every few seconds: the warm-up's most threads,
 // then the series RSS and threads are judged on.
 func (in *inst) sampler(warmEnd, end time.Time) {
-	t := time.NewTicker(in.cfg.sampleEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-in.stop:
-			return
-		case <-t.C:
-		}
+	in.every(in.cfg.sampleEvery, func() bool {
 		if time.Now().After(end) {
-			return
+			return false
 		}
 		s, err := readSample(in.pid())
 		if err != nil {
 			in.setFail(fmt.Errorf("vhostd (pid %d) gone: %w", in.pid(), err))
-			return
+			return false
 		}
 		in.fmu.Lock()
+		defer in.fmu.Unlock()
+		s.fdKinds = nil // only the quiescent samples keep them
 		in.st.last = s
 		if s.t.Before(warmEnd) {
 			in.st.warmThr = max(in.st.warmThr, s.threads)
 		} else {
 			in.st.series = append(in.st.series, s)
 		}
-		in.fmu.Unlock()
-	}
+		return true
+	})
 }
 
 // verdict prints the instance's summary and reports whether it passed.
