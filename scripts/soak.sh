@@ -28,4 +28,9 @@ start=$(date +%s)
 status=0
 ip netns exec "$ns" "$work/soak" -minutes "$minutes" -vhostd "$work/vhostd" -dir "$work" "$@" || status=$?
 echo "soak: ${minutes} min run took $(( $(date +%s) - start )) s, exit status $status"
+if [ "$status" -ne 0 ]; then
+  keep="$(mktemp -d -t vhostd-soak-logs.XXXXXX)"
+  cp "$work"/*.log "$keep"/ 2>/dev/null || true
+  echo "soak: vhostd logs kept in $keep"
+fi
 exit "$status"

@@ -129,7 +129,11 @@ func (in *inst) verdict(runErr error) bool {
 		ok = false
 		fmt.Printf("  FAIL "+format+"\n", a...)
 	}
-	fmt.Printf("== %s (vhostd %s, TAP %s) ==\n", in.mode, strings.Join(in.cmd.Args[1:], " "), in.tap)
+	args := "not started"
+	if in.cmd != nil {
+		args = strings.Join(in.cmd.Args[1:], " ")
+	}
+	fmt.Printf("== %s (vhostd %s, TAP %s) ==\n", in.mode, args, in.tap)
 	var acts []string
 	for k, v := range st.actions {
 		acts = append(acts, fmt.Sprintf("%s=%d", k, v))
