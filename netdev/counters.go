@@ -21,6 +21,9 @@ const (
 	cTxBroken         // the guest broke the TX ring
 	cKicks            // kick eventfd wake-ups drained
 	cCalls            // call eventfd signals sent
+	cCallsDeferred    // call or error signals refused: the front-end's counter was saturated (BAD-INPUTS 62)
+	cTxOffloadRefused // TX header asked for an offload the guest did not negotiate (BAD-INPUTS 65)
+	cGuestFaults      // a memory fault in guest memory broke the pair's rings (BAD-INPUTS 64)
 	numCounters
 )
 
@@ -28,6 +31,7 @@ var counterNames = [numCounters]string{
 	"rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "tx_malformed", "tx_oversize",
 	"tx_dropped_tap_full", "tx_dropped_tap", "tx_discarded", "rx_no_buffer", "rx_truncated",
 	"rx_malformed", "rx_queue_broken", "tx_queue_broken", "kicks", "calls",
+	"calls_deferred", "tx_offload_refused", "guest_memory_faults",
 }
 
 // counters is a padded block of single-writer counters. The worker adds to

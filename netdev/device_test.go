@@ -96,7 +96,7 @@ type devRig struct {
 // startDevice serves a Device over a fake host to a vhosttest front-end
 // that negotiates features (masked with what the device offers) and starts
 // 2*pairs rings of 256.
-func startDevice(t testing.TB, cfg Config, features uint64) *devRig {
+func startDevice(t testing.TB, cfg Config, features uint64, layouts ...vhosttest.Layout) *devRig {
 	t.Helper()
 	if cfg.QueuePairs == 0 {
 		cfg.QueuePairs = 1
@@ -107,7 +107,7 @@ func startDevice(t testing.TB, cfg Config, features uint64) *devRig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := serveDevice(t, dev, cfg.QueuePairs, features)
+	r := serveDevice(t, dev, cfg.QueuePairs, features, layouts...)
 	r.host = host
 	return r
 }
@@ -130,13 +130,17 @@ func serveFE(t testing.TB, dev *Device) *vhosttest.FrontEnd {
 	return fe
 }
 
-// serveDevice serves dev to a vhosttest front-end and starts its rings.
-func serveDevice(t testing.TB, dev *Device, pairs int, features uint64) *devRig {
+// serveDevice serves dev to a vhosttest front-end and starts its rings,
+// in one region of 32 MiB unless layouts are given.
+func serveDevice(t testing.TB, dev *Device, pairs int, features uint64, layouts ...vhosttest.Layout) *devRig {
 	t.Helper()
 	fe := serveFE(t, dev)
 	features &= dev.Features() | 1<<vhost.FeatProtocolFeatures
 	proto := uint64(1<<vhost.ProtoReplyAck | 1<<vhost.ProtoMQ)
-	if err := fe.Start(features, proto, 2*pairs, 256, vhosttest.Layout{Size: 32 << 20}); err != nil {
+	if len(layouts) == 0 {
+		layouts = []vhosttest.Layout{{Size: 32 << 20}}
+	}
+	if err := fe.Start(features, proto, 2*pairs, 256, layouts...); err != nil {
 		t.Fatal(err)
 	}
 	return &devRig{dev: dev, fe: fe}

@@ -58,6 +58,7 @@ func FuzzTXPrepare(f *testing.F) {
 			maxFrame = maxGSOFrame
 		}
 		tx.reset(r.q, maxFrame)
+		tx.offloads = txOffloads(allFeatures()) // every offload negotiated
 		if _, err := r.drv.AddChain(splitAt(data, cuts), nil); err != nil {
 			t.Fatal(err)
 		}

@@ -3,7 +3,6 @@ package netdev
 import (
 	"sync/atomic"
 
-	"github.com/vhostd/vhostd/internal/rawio"
 	"github.com/vhostd/vhostd/tap"
 	"github.com/vhostd/vhostd/vhost"
 	"github.com/vhostd/vhostd/virtqueue"
@@ -41,6 +40,10 @@ type pair struct {
 	// busypoll the same list when a poller is removed as when it was
 	// added (tapGone flips under a running worker and cannot be used).
 	tapRetired bool
+	// faulted is set, by whichever side touched it, when guest memory of
+	// the pair's rings faulted (fault.go, BAD-INPUTS 64): from then on the
+	// pair touches no guest memory until a ring starts with none running.
+	faulted atomic.Bool
 	// txBroken mirrors rings[txRing].broken for readers outside the
 	// worker (Status); the rx side's is rx.broken.
 	txBroken atomic.Bool
@@ -50,8 +53,11 @@ type ringState struct {
 	running bool
 	enabled bool
 	broken  bool
-	q       *virtqueue.Queue
-	spec    vhost.RingSpec
+	// callOwed is set when a call signal was refused (the front-end's
+	// counter was saturated): the next batch tries again.
+	callOwed bool
+	q        *virtqueue.Queue
+	spec     vhost.RingSpec
 }
 
 func newPair(d *Device, index int, tq *tap.Queue) *pair {
@@ -85,6 +91,9 @@ func (p *pair) maxRxFrame(acked uint64) uint32 {
 
 // start starts ring r.Index%2 of the pair.
 func (p *pair) start(r vhost.RingSpec, mem *virtqueue.Memory, log *virtqueue.DirtyLog, acked uint64) error {
+	if err := checkPollable(r); err != nil {
+		return err
+	}
 	q, err := virtqueue.NewQueue(mem, virtqueue.Config{
 		Size: r.Size, Desc: r.Desc, Avail: r.Avail, Used: r.Used, EventIdx: r.EventIdx, Indirect: r.Indirect,
 	}, r.Base)
@@ -100,9 +109,14 @@ func (p *pair) start(r vhost.RingSpec, mem *virtqueue.Memory, log *virtqueue.Dir
 	}
 	role := r.Index % 2
 	p.paused(func() {
+		if !p.rings[1-role].running {
+			p.faulted.Store(false)
+			p.rx.efault = false
+		}
 		p.rings[role] = ringState{running: true, enabled: r.Enabled, q: q, spec: r}
 		if role == txRing {
 			p.tx.reset(q, p.maxFrame(acked))
+			p.tx.offloads = txOffloads(acked)
 			p.txBroken.Store(false)
 		} else {
 			p.rx.reset(q, acked&bit(FMrgRxbuf) != 0, p.maxRxFrame(acked))
@@ -135,9 +149,9 @@ func (p *pair) stop(role int) (base uint16) {
 		// are written to the TAP (or dropped if it is gone) and returned;
 		// RX chains stocked but unfilled are rewound, so the base reported
 		// is the first one not consumed.
-		p.settle()
+		p.settleGuarded()
 		base = rs.q.NextAvail()
-		if used := rs.q.NextUsed(); used != base {
+		if used := rs.q.NextUsed(); used != base && !p.faulted.Load() {
 			// Cannot happen while chains complete in pop order and none
 			// is dropped; if it does, the base is still the one to trust
 			// after a restart-from-used-index, so say so loudly.
@@ -169,8 +183,8 @@ func (p *pair) enable(role int, on bool) {
 func (p *pair) setCall(role int, fd int) {
 	p.paused(func() {
 		p.rings[role].spec.Call = fd
-		if fd >= 0 && p.rings[role].running {
-			rawio.Signal(fd)
+		if fd >= 0 && p.rings[role].running && !signal(fd) {
+			p.c.add(cCallsDeferred, 1)
 		}
 	})
 }
@@ -212,7 +226,9 @@ func (p *pair) setMemory(mem *virtqueue.Memory) {
 		return
 	}
 	p.paused(func() {
-		p.settle()
+		if p.settleGuarded(); p.faulted.Load() {
+			return // its rings stay broken until restarted
+		}
 		for i := range p.rings {
 			rs := &p.rings[i]
 			if rs.running && rs.q.SetMemory(mem) != nil {
@@ -293,8 +309,8 @@ func (p *pair) breakRing(role int) {
 		p.c.add(cRxBroken, 1)
 		p.rx.broken.Store(true)
 	}
-	if rs.spec.Err >= 0 {
-		rawio.Signal(rs.spec.Err)
+	if rs.spec.Err >= 0 && !signal(rs.spec.Err) {
+		p.c.add(cCallsDeferred, 1)
 	}
 }
 

@@ -1,7 +1,5 @@
 package netdev
 
-import "github.com/vhostd/vhostd/internal/rawio"
-
 // The worker's side of a queue pair: what busypoll calls (Poll, Arm,
 // Disarm, Fds) and the two halves, ring side and TAP side, that a split
 // pair runs on separate workers (worker.go). Everything here runs on a
@@ -11,12 +9,22 @@ import "github.com/vhostd/vhostd/internal/rawio"
 // Poll moves up to max units of work in each direction: TX chains to the
 // TAP, TAP frames into RX buffers. Worker only.
 func (p *pair) Poll(max int) (work int) {
+	armFaults()
+	defer p.catchFault()
+	if p.faulted.Load() {
+		p.breakFaulted()
+		return 0
+	}
 	if max > budget {
 		max = budget
 	}
 	work = p.ringPop(max)
 	work += p.tapStep(max)
 	p.ct.publish()
+	if p.faulted.Load() {
+		p.breakFaulted() // the TAP side found the guest's buffers gone
+		return work
+	}
 	p.ringComplete()
 	return work
 }
@@ -56,6 +64,11 @@ func (p *pair) tapStep(max int) (work int) {
 		if gone {
 			p.tapGone.Store(true)
 		}
+		if p.rx.efault {
+			// The kernel could not write the guest's buffers: as a
+			// fault in them, the pair breaks (fault.go).
+			p.faulted.Store(true)
+		}
 		work += n
 	} else if p.rings[rxRing].running && p.rx.broken.Load() {
 		work += p.rx.returnStock()
@@ -85,16 +98,28 @@ func (p *pair) ringComplete() (work int) {
 
 // signalCalls publishes the ring side's counters, then signals the calls
 // asked for (whoever a call wakes sees the counters of what it was called
-// for).
+// for). A call the front-end's saturated counter refused (BAD-INPUTS 62)
+// is owed and tried again with the next batch; the worker does not stay
+// awake for it.
 func (p *pair) signalCalls(callTx, callRx bool) {
-	callTx = callTx && p.countCall(txRing)
-	callRx = callRx && p.countCall(rxRing)
+	callTx = (callTx || p.rings[txRing].callOwed) && p.countCall(txRing)
+	callRx = (callRx || p.rings[rxRing].callOwed) && p.countCall(rxRing)
 	p.c.publish()
 	if callTx {
-		rawio.Signal(p.rings[txRing].spec.Call)
+		p.call(txRing)
 	}
 	if callRx {
-		rawio.Signal(p.rings[rxRing].spec.Call)
+		p.call(rxRing)
+	}
+}
+
+// call signals a ring's call eventfd; a refused signal is owed and
+// counted (published with the next batch).
+func (p *pair) call(role int) {
+	rs := &p.rings[role]
+	rs.callOwed = !signal(rs.spec.Call)
+	if rs.callOwed {
+		p.c.add(cCallsDeferred, 1)
 	}
 }
 
@@ -114,6 +139,10 @@ func (p *pair) Arm() (pending bool) {
 // ringArm enables the rings' kicks and reports work already waiting for
 // the ring side: new chains it has room to pop, or finished ones to return.
 func (p *pair) ringArm() (pending bool) {
+	defer p.catchFault()
+	if p.faulted.Load() {
+		return false
+	}
 	for role := range p.rings {
 		if p.active(role) && p.rings[role].spec.Kick < 0 {
 			// The front-end gave no kick fd: it asked for polling.
@@ -146,6 +175,9 @@ func (p *pair) ringArm() (pending bool) {
 // buffers the TAP side sleeps even if frames wait (BAD-INPUTS 44): the RX
 // kick wakes the ring side, whose refill wakes the TAP side.
 func (p *pair) tapArm() bool {
+	if p.faulted.Load() {
+		return false // its hand-offs hold what a faulted pair never moves
+	}
 	if p.rings[txRing].running && !p.tx.toTap.Empty() {
 		return true
 	}
@@ -166,12 +198,15 @@ func (p *pair) tapArm() bool {
 // Disarm suppresses kicks again while the worker polls, and drains the kick
 // eventfds it may have woken on. Worker only.
 func (p *pair) Disarm() {
+	defer p.catchFault()
 	for role := range p.rings {
 		rs := &p.rings[role]
 		if !rs.running {
 			continue
 		}
-		rs.q.DisableNotify()
+		if !p.faulted.Load() {
+			rs.q.DisableNotify()
+		}
 		if rs.spec.Kick >= 0 && drain(rs.spec.Kick) != 0 {
 			p.c.add(cKicks, 1)
 		}

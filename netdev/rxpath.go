@@ -61,6 +61,9 @@ type rxPath struct {
 	// (BROKEN-Q): the TAP side then hands every stocked chain back with
 	// length 0, in order, which returns the faulting head too.
 	broken atomic.Bool
+	// efault is set by the TAP side when a read into guest buffers failed
+	// with EFAULT: their memory is gone (BAD-INPUTS 64, tapStep).
+	efault bool
 	// held are frames to deliver before any read from the TAP, heldNext
 	// the next one (a migrated device's state, state.go). The control
 	// plane sets them with the workers paused; the TAP side takes them.
@@ -176,6 +179,7 @@ func (r *rxPath) fromTAP(q *tap.Queue, max int, c *counters) (frames int, gone b
 			if tap.IsGone(errno) {
 				gone = true
 			}
+			r.efault = errno == unix.EFAULT
 			return // s stays stocked, first in line
 		}
 		r.stock.Consume()

@@ -85,6 +85,9 @@ type txPath struct {
 	frames   [][]unix.Iovec
 	frameOf  []int
 	maxFrame uint32
+	// offloads are the header requests the guest may make: offloadBits of
+	// what it acked (txOffloads). Zero allows only plain frames.
+	offloads uint16
 }
 
 func newTxPath() *txPath {
@@ -194,6 +197,12 @@ func (t *txPath) prepare(s *txSlot, c *counters) {
 	if h.Validate(int(frameLen)) != nil {
 		s.drop = txMalformed
 		c.add(cTxMalformed, 1)
+		return
+	}
+	if offloadBits(&h)&^t.offloads != 0 {
+		// An offload the guest never negotiated (BAD-INPUTS 65).
+		s.drop = txMalformed
+		c.add(cTxOffloadRefused, 1)
 		return
 	}
 	// num_buffers means nothing device-bound; the TAP ignores it.
@@ -312,7 +321,54 @@ func handOn[T any](r *ptrring.Ring[T], s []*T) {
 	}
 }
 
-// reset empties the path for a new ring; nothing may be in flight.
+// Offload request bits of a TX header (offloadBits): bit g-1 for gso_type
+// g without the ECN flag (Validate admits 0, 1, 3, 4 and 5 only; 0, none,
+// has no bit), then NEEDS_CSUM and the ECN flag.
+const (
+	offNeedsCsum = 1 << 6
+	offECN       = 1 << 7
+)
+
+func offGSO(gso uint8) uint16 { return 1 << (gso & 7) >> 1 }
+
+// offloadBits maps a validated TX header to the offload requests it makes:
+// one bit per request, so that one mask test tells whether the guest
+// negotiated all of them.
+func offloadBits(h *tap.VnetHdr) uint16 {
+	return offGSO(h.GSOType) | uint16(h.Flags&tap.VirtioNetHdrFNeedsCsum)<<6 | uint16(h.GSOType>>7)<<7
+}
+
+// txOffloads is the mask of TX header requests allowed by the features
+// the guest acked: checksum offload with CSUM, each segmentation type with
+// its HOST_ feature, the ECN flag with HOST_ECN. Anything else in a TX
+// header was never negotiated; the TAP would act on it all the same.
+func txOffloads(acked uint64) uint16 {
+	var m uint16
+	for _, o := range [...]struct {
+		feature uint
+		bits    uint16
+	}{
+		{FCsum, offNeedsCsum},
+		{FHostTSO4, offGSO(tap.VirtioNetHdrGSOTCPv4)},
+		{FHostTSO6, offGSO(tap.VirtioNetHdrGSOTCPv6)},
+		{FHostUFO, offGSO(tap.VirtioNetHdrGSOUDP)},
+		{FHostUSO, offGSO(tap.VirtioNetHdrGSOUDPL4)},
+		{FHostECN, offECN},
+	} {
+		if acked&bit(o.feature) != 0 {
+			m |= o.bits
+		}
+	}
+	return m
+}
+
+// reset empties the path for a new ring; nothing may be in flight but
+// what a faulted pair drops.
 func (t *txPath) reset(q *virtqueue.Queue, maxFrame uint32) {
 	t.q, t.next, t.inflight, t.maxFrame = q, 0, 0, maxFrame
+	// Empty unless the pair faulted with chains in flight (fault.go).
+	for t.toTap.Consume() != nil {
+	}
+	for t.done.Consume() != nil {
+	}
 }

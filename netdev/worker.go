@@ -2,6 +2,7 @@ package netdev
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/vhostd/vhostd/busypoll"
 )
@@ -80,13 +81,15 @@ func newRunner(p *pair) (runner, error) {
 
 func (r *pairWorkers) Pause() {
 	for i, w := range r.ws {
-		w.Pause()
+		r.unstuck(w.Pause)
 		w.Remove(r.pollers[i])
 	}
 }
 
 func (r *pairWorkers) Resume() {
 	for i, w := range r.ws {
+		// pair.start checked that epoll takes every fd it adds
+		// (checkPollable): this fails only if the kernel runs short.
 		if err := w.Add(r.pollers[i]); err != nil {
 			r.p.dev.log.Error("queue pair worker lost its poller", "pair", r.p.index, "error", err)
 		}
@@ -102,8 +105,38 @@ func (r *pairWorkers) Wake() {
 
 func (r *pairWorkers) Stop() {
 	for _, w := range r.ws {
-		w.Stop()
+		r.unstuck(w.Stop)
 	}
+}
+
+// unstickEvery is how often unstuck frees a worker held by a front-end.
+const unstickEvery = 50 * time.Millisecond
+
+// unstuck runs wait, a worker control call that returns once the worker
+// reached a safe point. A worker blocked in a call signal never gets there
+// by itself: rawio.SignalShared writes only when poll(2) said it could,
+// but a front-end that saturates its counter (and clears O_NONBLOCK) in
+// between holds the write until it reads (BAD-INPUTS 62). While wait
+// waits, the pair's saturated call and error eventfds are drained every
+// unstickEvery, which lets such a write through.
+func (r *pairWorkers) unstuck(wait func()) {
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(unstickEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				r.p.unblockSignals()
+			}
+		}
+	}()
+	wait()
+	close(stop)
+	<-done // the control plane changes the specs next
 }
 
 // ringPoller is the ring side of a split pair: it pops chains and returns
@@ -113,8 +146,14 @@ type ringPoller struct {
 	peer *pairWorkers
 }
 
-func (r *ringPoller) Poll(max int) int {
-	n := r.p.ringPop(max)
+func (r *ringPoller) Poll(max int) (n int) {
+	armFaults()
+	defer r.p.catchFault()
+	if r.p.faulted.Load() {
+		r.p.breakFaulted()
+		return 0
+	}
+	n = r.p.ringPop(max)
 	if n > 0 || r.p.rx.broken.Load() {
 		r.peer.ws[1].Wake() // chains to fill, or a broken ring's to hand back
 	}
@@ -132,16 +171,30 @@ type tapPoller struct {
 	peer *pairWorkers
 }
 
-func (t *tapPoller) Poll(max int) int {
+func (t *tapPoller) Poll(max int) (n int) {
+	armFaults()
+	defer t.catchFault()
+	if t.p.faulted.Load() {
+		return 0
+	}
 	if max > budget {
 		max = budget
 	}
-	n := t.p.tapStep(max)
+	n = t.p.tapStep(max)
 	t.p.ct.publish()
-	if n > 0 {
+	if n > 0 || t.p.faulted.Load() {
 		t.peer.ws[0].Wake()
 	}
 	return n
+}
+
+// catchFault is the pair's, and wakes the ring side, which breaks the
+// rings of a faulted pair.
+func (t *tapPoller) catchFault() {
+	if v := recover(); v != nil {
+		t.p.guestFault(v)
+		t.peer.ws[0].Wake()
+	}
 }
 
 func (t *tapPoller) Arm() bool  { return t.p.tapArm() }

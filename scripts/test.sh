@@ -61,3 +61,9 @@ scripts/fuzz.sh "${VHOSTD_FUZZ_SECONDS:-10}"
 
 echo "== go test -race"
 go test -race -timeout 25m "$@" ./...
+
+# A minute of the soak: two real vhostds under traffic both ways while
+# reconnects, stop/cont, memory-table changes, dirty logging and malformed
+# messages cycle; fails if fds, mappings, threads or RSS grow.
+echo "== soak (1 minute)"
+scripts/soak.sh 1

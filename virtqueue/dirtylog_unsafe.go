@@ -11,14 +11,11 @@ func (m *Memory) GPAOf(b []byte) (uint64, bool) {
 	}
 	p := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
 	for _, r := range m.regions {
-		if len(r.data) == 0 {
+		o, ok := hostOffset(r.data, p)
+		if !ok {
 			continue
 		}
-		start := uintptr(unsafe.Pointer(unsafe.SliceData(r.data)))
-		if p < start || p-start >= uintptr(len(r.data)) {
-			continue
-		}
-		off := uint64(p - start)
+		off := uint64(o)
 		if uint64(len(b)) > r.Size-off {
 			return 0, false
 		}

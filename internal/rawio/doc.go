@@ -11,6 +11,9 @@
 // precondition every function here states, the fd must be non-blocking
 // (O_NONBLOCK, EFD_NONBLOCK). Given a blocking fd the call would hold its
 // OS thread and P until it returned. (gVisor's pkg/rawfile is the model.)
+// An fd whose open file description another process shares can be made
+// blocking behind vhostd's back: SignalShared and DrainShared (shared.go)
+// are for those, and never block whatever the fd's flags.
 //
 // The iovecs carry raw pointers. The Go garbage collector does not track
 // memory that the caller keeps alive by other means (guest memory is

@@ -124,3 +124,109 @@ func TestZeroAllocs(t *testing.T) {
 		t.Fatalf("%v allocations per round, want 0", n)
 	}
 }
+
+// maxCount is the largest value an eventfd's counter can hold: one more
+// and a write waits for a read.
+const maxCount = 0xfffffffffffffffe
+
+func counterBytes(v uint64) []byte {
+	b := make([]byte, 8)
+	for i := range b {
+		b[i] = byte(v >> (8 * i))
+	}
+	return b
+}
+
+// TestSharedNeverBlocks: the peer that shares an eventfd's file
+// description cleared O_NONBLOCK (here: the eventfd was made blocking) and
+// saturated the counter, or left it empty. SignalShared must refuse with
+// EAGAIN instead of waiting for a read, DrainShared must return EAGAIN
+// instead of waiting for a write; a pipe nobody reads, passed as a call
+// fd, likewise. With Signal and Drain each of these calls would hang the
+// test (and hold its P).
+func TestSharedNeverBlocks(t *testing.T) {
+	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC) // blocking, as a peer can make it
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if v, e := DrainShared(fd); v != 0 || e != unix.EAGAIN {
+		t.Fatalf("DrainShared of an empty blocking eventfd = %d, %v; want 0, EAGAIN", v, e)
+	}
+	if e := SignalShared(fd); e != 0 {
+		t.Fatalf("SignalShared of an empty blocking eventfd: %v", e)
+	}
+	if _, err := unix.Write(fd, counterBytes(maxCount-1)); err != nil {
+		t.Fatal(err)
+	}
+	if e := SignalShared(fd); e != unix.EAGAIN {
+		t.Fatalf("SignalShared of a saturated blocking eventfd: %v, want EAGAIN", e)
+	}
+	if v, e := DrainShared(fd); v != maxCount || e != 0 {
+		t.Fatalf("DrainShared = %#x, %v; want %#x (the refused signal added nothing)", v, e, uint64(maxCount))
+	}
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(p[0])
+	defer unix.Close(p[1])
+	if v, e := DrainShared(p[0]); v != 0 || e != unix.EAGAIN {
+		t.Fatalf("DrainShared of an empty blocking pipe = %d, %v; want 0, EAGAIN", v, e)
+	}
+	unix.SetNonblock(p[1], true)
+	for {
+		if _, err := unix.Write(p[1], make([]byte, 4096)); err != nil {
+			break
+		}
+	}
+	unix.SetNonblock(p[1], false)
+	if e := SignalShared(p[1]); e != unix.EAGAIN {
+		t.Fatalf("SignalShared of a full blocking pipe: %v, want EAGAIN", e)
+	}
+}
+
+func TestSharedZeroAllocs(t *testing.T) {
+	fd := eventfd(t)
+	n := testing.AllocsPerRun(100, func() {
+		SignalShared(fd)
+		DrainShared(fd)
+	})
+	if n != 0 {
+		t.Fatalf("%v allocations per round, want 0", n)
+	}
+}
+
+// BenchmarkSignalDrain is one signal and one drain of an eventfd: the
+// RawSyscall pair for vhostd's own fds, and the shared pair (poll and
+// write through Syscall, preadv2 RWF_NOWAIT) for a front-end's.
+func BenchmarkSignalDrain(b *testing.B) {
+	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer unix.Close(fd)
+	b.Run("own", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			Signal(fd)
+			Drain(fd)
+		}
+	})
+	b.Run("shared", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			SignalShared(fd)
+			DrainShared(fd)
+		}
+	})
+	b.Run("shared-signal", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			SignalShared(fd)
+		}
+	})
+	b.Run("own-signal", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			Signal(fd)
+		}
+	})
+	Drain(fd)
+}

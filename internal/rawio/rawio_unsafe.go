@@ -109,10 +109,16 @@ func Drain(fd int) (uint64, unix.Errno) {
 // Precondition: none on fd: a zero timeout never sleeps, whatever the fd.
 // An error (EBADF, EFAULT) reads as not readable with the errno.
 func Readable(fd int) (bool, unix.Errno) {
-	pfd := unix.PollFd{Fd: int32(fd), Events: unix.POLLIN}
+	return pollNow(fd, unix.POLLIN)
+}
+
+// pollNow reports whether fd is ready for events now: poll(2) with a zero
+// timeout, which never waits.
+func pollNow(fd int, events int16) (bool, unix.Errno) {
+	pfd := unix.PollFd{Fd: int32(fd), Events: events}
 	n, _, e := unix.RawSyscall(unix.SYS_POLL, uintptr(unsafe.Pointer(&pfd)), 1, 0)
 	if e != 0 {
 		return false, e
 	}
-	return n == 1 && pfd.Revents&unix.POLLIN != 0, 0
+	return n == 1 && pfd.Revents&events != 0, 0
 }
