@@ -53,9 +53,10 @@ var allowed = []string{
 	"epoll_create1", "epoll_ctl", "epoll_wait", "epoll_pwait", "epoll_pwait2",
 	"eventfd2", "pipe2", "fcntl", "prlimit64", "uname", "membarrier",
 	// File descriptors: vhost-user messages, eventfds, TAP queues (readv,
-	// writev, poll: internal/rawio), the TAP ioctls (TUNSETOFFLOAD,
-	// TUNGETIFF, SIOCSIFMTU, SIOCGIF*), region fds (fstat, fstatfs).
-	"read", "write", "readv", "writev", "pread64", "close",
+	// writev, poll, preadv2 RWF_NOWAIT on shared eventfds: internal/rawio),
+	// the TAP ioctls (TUNSETOFFLOAD, TUNGETIFF, SIOCSIFMTU, SIOCGIF*),
+	// region fds (fstat, fstatfs).
+	"read", "write", "readv", "writev", "pread64", "preadv2", "close",
 	"poll", "fstat", "newfstatat", "statx", "fstatfs", "ioctl",
 	// The vhost-user socket: accept, --client dials (socket below),
 	// SO_PEERCRED, the fd passing.
