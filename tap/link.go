@@ -1,7 +1,6 @@
 package tap
 
 import (
-	"errors"
 	"fmt"
 	"net"
 
@@ -10,13 +9,11 @@ import (
 
 // controlSocket opens the socket that carries the SIOC*IF* ioctls. It is opened once, at
 // OpenTAP/OpenMacvtap, so that the ioctls act in that network namespace even when a later
-// caller runs on a thread in another one.
+// caller runs on a thread in another one. Any socket family reaches dev_ioctl; a unix
+// socket is the one vhostd's seccomp filter allows after start-up, so that reopening an
+// interface that came back (netdev's reattach) stays inside the filter.
 func controlSocket() (int, error) {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if errors.Is(err, unix.EAFNOSUPPORT) {
-		// No IPv4 in this kernel: any socket family reaches dev_ioctl.
-		fd, err = unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	}
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return -1, fmt.Errorf("control socket: %w", err)
 	}

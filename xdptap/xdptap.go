@@ -138,9 +138,12 @@ type Attachment struct {
 	mu     sync.Mutex // guards everything below
 	closed closeflag.Flag
 	link   link.Link
-	objs   *ebpf.Collection // the loaded program and maps this attachment owns
-	guard  *guardState      // ModeGuard
-	sw     *Switch          // ModeSwitch: shared, not owned
+	// program and flags are what the link was made from, for Move.
+	program *ebpf.Program
+	flags   link.XDPAttachFlags
+	objs    *ebpf.Collection // the loaded program and maps this attachment owns
+	guard   *guardState      // ModeGuard
+	sw      *Switch          // ModeSwitch: shared, not owned
 }
 
 var rlimitOnce sync.Once
@@ -195,8 +198,35 @@ func Attach(ifindex int, c Config) (*Attachment, error) {
 		a.release()
 		return nil, attachError(a.prog, ifindex, used, c.Attach, err)
 	}
-	a.link = l
+	a.link, a.program, a.flags = l, prog, flags
 	return a, nil
+}
+
+// Move attaches the loaded program, with its maps and counters, to the device ifindex
+// instead: the device it was on went away and came back under a new index. Nothing is
+// loaded again, so it needs no more than attaching does (a BPF link; CAP_NET_ADMIN), not
+// the privileges of a load. On failure the attachment is unchanged.
+func (a *Attachment) Move(ifindex int) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return ErrClosed
+	}
+	if ifindex <= 0 {
+		return fmt.Errorf("xdptap: move: bad ifindex %d", ifindex)
+	}
+	if a.mode == ModeReflect {
+		if err := a.objs.Maps[xdpMapReflectPort].Put(uint32(0), uint32(ifindex)); err != nil {
+			return fmt.Errorf("xdptap: move: reflect: put ifindex %d: %w", ifindex, err)
+		}
+	}
+	l, err := link.AttachXDP(link.XDPOptions{Program: a.program, Interface: ifindex, Flags: a.flags})
+	if err != nil {
+		return attachError(a.prog, ifindex, a.attach, a.attach, err)
+	}
+	a.link.Close() // its device is gone: the close only releases the link
+	a.link, a.ifindex = l, ifindex
+	return nil
 }
 
 func attachFlags(c Config) (link.XDPAttachFlags, AttachMode, error) {

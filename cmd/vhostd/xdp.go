@@ -144,13 +144,34 @@ func (s *xdpState) attach(ifindex int) error {
 	return nil
 }
 
-// reattach moves the program to the host interface that came back as
-// ifindex, before any frame flows through it (netdev.Device.OnReattach).
+// reattach moves the program, with its maps and counters, to the host
+// interface that came back as ifindex, before any frame flows through it
+// (netdev.Device.OnReattach). Nothing is loaded again: a sandboxed vhostd
+// keeps the capability to attach (CAP_NET_ADMIN), not to load.
 func (s *xdpState) reattach(ifindex int) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.detach()
-	return s.attach(ifindex)
+	if s.a == nil {
+		return errors.New("xdp: no program to move (closed)")
+	}
+	old := s.a.Ifindex()
+	port := s.sw != nil && s.mac != nil
+	if port {
+		if err := s.sw.AddPort(ifindex, s.mac); err != nil {
+			return fmt.Errorf("xdp switch port: %w", err)
+		}
+	}
+	if err := s.a.Move(ifindex); err != nil {
+		if port {
+			s.sw.RemovePort(ifindex)
+		}
+		return err
+	}
+	if port {
+		s.sw.RemovePort(old)
+	}
+	s.log.Info("XDP program moved to the interface that came back", "program", s.a.String())
+	return nil
 }
 
 // detach releases the current attachment, if any. s.mu held.
