@@ -42,15 +42,20 @@ func (d *Device) startWatch() {
 // watch is the host watch's goroutine.
 func (d *Device) watch(every time.Duration, stop <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
-	tick := time.NewTicker(every)
-	defer tick.Stop()
+	tickUntil(every, stop, d.checkHost)
+}
+
+// tickUntil calls f every d until stop is closed (control side only).
+func tickUntil(d time.Duration, stop <-chan struct{}, f func()) {
+	t := time.NewTicker(d)
+	defer t.Stop()
 	for {
 		select {
 		case <-stop:
 			return
-		case <-tick.C:
+		case <-t.C:
 		}
-		d.checkHost()
+		f()
 	}
 }
 

@@ -72,11 +72,14 @@ type rxPath struct {
 }
 
 func newRxPath() *rxPath {
+	// The overflow buffer takes the part of a frame beyond the chain it
+	// starts in (MRG_RXBUF spills, oversized frames).
+	overflow := make([]byte, maxGSOFrame+tap.VnetHdrLen)
 	return &rxPath{
 		slotSet:  newSlotSet[rxSlot](),
+		overflow: overflow,
 		stock:    newHandoff[rxSlot](),
 		batch:    make([]*rxSlot, slotCount),
-		overflow: make([]byte, maxGSOFrame+tap.VnetHdrLen),
 		parts:    make([]*rxSlot, 0, slotCount),
 	}
 }

@@ -123,16 +123,7 @@ func (r *pairWorkers) unstuck(wait func()) {
 	stop, done := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
-		t := time.NewTicker(unstickEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-				r.p.unblockSignals()
-			}
-		}
+		tickUntil(unstickEvery, stop, r.p.unblockSignals)
 	}()
 	wait()
 	close(stop)

@@ -2,7 +2,6 @@ package vhost
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 )
 
@@ -68,16 +67,22 @@ const (
 	sectEnd    = 0xffff
 )
 
-// Errors a state stream is refused with; DecodeDeviceState wraps them with
-// the field and value at fault.
-var (
-	ErrStateMagic     = errors.New("device state: not a vhostd state stream (bad magic)")
-	ErrStateVersion   = errors.New("device state: unsupported version")
-	ErrStateTruncated = errors.New("device state: stream truncated")
-	ErrStateTooLarge  = errors.New("device state: over the limits")
-	ErrStateSection   = errors.New("device state: bad section")
-	ErrStateField     = errors.New("device state: bad field")
-	ErrStateTrailing  = errors.New("device state: bytes after the end section")
+// StateError is the kind of fault a state stream is refused for;
+// DecodeDeviceState wraps one with the field and value at fault, so that
+// errors.Is(err, ErrStateTruncated) and the like tell the kind.
+type StateError string
+
+func (e StateError) Error() string { return "device state: " + string(e) }
+
+// The kinds of StateError.
+const (
+	ErrStateMagic     StateError = "not a vhostd state stream (bad magic)"
+	ErrStateVersion   StateError = "unsupported version"
+	ErrStateTruncated StateError = "stream truncated"
+	ErrStateTooLarge  StateError = "over the limits"
+	ErrStateSection   StateError = "bad section"
+	ErrStateField     StateError = "bad field"
+	ErrStateTrailing  StateError = "bytes after the end section"
 )
 
 func stateErr(kind error, format string, args ...any) error {

@@ -9,12 +9,7 @@ import (
 )
 
 // LogBase is SET_LOG_BASE's payload: the log's size and its offset in the fd.
-func LogBase(size, off uint64) []byte {
-	b := make([]byte, 16)
-	copy(b, U64(size))
-	copy(b[8:], U64(off))
-	return b
-}
+func LogBase(size, off uint64) []byte { return append(U64(size), U64(off)...) }
 
 // DirtyLog is a dirty log this front-end gave the back-end: one bit for each
 // 4 KiB page of guest-physical memory, set by the back-end for every page it
@@ -27,14 +22,7 @@ type DirtyLog struct {
 // Close unmaps the log and closes its fd (the back-end keeps its own
 // mapping until it is given another log or the session ends).
 func (l *DirtyLog) Close() error {
-	if l.Bits != nil {
-		unix.Munmap(l.Bits)
-		l.Bits = nil
-	}
-	if l.fd >= 0 {
-		unix.Close(l.fd)
-		l.fd = -1
-	}
+	unmapAndClose(&l.Bits, &l.fd)
 	return nil
 }
 

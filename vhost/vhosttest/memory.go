@@ -34,14 +34,18 @@ func (r *Region) Desc() RegionDesc {
 	return RegionDesc{GPA: r.GPA, Size: r.Size, UserAddr: r.UserAddr, MmapOffset: r.MmapOffset}
 }
 
-func (r *Region) close() {
-	if r.Mem != nil {
-		unix.Munmap(r.Mem)
-		r.Mem = nil
+func (r *Region) close() { unmapAndClose(&r.Mem, &r.Fd) }
+
+// unmapAndClose releases a shared mapping and the fd behind it; a second
+// call does nothing.
+func unmapAndClose(mem *[]byte, fd *int) {
+	if *mem != nil {
+		unix.Munmap(*mem)
+		*mem = nil
 	}
-	if r.Fd >= 0 {
-		unix.Close(r.Fd)
-		r.Fd = -1
+	if *fd >= 0 {
+		unix.Close(*fd)
+		*fd = -1
 	}
 }
 
