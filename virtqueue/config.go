@@ -76,20 +76,34 @@ func (c Config) Areas() [3]Area {
 // SET_VRING_NUM / SET_VRING_ADDR and again when a ring starts. A nil mem
 // checks the size and alignment only.
 func (c Config) Validate(mem *Memory) error {
+	check := c.checkSplit
 	if c.Packed {
-		return c.validatePacked(mem)
+		check = c.checkPacked
 	}
+	if err := check(); err != nil || mem == nil {
+		return err
+	}
+	_, err := c.translate(mem)
+	return err
+}
+
+// checkSplit is Validate's check of a split ring's size and alignment.
+func (c Config) checkSplit() error {
 	if c.Size == 0 || c.Size > MaxSize || c.Size&(c.Size-1) != 0 {
 		return fmt.Errorf("%w: size %d is not a power of two in 1..%d", ErrInvalidConfig, c.Size, MaxSize)
 	}
 	if c.Desc%16 != 0 || c.Avail%2 != 0 || c.Used%4 != 0 {
 		return fmt.Errorf("%w: desc %#x, avail %#x, used %#x need alignment 16, 2, 4", ErrRingAddress, c.Desc, c.Avail, c.Used)
 	}
-	if mem == nil {
-		return nil
+	return nil
+}
+
+// translate translates the ring's parts through mem, for either layout.
+func (c Config) translate(mem *Memory) (rings, error) {
+	if c.Packed {
+		return c.packedRings(mem)
 	}
-	_, err := c.rings(mem)
-	return err
+	return c.rings(mem)
 }
 
 // rings holds the cached slices of one ring's three parts.

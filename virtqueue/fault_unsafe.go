@@ -6,7 +6,7 @@ import "unsafe"
 // memory fault hit, for instance), lies in the guest memory or the dirty
 // log the queue uses: the device tells a fault in front-end memory, which
 // breaks a ring, from one of its own, which must not be survived.
-func (q *Queue) HostContains(addr uintptr) bool {
+func (q *queueMem) HostContains(addr uintptr) bool {
 	return q.mem.hostContains(addr) || q.log.hostContains(addr) || q.usedLog.hostContains(addr)
 }
 

@@ -25,10 +25,8 @@ var (
 // in bits 0-14 and the wrap counter in bit 15, as in off_wrap and in the
 // halves of the GET/SET_VRING_BASE value (Base).
 type PackedQueue struct {
-	cfg  Config
-	mem  *Memory
-	r    rings // desc: descriptor ring; avail: driver area; used: device area
-	size uint16
+	queueMem // r.desc: descriptor ring; r.avail: driver area; r.used: device area
+	size     uint16
 
 	avail, availWrap uint16 // next slot to read, the wrap counter it must carry (0 or 1)
 	used, usedWrap   uint16 // next slot to write a used descriptor in, its wrap counter
@@ -46,13 +44,6 @@ type PackedQueue struct {
 	signalled      uint16 // NextUsed when NeedsNotify last answered
 	signalledValid bool
 	sincePush      uint32 // slots used since NeedsNotify last answered
-
-	broken error
-
-	// log, usedLog: as for Queue; the used descriptors are marked at the
-	// descriptor ring's guest address (see SetLog).
-	log, usedLog *DirtyLog
-	logDesc      uint64
 
 	f shmem.Fence
 }
@@ -80,15 +71,12 @@ func NewPackedQueue(mem *Memory, c Config, base uint32) (*PackedQueue, error) {
 		return nil, err
 	}
 	return &PackedQueue{
-		cfg: c, mem: mem, r: r, size: c.Size,
+		queueMem: queueMem{cfg: c, mem: mem, r: r}, size: c.Size,
 		avail: idx, availWrap: wrap, used: idx, usedWrap: wrap,
 		inFlight: make([]uint16, c.Size),
 		popOrder: make([]uint16, c.Size),
 	}, nil
 }
-
-// Config returns the configuration the queue was built with.
-func (q *PackedQueue) Config() Config { return q.cfg }
 
 // NextAvail is the next descriptor slot to read, wrap counter in bit 15.
 func (q *PackedQueue) NextAvail() uint16 { return q.avail | q.availWrap<<15 }
@@ -107,18 +95,6 @@ func (q *PackedQueue) Broken() error { return q.broken }
 func (q *PackedQueue) setBroken(err error) error {
 	q.broken = err
 	return err
-}
-
-// SetMemory is Queue.SetMemory for a packed ring.
-func (q *PackedQueue) SetMemory(mem *Memory) error {
-	r, err := q.cfg.packedRings(mem)
-	if err != nil {
-		q.mem, q.r = nil, rings{}
-		q.broken = ErrRingUnmapped
-		return &setMemoryError{err}
-	}
-	q.mem, q.r = mem, r
-	return nil
 }
 
 // advance moves the position (idx, wrap) n slots forward.
@@ -239,28 +215,10 @@ func (q *PackedQueue) PushBatch(used []Used) {
 	}
 }
 
-// SetLog is Queue.SetLog for a packed ring. Used descriptors are written
-// in the descriptor ring, so with usedOn they are marked at usedGPA plus
-// their offset in the ring: the front-end gives the descriptor ring's
-// guest address for logging (DPDK logs packed rings the same way), and
-// the device area at Config.Used.
-func (q *PackedQueue) SetLog(log *DirtyLog, usedOn bool, usedGPA uint64) {
-	q.log, q.usedLog, q.logDesc = log, nil, usedGPA
-	if usedOn {
-		q.usedLog = log
-	}
-}
-
-// Logging reports whether the queue has a dirty log to mark.
-func (q *PackedQueue) Logging() bool { return q.log != nil }
-
-// MarkWritten is Queue.MarkWritten for a packed ring.
-func (q *PackedQueue) MarkWritten(bufs [][]byte, n uint32) { markWritten(q.log, q.mem, bufs, n) }
-
 // logUsedDesc marks the len, id and flags of the used descriptor at
 // offset off of the descriptor ring.
 func (q *PackedQueue) logUsedDesc(off int) {
 	if q.usedLog != nil {
-		q.usedLog.Mark(q.logDesc+uint64(off)+8, 8)
+		q.usedLog.Mark(q.logAddr+uint64(off)+8, 8)
 	}
 }

@@ -17,9 +17,7 @@ import (
 // (before SET_VRING_KICK/enable, after GET_VRING_BASE, BAD-INPUTS 43) is
 // the caller's to leave alone: simply do not call the Queue.
 type Queue struct {
-	cfg  Config
-	mem  *Memory
-	r    rings
+	queueMem
 	mask uint16 // cfg.Size - 1
 
 	lastAvail  uint16 // next avail entry to consume (our private cursor)
@@ -29,16 +27,6 @@ type Queue struct {
 
 	signalled      uint16 // nextUsed when NeedsNotify last answered (EVENT_IDX)
 	signalledValid bool
-
-	broken error // non-nil once the guest broke the queue
-
-	// log, when not nil, is the dirty log the device marks its writes in
-	// (queuelog.go); usedLog, the log for the used ring, is log too when
-	// the front-end asked for used-ring logging, at logUsed, the
-	// guest-physical address it gave (SET_VRING_ADDR, VHOST_VRING_F_LOG).
-	log     *DirtyLog
-	usedLog *DirtyLog
-	logUsed uint64
 
 	f shmem.Fence
 }
@@ -60,34 +48,11 @@ func NewQueue(mem *Memory, c Config, nextAvail uint16) (*Queue, error) {
 		return nil, err
 	}
 	return &Queue{
-		cfg:       c,
-		mem:       mem,
-		r:         r,
+		queueMem:  queueMem{cfg: c, mem: mem, r: r},
 		mask:      c.Size - 1,
 		lastAvail: nextAvail,
 		nextUsed:  nextAvail,
 	}, nil
-}
-
-// Config returns the configuration the queue was built with.
-func (q *Queue) Config() Config { return q.cfg }
-
-// SetMemory switches the queue to a new memory table (SET_MEM_TABLE,
-// ADD_MEM_REG, REM_MEM_REG; BAD-INPUTS 20) and recomputes the cached ring
-// slices. If the ring no longer translates, the queue drops every
-// reference to guest memory, breaks with ErrRingUnmapped, and SetMemory
-// returns an error matching it: from then on no method touches memory.
-// Precondition: the worker is at a quiescent point (no chain popped from
-// the old table is still being filled).
-func (q *Queue) SetMemory(mem *Memory) error {
-	r, err := q.cfg.rings(mem)
-	if err != nil {
-		q.mem, q.r = nil, rings{}
-		q.broken = ErrRingUnmapped
-		return &setMemoryError{err}
-	}
-	q.mem, q.r = mem, r
-	return nil
 }
 
 type setMemoryError struct{ err error }
