@@ -104,3 +104,18 @@ type Used struct {
 	Head uint16
 	Len  uint32
 }
+
+// countDesc counts one descriptor of c as device-readable or -writable; a
+// readable one after a writable one is ErrOrder (BAD-INPUTS 35), for split
+// and packed chains alike.
+func (c *Chain) countDesc(write bool) error {
+	if write {
+		c.nInDesc++
+		return nil
+	}
+	if c.nInDesc != 0 {
+		return ErrOrder
+	}
+	c.nOutDesc++
+	return nil
+}

@@ -123,14 +123,9 @@ func (a *descAcc) add(mem *Memory, c *Chain, flags uint16, addr uint64, dlen uin
 		return
 	}
 	write := flags&descFWrite != 0
-	if write {
-		c.nInDesc++
-	} else {
-		if c.nInDesc != 0 {
-			a.drop = ErrOrder
-			return
-		}
-		c.nOutDesc++
+	if err := c.countDesc(write); err != nil {
+		a.drop = err
+		return
 	}
 	a.total += uint64(dlen)
 	if a.total > math.MaxUint32 {

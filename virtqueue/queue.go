@@ -159,14 +159,9 @@ func (q *Queue) walk(c *Chain, head uint16) error {
 		}
 
 		write := flags&descFWrite != 0
-		if write {
-			c.nInDesc++
-		} else {
-			if c.nInDesc != 0 {
-				c.fail(ErrOrder)
-				return nil
-			}
-			c.nOutDesc++
+		if err := c.countDesc(write); err != nil {
+			c.fail(err)
+			return nil
 		}
 		total += uint64(dlen)
 		if total > math.MaxUint32 {

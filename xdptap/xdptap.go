@@ -207,13 +207,13 @@ func Attach(ifindex int, c Config) (*Attachment, error) {
 // loaded again, so it needs no more than attaching does (a BPF link; CAP_NET_ADMIN), not
 // the privileges of a load. On failure the attachment is unchanged.
 func (a *Attachment) Move(ifindex int) error {
+	if ifindex <= 0 {
+		return fmt.Errorf("xdptap: move: bad ifindex %d", ifindex)
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.closed {
 		return ErrClosed
-	}
-	if ifindex <= 0 {
-		return fmt.Errorf("xdptap: move: bad ifindex %d", ifindex)
 	}
 	if a.mode == ModeReflect {
 		if err := a.objs.Maps[xdpMapReflectPort].Put(uint32(0), uint32(ifindex)); err != nil {

@@ -26,13 +26,20 @@ type xdpOptions struct {
 }
 
 func (x *xdpOptions) register(fs *flag.FlagSet) {
-	fs.StringVar(&x.mode, "xdp", "off", "XDP program on the host interface: off, guard, count, count-drop, reflect, switch (an --xdp-object sets it to object)")
-	fs.StringVar(&x.guardAddrs, "xdp-guard-addrs", "", "guard: the guest's allowed source addresses or prefixes, comma-separated (its MAC comes from --mac)")
-	fs.StringVar(&x.acl, "xdp-acl", "", "guard: a rules file of denied destinations ('deny PREFIX [PROTO [PORT]]'), re-read on SIGHUP")
-	fs.StringVar(&x.object, "xdp-object", "", "load your own XDP program from this ELF object")
-	fs.StringVar(&x.program, "xdp-program", "", "with --xdp-object: the program's name (optional if the object has one)")
-	fs.StringVar(&x.attach, "xdp-attach", "auto", "auto (native on a TAP, generic on a macvtap), native or generic")
-	fs.StringVar(&x.switchPin, "xdp-switch-pin", "", "switch: a bpffs path where vhostd processes share the switch's maps")
+	for _, f := range []struct {
+		p                *string
+		name, def, usage string
+	}{
+		{&x.mode, "xdp", "off", "XDP program on the host interface: off, guard, count, count-drop, reflect, switch (an --xdp-object sets it to object)"},
+		{&x.guardAddrs, "xdp-guard-addrs", "", "guard: the guest's allowed source addresses or prefixes, comma-separated (its MAC comes from --mac)"},
+		{&x.acl, "xdp-acl", "", "guard: a rules file of denied destinations ('deny PREFIX [PROTO [PORT]]'), re-read on SIGHUP"},
+		{&x.object, "xdp-object", "", "load your own XDP program from this ELF object"},
+		{&x.program, "xdp-program", "", "with --xdp-object: the program's name (optional if the object has one)"},
+		{&x.attach, "xdp-attach", "auto", "auto (native on a TAP, generic on a macvtap), native or generic"},
+		{&x.switchPin, "xdp-switch-pin", "", "switch: a bpffs path where vhostd processes share the switch's maps"},
+	} {
+		fs.StringVar(f.p, f.name, f.def, f.usage)
+	}
 }
 
 // config validates the flags into an xdptap configuration; mode off

@@ -30,10 +30,10 @@ func LoadPackedDesc(b []byte, off int) (w, addr uint64) {
 // ring's used descriptor is written this way, len, id and flags together,
 // so the driver that sees the flags sees the rest.
 func Store64(b []byte, off int, v uint64) {
-	_ = b[off : off+8]
-	if uintptr(unsafe.Pointer(&b[off]))&7 == 0 {
-		atomic.StoreUint64((*uint64)(unsafe.Pointer(&b[off])), v)
+	p := unsafe.Pointer(&b[off : off+8][0])
+	if uintptr(p)&7 != 0 {
+		binary.LittleEndian.PutUint64(b[off:], v) // not atomic: no aligned word to store
 		return
 	}
-	binary.LittleEndian.PutUint64(b[off:], v)
+	atomic.StoreUint64((*uint64)(p), v)
 }
