@@ -123,9 +123,14 @@ func (p *pair) call(role int) {
 	}
 }
 
-// rxOn reports whether frames may be delivered to the guest now.
+// rxOn reports whether frames may be delivered to the guest now. Both
+// sides call it: running and enabled change only with the workers paused,
+// and a broken RX ring is read through rx.broken, the atomic copy the ring
+// side sets (breakRing), not rings[rxRing].broken, which the TAP side of a
+// split pair must not read.
 func (p *pair) rxOn() bool {
-	return p.active(rxRing) && p.rings[rxRing].enabled && !p.tapGone.Load()
+	rs := &p.rings[rxRing]
+	return rs.running && rs.enabled && !p.rx.broken.Load() && !p.tapGone.Load()
 }
 
 // Arm re-enables the wake-ups the worker sleeps on and reports whether
