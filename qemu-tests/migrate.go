@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"syscall"
 	"testing"
@@ -70,6 +71,9 @@ type migEnv struct {
 	kind   string // "vhostd" or "testpmd"
 	queues int
 	extra  []string // vhostd arguments
+	// client: each QEMU listens on its socket (server=on) and its vhostd
+	// connects (--client in extra), the mode libvirt's mode='server' uses.
+	client bool
 	socks  [2]string
 	taps   [2]string
 	backs  [2]*guest.Process
@@ -85,7 +89,7 @@ type migEnv struct {
 func newMigEnv(t *testing.T, ctx context.Context, kind string, queues int, extra ...string) *migEnv {
 	t.Helper()
 	e := &migEnv{t: t, ctx: ctx, dir: TempDir(t), sn: Subnet(t), mac: guest.RandomMAC(), kind: kind, queues: queues, extra: extra,
-		maxGap: 10 * time.Second}
+		client: slices.Contains(extra, "--client"), maxGap: 10 * time.Second}
 	for i := range e.socks {
 		e.socks[i] = filepath.Join(e.dir, fmt.Sprintf("vu%d.sock", i))
 		e.taps[i] = TapName()
@@ -153,8 +157,11 @@ func (e *migEnv) startBackend(i int) {
 			os.RemoveAll(filepath.Join("/var/run/dpdk", prefix))
 		})
 	}
-	if err := guest.WaitFile(e.ctx, e.socks[i], p); err != nil {
-		t.Fatalf("%s socket: %v", name, err)
+	// A --client vhostd connects to the socket its QEMU makes later.
+	if !e.client {
+		if err := guest.WaitFile(e.ctx, e.socks[i], p); err != nil {
+			t.Fatalf("%s socket: %v", name, err)
+		}
 	}
 	if err := guest.WaitFile(e.ctx, "/sys/class/net/"+e.taps[i], p); err != nil {
 		t.Fatalf("%s TAP: %v", name, err)
@@ -195,7 +202,7 @@ func (e *migEnv) start(side int, incoming bool, o vmOpts) *migVM {
 	g, err := guest.Boot(context.Background(), guest.Options{
 		QEMU:     Gate(t),
 		CPUs:     o.CPUs,
-		NIC:      &guest.NIC{SocketPath: e.socks[side], MAC: e.mac, QueuePairs: e.queues, ReconnectMS: o.ReconnectMS},
+		NIC:      &guest.NIC{SocketPath: e.socks[side], Server: e.client, MAC: e.mac, QueuePairs: e.queues, ReconnectMS: o.ReconnectMS},
 		GuestIP:  e.sn.GuestCIDR(),
 		Files:    GuestFiles(e.sn, nil),
 		Script:   WithLib(migGuestScript),

@@ -46,6 +46,9 @@ func TestMigration(t *testing.T) {
 		figs = append(figs, migrateData(t, "vhostd", 1, 1))
 	})
 	t.Run("device-state", migrateHeldFrames)
+	// vhostd --client on both sides, each QEMU listening (libvirt's
+	// mode='server'): the same streams and checks as "data".
+	t.Run("client", func(t *testing.T) { migrateData(t, "vhostd", 1, 1, "--client", "--reconnect", "100ms") })
 	t.Run("announce=off", func(t *testing.T) {
 		ctx := Context(t, 3*time.Minute)
 		e := newMigEnv(t, ctx, "vhostd", 1)
@@ -163,9 +166,9 @@ func TestMigration(t *testing.T) {
 
 // migrateData is scenario 1: a stream each way, started before the migration and still
 // running at the switchover, both SHA-256 equal on the two ends; the ping gap; the FDB.
-func migrateData(t *testing.T, kind string, queues, cpus int) migFigures {
+func migrateData(t *testing.T, kind string, queues, cpus int, extra ...string) migFigures {
 	ctx := Context(t, 3*time.Minute)
-	e := newMigEnv(t, ctx, kind, queues)
+	e := newMigEnv(t, ctx, kind, queues, extra...)
 	o := vmOpts{CPUs: cpus}
 	src := e.start(0, false, o)
 	if queues > 1 {
