@@ -156,8 +156,9 @@ func StartVhostd(t testing.TB, args ...string) *guest.Process {
 func startVhostd(t testing.TB, logName string, args ...string) *guest.Process {
 	t.Helper()
 	bin := VhostdBinary(t)
-	// VHOSTD_TEST_EXTRA_FLAGS: flags added to every vhostd, e.g. "--runas nobody".
-	args = append(args, strings.Fields(os.Getenv("VHOSTD_TEST_EXTRA_FLAGS"))...)
+	// VHOSTD_TEST_EXTRA_FLAGS: flags added to every vhostd, e.g. "--runas nobody"; a
+	// test's own flags come after them and win.
+	args = append(strings.Fields(os.Getenv("VHOSTD_TEST_EXTRA_FLAGS")), args...)
 	if i := slices.Index(args, "--socket-path"); runAs() && slices.Contains(args, "--client") && i+1 < len(args) {
 		os.Chmod(args[i+1], 0o777) // QEMU's socket: vhostd --runas (re)connects as that user
 	}

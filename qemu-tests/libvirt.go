@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -276,6 +277,12 @@ func (lb *LibvirtBed) startListening() {
 // startConnecting is mode='server' in the order the example gives: vhostd --client first
 // (it retries every second until QEMU's socket is there), then libvirt starts the domain.
 func (lb *LibvirtBed) startConnecting() {
+	if runAs() {
+		// QEMU's socket belongs to libvirt's user, mode 0755: a vhostd that drops
+		// privileges must become a user who may connect, as the README says (restarts
+		// too: they reuse the args).
+		lb.args = append(slices.Clone(lb.args), "--runas", fmt.Sprintf("%d:%d", lb.User.UID, lb.User.GID))
+	}
 	lb.Vhostd = StartVhostd(lb.T, lb.args...)
 	lb.virshStart()
 }

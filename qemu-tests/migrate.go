@@ -219,6 +219,14 @@ func (e *migEnv) start(side int, incoming bool, o vmOpts) *migVM {
 	AddLog(t, vm.name+" stderr", g.QEMULog)
 	AddFailureLog(t, vm.name+" command line", g.Command)
 	t.Cleanup(g.Close)
+	if e.client && runAs() {
+		// QEMU made its socket for root (0755) and waits for the back-end before it
+		// answers QMP: open it to vhostd --client --runas.
+		if err := guest.WaitFile(e.ctx, e.socks[side], nil); err != nil {
+			t.Fatalf("%s's vhost-user socket: %v", vm.name, err)
+		}
+		os.Chmod(e.socks[side], 0o777)
+	}
 	if vm.qmp, err = guest.DialQMP(e.ctx, qmpPath); err != nil {
 		t.Fatalf("%s: %v", vm.name, err)
 	}
