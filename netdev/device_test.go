@@ -2,7 +2,6 @@ package netdev
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"fmt"
 	"testing"
@@ -115,19 +114,8 @@ func startDevice(t testing.TB, cfg Config, features uint64, layouts ...vhosttest
 // serveFE serves dev to a vhosttest front-end; cleanup closes both.
 func serveFE(t testing.TB, dev *Device) *vhosttest.FrontEnd {
 	t.Helper()
-	srv := vhost.NewServer(dev, nil)
-	fe, be, err := vhosttest.Pair()
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { srv.ServeConn(context.Background(), be); close(done) }()
-	t.Cleanup(func() {
-		fe.Close()
-		<-done
-		dev.Close()
-	})
-	return fe
+	t.Cleanup(func() { dev.Close() })
+	return vhosttest.Serve(t, dev)
 }
 
 // serveDevice serves dev to a vhosttest front-end and starts its rings,

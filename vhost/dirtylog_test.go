@@ -1,7 +1,6 @@
 package vhost_test
 
 import (
-	"context"
 	"sync"
 	"testing"
 	"time"
@@ -49,14 +48,7 @@ func (d *logDev) current() *virtqueue.DirtyLog {
 func migrationFE(t *testing.T) (*logDev, *vhosttest.FrontEnd) {
 	t.Helper()
 	dev := &logDev{NullDevice: vhosttest.NewNullDevice(testFeatures, 2), ringLog: map[int]uint64{}}
-	srv := vhost.NewServer(dev, nil)
-	fe, be, err := vhosttest.Pair()
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { srv.ServeConn(context.Background(), be); close(done) }()
-	t.Cleanup(func() { fe.Close(); <-done })
+	fe := vhosttest.Serve(t, dev)
 	if err := fe.Start(testFeatures|1<<vhost.FeatProtocolFeatures, allProto, 2, 256, vhosttest.Layout{Size: 8 << 20}); err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/vhostd/vhostd/internal/privtest"
 )
 
 var distUnits = []string{"vhostd@.service", "vhostd@.socket"}
@@ -50,7 +52,7 @@ func verifyUnits(t *testing.T, analyze string, edit func(string) string) (string
 func TestSystemdUnits(t *testing.T) {
 	analyze, err := exec.LookPath("systemd-analyze")
 	if err != nil {
-		t.Skip("systemd-analyze not installed (Debian package systemd): units not verified")
+		privtest.Missing(t, "systemd-analyze not installed (Debian package systemd): units not verified")
 	}
 	if out, err := verifyUnits(t, analyze, func(s string) string { return s }); err != nil || out != "" {
 		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)

@@ -1,7 +1,6 @@
 package control
 
 import (
-	"context"
 	"net"
 	"testing"
 	"time"
@@ -82,18 +81,8 @@ func TestRealDeviceCountersMove(t *testing.T) {
 // serveReal serves dev to a vhosttest front-end with one pair of rings of
 // 256, as QEMU would.
 func serveReal(t *testing.T, dev *netdev.Device) *vhosttest.FrontEnd {
-	srv := vhost.NewServer(dev, nil)
-	fe, be, err := vhosttest.Pair()
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { srv.ServeConn(context.Background(), be); close(done) }()
-	t.Cleanup(func() {
-		fe.Close()
-		<-done
-		dev.Close()
-	})
+	t.Cleanup(func() { dev.Close() })
+	fe := vhosttest.Serve(t, dev)
 	features := dev.Features() | 1<<vhost.FeatProtocolFeatures
 	if err := fe.Start(features, 1<<vhost.ProtoReplyAck|1<<vhost.ProtoMQ, 2, 256, vhosttest.Layout{Size: 32 << 20}); err != nil {
 		t.Fatal(err)
