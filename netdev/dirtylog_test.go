@@ -60,7 +60,7 @@ func auditDirtyLog(t *testing.T, cfg modelConfig) {
 			// GET_VRING_BASE: what settle returns is logged too.
 			for role := range m.rings {
 				m.life.dev.StopRing(role)
-				m.startRing(role, m.rings[role].drv.UsedIdx())
+				m.startRing(role, uint32(m.rings[role].drv.UsedIdx()))
 			}
 		}
 		changed, err := aud.Check(bits)

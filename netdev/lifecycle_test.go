@@ -104,7 +104,7 @@ func TestBadInput43StoppedRingUntouched(t *testing.T) {
 			m.reap(rxRing)
 			m.reap(txRing)
 			m.hostDrain()
-			bases := [2]uint16{m.life.dev.StopRing(rxRing), m.life.dev.StopRing(txRing)}
+			bases := [2]uint32{m.life.dev.StopRing(rxRing), m.life.dev.StopRing(txRing)}
 			m.hostDrain() // what the stop wrote: TX in flight is finished first
 			var before [2][]byte
 			for i, g := range m.rings {

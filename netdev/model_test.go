@@ -183,11 +183,11 @@ func (m *model) newLife(rxBase, txBase uint16) {
 	p.w = manualRunner{}
 	m.life = &life{dev: dev, p: p}
 	m.lives = append(m.lives, m.life)
-	m.startRing(rxRing, rxBase)
-	m.startRing(txRing, txBase)
+	m.startRing(rxRing, uint32(rxBase))
+	m.startRing(txRing, uint32(txBase))
 }
 
-func (m *model) startRing(role int, base uint16) {
+func (m *model) startRing(role int, base uint32) {
 	g := m.rings[role]
 	c := g.drv.Config()
 	err := m.life.dev.StartRing(vhost.RingSpec{
@@ -340,14 +340,14 @@ func (m *model) stopStart(role int) {
 	m.stops++
 	base := m.life.dev.StopRing(role)
 	g.running = false
-	if used := g.drv.UsedIdx(); base != used {
+	if used := g.drv.UsedIdx(); base != uint32(used) {
 		m.fail("ring %d stopped at base %d, but its used index is %d (posted %d)", role, base, used, g.drv.AvailIdx())
 	}
 	m.checkInterrupts("ring stopped")
 	if role == txRing {
 		m.hostDrain()
 	}
-	if g.broken && int16(base-g.badPos) > 0 {
+	if g.broken && int16(uint16(base)-g.badPos) > 0 {
 		g.broken = false // popped and returned: the restarted ring is sound
 	}
 	m.startRing(role, base)

@@ -56,7 +56,7 @@ type ringState struct {
 	// callOwed is set when a call signal was refused (the front-end's
 	// counter was saturated): the next batch tries again.
 	callOwed bool
-	q        *virtqueue.Queue
+	q        virtqueue.Ring // split or packed: netdev does not tell them apart
 	spec     vhost.RingSpec
 }
 
@@ -94,8 +94,9 @@ func (p *pair) start(r vhost.RingSpec, mem *virtqueue.Memory, log *virtqueue.Dir
 	if err := checkPollable(r); err != nil {
 		return err
 	}
-	q, err := virtqueue.NewQueue(mem, virtqueue.Config{
+	q, err := virtqueue.NewRing(mem, virtqueue.Config{
 		Size: r.Size, Desc: r.Desc, Avail: r.Avail, Used: r.Used, EventIdx: r.EventIdx, Indirect: r.Indirect,
+		Packed: r.Packed,
 	}, r.Base)
 	if err != nil {
 		return err
@@ -137,8 +138,10 @@ func (p *pair) start(r vhost.RingSpec, mem *virtqueue.Memory, log *virtqueue.Dir
 	return nil
 }
 
-// stop stops a ring and returns the next avail index it has not consumed.
-func (p *pair) stop(role int) (base uint16) {
+// stop stops a ring and returns its GET_VRING_BASE value: the next avail
+// index it has not consumed (virtqueue.RingBase: for a packed ring, the
+// avail and used positions with their wrap counters).
+func (p *pair) stop(role int) (base uint32) {
 	p.paused(func() {
 		rs := &p.rings[role]
 		if !rs.running {
@@ -150,13 +153,13 @@ func (p *pair) stop(role int) (base uint16) {
 		// RX chains stocked but unfilled are rewound, so the base reported
 		// is the first one not consumed.
 		p.settleGuarded()
-		base = rs.q.NextAvail()
-		if used := rs.q.NextUsed(); used != base && !p.faulted.Load() {
+		base = virtqueue.RingBase(rs.q)
+		if avail, used := rs.q.NextAvail(), rs.q.NextUsed(); used != avail && !p.faulted.Load() {
 			// Cannot happen while chains complete in pop order and none
 			// is dropped; if it does, the base is still the one to trust
 			// after a restart-from-used-index, so say so loudly.
 			p.dev.log.Error("ring stopped with chains unaccounted for (ring-state invariant)",
-				"ring", 2*p.index+role, "next_avail", base, "next_used", used)
+				"ring", 2*p.index+role, "next_avail", avail, "next_used", used)
 		}
 		if role == rxRing {
 			p.rx.reset(nil, false, 0)
