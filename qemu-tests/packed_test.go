@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -88,9 +89,12 @@ func packedScenario(t *testing.T, inOrder bool) {
 	if _, err := b.Vhostd.WaitFor(ctx, regexp.MustCompile(`front-end connected`)); err != nil {
 		t.Fatalf("QEMU did not reconnect to the restarted vhostd: %v", err)
 	}
+	b.HostPing() // before the last step: the guest powers off after it
 	b.pingStep(2)
-	b.HostPing()
 	b.AssertGuestKernelClean("reconnect")
+	if !strings.Contains(b.Vhostd.Log(), "ring_position=") {
+		t.Log("the restarted vhostd took QEMU's packed ring bases as they were")
+	}
 	b.WaitExit()
 }
 
