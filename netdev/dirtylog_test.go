@@ -25,7 +25,7 @@ func TestDirtyLogCoversEveryWrite(t *testing.T) {
 		for _, mrg := range []bool{false, true} {
 			for _, ev := range []bool{false, true} {
 				for _, packed := range []bool{false, true} {
-					cfg := modelConfig{size: 256, threads: th, mrg: mrg, eventIdx: ev, packed: packed}
+					cfg := modelConfig{size: 256, threads: th, mrg: mrg, eventIdx: ev, packed: packed, inOrder: mrg && ev}
 					t.Run(cfg.String(), func(t *testing.T) { auditDirtyLog(t, cfg) })
 				}
 			}

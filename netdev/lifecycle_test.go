@@ -26,7 +26,8 @@ func loadConfigs() []modelConfig {
 	for _, size := range []uint16{256, 1024} {
 		for _, th := range []Threads{Inline, Split} {
 			cs = append(cs, modelConfig{size: size, threads: th, mrg: true, eventIdx: true},
-				modelConfig{size: size, threads: th, mrg: true, eventIdx: true, packed: true})
+				modelConfig{size: size, threads: th, mrg: true, eventIdx: true, packed: true},
+				modelConfig{size: size, threads: th, mrg: true, eventIdx: true, inOrder: true})
 		}
 	}
 	return cs

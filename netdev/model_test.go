@@ -24,12 +24,16 @@ type modelConfig struct {
 	mrg      bool
 	eventIdx bool
 	packed   bool // VIRTIO_F_RING_PACKED
+	inOrder  bool // VIRTIO_F_IN_ORDER
 }
 
 func (c modelConfig) String() string {
 	s := fmt.Sprintf("size=%d/%v/mrg=%v/event_idx=%v", c.size, c.threads, c.mrg, c.eventIdx)
 	if c.packed {
 		s += "/packed"
+	}
+	if c.inOrder {
+		s += "/in_order"
 	}
 	return s
 }
@@ -41,7 +45,7 @@ func modelConfigs() []modelConfig {
 			for _, th := range []Threads{Inline, Split} {
 				for _, mrg := range []bool{false, true} {
 					for _, ev := range []bool{false, true} {
-						cs = append(cs, modelConfig{size, th, mrg, ev, packed})
+						cs = append(cs, modelConfig{size, th, mrg, ev, packed, mrg && !ev})
 					}
 				}
 			}
@@ -127,6 +131,7 @@ func newModel(t testing.TB, cfg modelConfig, fail func(string, ...any)) *model {
 	rxc := vqdriver.Layout(cfg.size, testBase, modelSlab)
 	txc := vqdriver.Layout(cfg.size, rxc.End(), modelSlab)
 	rxc.EventIdx, txc.EventIdx = cfg.eventIdx, cfg.eventIdx
+	rxc.InOrder, txc.InOrder = cfg.inOrder, cfg.inOrder
 	m.buf = make([]byte, txc.End()-testBase+4096)
 	var err error
 	m.region, err = virtqueue.NewRegionFromBytes(virtqueue.RegionSpec{GPA: testBase, Size: uint64(len(m.buf)), UserAddr: 0x7f0000000000}, m.buf)
@@ -171,6 +176,9 @@ func (m *model) features() uint64 {
 	f := bit(FVersion1) | bit(FIndirectDesc)
 	if m.cfg.packed {
 		f |= bit(FRingPacked)
+	}
+	if m.cfg.inOrder {
+		f |= bit(FInOrder)
 	}
 	if m.cfg.mrg {
 		f |= bit(FMrgRxbuf)

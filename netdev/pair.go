@@ -97,7 +97,7 @@ func (p *pair) start(r vhost.RingSpec, mem *virtqueue.Memory, log *virtqueue.Dir
 	}
 	cfg := virtqueue.Config{
 		Size: r.Size, Desc: r.Desc, Avail: r.Avail, Used: r.Used, EventIdx: r.EventIdx, Indirect: r.Indirect,
-		Packed: r.Packed,
+		Packed: r.Packed, InOrderTX: r.Index%2 == txRing && acked&bit(FInOrder) != 0,
 	}
 	r.Base = p.packedBase(r, cfg, mem)
 	q, err := virtqueue.NewRing(mem, cfg, r.Base)

@@ -22,11 +22,12 @@ import (
 const dpdkInjected = 2000
 
 // TestDPDKPackedFrontEnd: DPDK's virtio-user (dpdk-testpmd --vdev
-// net_virtio_user0,...,packed_vq=1, and with in_order=1) is vhostd's front-end, with packed
-// rings; no guest boots. In io forwarding, frames the host writes into vhostd's TAP reach
+// net_virtio_user0,...,packed_vq=1, with in_order=1 too, and in_order=1 on split rings) is
+// vhostd's front-end; no guest boots. In io forwarding, frames the host writes into vhostd's TAP reach
 // testpmd (vhostd RX) and come back (vhostd TX) into the TAP: vhostd's counters and the TAP's
 // own must show at least 95% of them both ways. In txonly, testpmd's 64-byte frames must
-// reach the TAP. vhostd's log must show RING_PACKED acked. Optional like
+// reach the TAP. vhostd's log must show RING_PACKED acked as asked, and IN_ORDER with
+// in_order=1. Optional like
 // TestReferenceBackend: without dpdk-testpmd it skips.
 func TestDPDKPackedFrontEnd(t *testing.T) {
 	privtest.Require(t)
@@ -37,6 +38,7 @@ func TestDPDKPackedFrontEnd(t *testing.T) {
 	for _, tc := range []struct{ name, vdev string }{
 		{"packed_vq=1", "packed_vq=1"},
 		{"packed_vq=1,in_order=1", "packed_vq=1,in_order=1"},
+		{"in_order=1", "in_order=1"}, // split rings: vhostd's one-element TX batches
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, mode := range []string{"io", "txonly"} {
@@ -74,8 +76,12 @@ func dpdkPacked(t *testing.T, testpmd, vdev, mode string) {
 	if err != nil {
 		t.Fatalf("testpmd did not negotiate with vhostd: %v", err)
 	}
-	if !strings.Contains(acked[1], "RING_PACKED") {
-		t.Fatalf("virtio-user acked %s: no RING_PACKED", acked[1])
+	if want := strings.Contains(vdev, "packed_vq=1"); strings.Contains(acked[1], "RING_PACKED") != want {
+		t.Fatalf("virtio-user acked %s: RING_PACKED should be %v", acked[1], want)
+	}
+	// virtio-user acks IN_ORDER when offered unless told in_order=0.
+	if strings.Contains(vdev, "in_order=1") && !strings.Contains(acked[1], "IN_ORDER") {
+		t.Fatalf("virtio-user acked %s: no IN_ORDER", acked[1])
 	}
 	t.Logf("acked: %s", acked[1])
 	if _, err := p.WaitFor(ctx, regexp.MustCompile(`(?i)start (automatic )?packet forwarding`)); err != nil {

@@ -22,25 +22,28 @@ const (
 // that one pair carries none of one direction's flows is 2*(1/2)^12.
 const packedFlowsPerDirection = 12
 
-// TestPackedRings boots one guest per subtest with a packed-ring virtio-net device
-// (QEMU packed=on) on 2 queue pairs and, on that one boot: checks the guest negotiated
-// VIRTIO_F_RING_PACKED (its features file, bit 34); pings both ways; runs 12 SHA-256-checked
+// TestPackedRings boots one guest per subtest with a virtio-net device with packed=on,
+// in_order=on, or both (QEMU) on 2 queue pairs and, on that one boot: checks the guest
+// negotiated VIRTIO_F_RING_PACKED (its features file, bit 34) exactly when packed=on, and
+// logs IN_ORDER (bit 35: the 6.1 guest kernel never acks it); pings both ways; runs 12 SHA-256-checked
 // 1 MiB TCP transfers each way at once and checks from vhostd's counters that both pairs
 // carried traffic both ways; QMP stop, 0.5 s, cont, and pings both ways; SIGKILLs vhostd and
 // starts it again (QEMU reconnects, reconnect-ms=1000), and pings both ways; and finally that
 // the guest kernel logged no virtqueue error.
 func TestPackedRings(t *testing.T) {
 	for _, tc := range []struct {
-		name    string
-		inOrder bool
+		name            string
+		packed, inOrder bool
 	}{
-		{"packed=on", false},
+		{"packed=on", true, false},
+		{"in_order=on", false, true},
+		{"packed=on+in_order=on", true, true},
 	} {
-		t.Run(tc.name, func(t *testing.T) { packedScenario(t, tc.inOrder) })
+		t.Run(tc.name, func(t *testing.T) { packedScenario(t, tc.packed, tc.inOrder) })
 	}
 }
 
-func packedScenario(t *testing.T, inOrder bool) {
+func packedScenario(t *testing.T, packed, inOrder bool) {
 	var flows []Flow
 	for i := range packedFlowsPerDirection {
 		flows = append(flows, Flow{Port: 5300 + i, MiB: 1}, Flow{ToGuest: true, Port: 5400 + i, MiB: 1})
@@ -54,13 +57,15 @@ func packedScenario(t *testing.T, inOrder bool) {
 	b := StartBed(t, BedConfig{
 		Timeout: 5 * time.Minute,
 		QMP:     true,
-		NIC:     guest.NIC{QueuePairs: 2, ReconnectMS: 1000, Packed: true, InOrder: inOrder},
+		NIC:     guest.NIC{QueuePairs: 2, ReconnectMS: 1000, Packed: packed, InOrder: inOrder},
 		Guest:   guest.Options{MemoryMiB: 512, Script: script},
 	})
 	bits := b.WaitLine(`FEAT bits=(\d*)\n`, 0)[1]
-	if !featureSet(bits, featRingPacked) {
-		t.Fatalf("the guest did not negotiate VIRTIO_F_RING_PACKED (features %s)", bits)
+	if featureSet(bits, featRingPacked) != packed {
+		t.Fatalf("the guest negotiated VIRTIO_F_RING_PACKED=%v, want %v (features %s)", !packed, packed, bits)
 	}
+	// Linux's driver gained IN_ORDER in 2025: the cached guest kernel (6.1) does not ack it,
+	// whatever QEMU and vhostd offer. DPDK's virtio-user does (TestDPDKPackedFrontEnd).
 	t.Logf("guest features %s: RING_PACKED=%v IN_ORDER=%v", bits, featureSet(bits, featRingPacked), featureSet(bits, featInOrder))
 	b.GuestPinged(0)
 	b.RunFlows(flows...)
