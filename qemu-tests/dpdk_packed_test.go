@@ -56,19 +56,8 @@ func dpdkPacked(t *testing.T, testpmd, vdev, mode string) {
 	if err := guest.WaitFile(ctx, sock, vd); err != nil {
 		t.Fatalf("vhostd socket: %v", err)
 	}
-	prefix := "vhq-" + guest.RandomSuffix(8)
-	p, err := guest.StartProcess("testpmd", nil, testpmd,
-		"--lcores=(0,1)@1", "--no-pci", "--no-huge", "-m", "256", "--file-prefix="+prefix,
-		"--vdev", "net_virtio_user0,path="+sock+",queues=1,"+vdev,
-		"--", "--nb-cores=1", "--forward-mode="+mode, "--auto-start", "--stats-period=3600", "--total-num-mbufs=8192")
-	if err != nil {
-		t.Fatalf("%v", err)
-	}
-	AddFailureLog(t, "testpmd log", p.Log)
-	t.Cleanup(func() {
-		p.Stop(VhostdStopGrace)
-		os.RemoveAll(filepath.Join("/var/run/dpdk", prefix)) // EAL's runtime directory
-	})
+	p := startTestpmd(t, testpmd, "256", []string{"net_virtio_user0,path=" + sock + ",queues=1," + vdev},
+		"--forward-mode="+mode, "--stats-period=3600", "--total-num-mbufs=8192")
 	if err := guest.WaitFile(ctx, "/sys/class/net/"+tap, vd); err != nil {
 		t.Fatalf("vhostd's TAP %s: %v", tap, err)
 	}
