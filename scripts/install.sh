@@ -4,7 +4,7 @@
 #   [DESTDIR=DIR] [PREFIX=/usr/local] scripts/install.sh [--bin PATH]
 #   [DESTDIR=DIR] [PREFIX=/usr/local] scripts/install.sh --uninstall
 #
-#   PREFIX/bin/vhostd                          the program (built static, -trimpath)
+#   PREFIX/bin/vhostd                          the program (static, -trimpath, -buildvcs=auto)
 #   PREFIX/share/man/man8/vhostd.8.gz          the manual page
 #   SYSTEMDUNITDIR/vhostd@.service, .socket    /usr/lib/systemd/system for PREFIX=/usr,
 #                                              PREFIX/lib/systemd/system otherwise
@@ -146,9 +146,11 @@ else
 	command -v "$GO" >/dev/null 2>&1 ||
 		die "$GO: command not found: install Go (https://go.dev/dl/), set GO to the go command, or give --bin PATH of a built vhostd"
 	bin=$tmp/vhostd
-	# Static (no cgo) and without this machine's paths; the version is
-	# what the go command stamps into the build info (cmd/vhostd/version.go).
-	(cd "$top" && CGO_ENABLED=0 "$GO" build -trimpath -o "$bin" ./cmd/vhostd) ||
+	# Static (no cgo) and without this machine's paths. --version reads the
+	# build info (cmd/vhostd/version.go): -buildvcs=auto stamps the commit
+	# into it in a git checkout whatever GOFLAGS says, and builds without
+	# it elsewhere (a tarball, a linked worktree).
+	(cd "$top" && CGO_ENABLED=0 "$GO" build -trimpath -buildvcs=auto -o "$bin" ./cmd/vhostd) ||
 		die "go build ./cmd/vhostd failed"
 fi
 

@@ -53,14 +53,16 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 
 version=${VERSION:-}
 if [ -z "$version" ]; then
-	if d=$(git -C "$top" describe --tags --match 'v[0-9]*' --dirty 2>/dev/null); then
-		version=$(echo "${d#v}" | sed 's/-dirty$/+dirty/; s/-/+/; s/-/./g')
+	if d=$(git -C "$top" describe --tags --match 'v[0-9]*' 2>/dev/null); then
+		version=$(echo "${d#v}" | sed 's/-/+/; s/-/./g')
 	elif h=$(git -C "$top" rev-parse --short HEAD 2>/dev/null); then
 		version=0.0.0+git$h
-		[ -z "$(git -C "$top" status --porcelain --untracked-files=no)" ] || version=$version+dirty
 	else
 		die "cannot tell the version: $top is not a git checkout; set VERSION"
 	fi
+	# Dirty as the go command stamps it (vcs.modified): any change,
+	# untracked files included.
+	[ -z "$(git -C "$top" status --porcelain)" ] || version=$version+dirty
 fi
 # Debian's upstream version: a digit first, then letters, digits and . + ~
 case $version in

@@ -190,11 +190,12 @@ func mustRunScript(t *testing.T, script string, env []string, args ...string) st
 }
 
 // buildRelease builds vhostd as install.sh documents it (static, with
-// -trimpath) and returns its path and its --version.
+// -trimpath, the commit stamped in a git checkout) and returns its path
+// and its --version.
 func buildRelease(t *testing.T) (string, string) {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "vhostd")
-	cmd := exec.Command("go", "build", "-trimpath", "-o", bin, ".")
+	cmd := exec.Command("go", "build", "-trimpath", "-buildvcs=auto", "-o", bin, ".")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
@@ -368,6 +369,7 @@ func testPackage(t *testing.T, built, version string) {
 	if v := versionOf(t, filepath.Join(root, "usr/bin/vhostd")); v != version {
 		t.Errorf("packaged --version:\n%s\nbuilt --version:\n%s", v, version)
 	}
+	checkVersionsAgree(t, wantVersion, version)
 	checkInstalled(t, root, "/usr", files, built)
 	verifyInstalledUnits(t, root, "/usr/lib/systemd/system", "/usr/bin/vhostd")
 	dpkgRoot(t, root, "-r", "vhostd")
@@ -450,27 +452,44 @@ func debFiles(t *testing.T, deb string) []string {
 
 // debVersion is the version package.sh must give this checkout: the
 // tag's (git describe) if it has one, else 0.0.0+git and the short hash,
-// +dirty with uncommitted changes.
+// +dirty with changes (untracked files too, as the go command counts
+// them).
 func debVersion(t *testing.T) string {
 	t.Helper()
 	git := func(args ...string) (string, error) {
 		out, err := exec.Command("git", args...).Output()
 		return strings.TrimSpace(string(out)), err
 	}
-	if d, err := git("describe", "--tags", "--match", "v[0-9]*", "--dirty"); err == nil {
-		d = strings.TrimPrefix(d, "v")
-		d = strings.Replace(d, "-dirty", "+dirty", 1)
-		return strings.ReplaceAll(strings.Replace(d, "-", "+", 1), "-", ".")
-	}
-	short, err := git("rev-parse", "--short", "HEAD")
-	if err != nil {
+	var v string
+	if d, err := git("describe", "--tags", "--match", "v[0-9]*"); err == nil {
+		v = strings.ReplaceAll(strings.Replace(strings.TrimPrefix(d, "v"), "-", "+", 1), "-", ".")
+	} else if short, err := git("rev-parse", "--short", "HEAD"); err == nil {
+		v = "0.0.0+git" + short
+	} else {
 		t.Skipf("not a git checkout: %v", err)
 	}
-	v := "0.0.0+git" + short
-	if st, _ := git("status", "--porcelain", "--untracked-files=no"); st != "" {
+	if st, _ := git("status", "--porcelain"); st != "" {
 		v += "+dirty"
 	}
 	return v
+}
+
+// checkVersionsAgree: where the binary has the commit stamped, the
+// package's version names the same commit and both say whether the tree
+// was dirty.
+func checkVersionsAgree(t *testing.T, debVersion, binVersion string) {
+	t.Helper()
+	rev := regexp.MustCompile(`(?m)^revision: ([0-9a-f]{40})( \(with uncommitted changes\))?$`).FindStringSubmatch(binVersion)
+	if rev == nil {
+		t.Logf("the binary has no commit stamped (not a git checkout, or a linked worktree): %q", binVersion)
+		return
+	}
+	if h := regexp.MustCompile(`(?:git|\.g)([0-9a-f]{7,})`).FindStringSubmatch(debVersion); h != nil && !strings.HasPrefix(rev[1], h[1]) {
+		t.Errorf("package version %s, binary built from %s", debVersion, rev[1])
+	}
+	if dirty := rev[2] != ""; dirty != strings.HasSuffix(debVersion, "+dirty") {
+		t.Errorf("package version %s, binary's revision line %q", debVersion, rev[0])
+	}
 }
 
 // TestPackageErrors: package.sh refuses a version Debian would not take,
