@@ -69,6 +69,7 @@ type rxPath struct {
 	// plane sets them with the workers paused; the TAP side takes them.
 	held     [][]byte
 	heldNext int
+	capture  capHook
 }
 
 func newRxPath() *rxPath {
@@ -189,6 +190,7 @@ func (r *rxPath) fromTAP(q *tap.Queue, max int, c *counters) (frames int, gone b
 		r.consumed += uint64(s.cap)
 		size := uint32(r.size[0])
 		s.wrote = min(size, s.cap)
+		r.captureRX(s, size, whole, c)
 		switch {
 		case whole && size >= s.cap:
 			s.len = 0
