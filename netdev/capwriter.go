@@ -107,7 +107,8 @@ func openCaptureFile(path string) (*os.File, error) {
 		return nil, errors.New("pcap: no file named")
 	}
 	// O_NONBLOCK: a FIFO must not block the open; it is refused below.
-	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0o640)
+	// O_TRUNC, not ftruncate: the sandbox's seccomp filter allows openat.
+	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0o640)
 	if err != nil {
 		if err == unix.ELOOP {
 			return nil, fmt.Errorf("pcap %s: a symbolic link, refused", path)
@@ -119,10 +120,6 @@ func openCaptureFile(path string) (*os.File, error) {
 	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
 		f.Close()
 		return nil, fmt.Errorf("pcap %s: not a regular file, refused", path)
-	}
-	if err := f.Truncate(0); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("pcap %s: %w", path, err)
 	}
 	return f, nil
 }
