@@ -1,0 +1,129 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gopacket/gopacket/pcapgo"
+	"github.com/vhostd/vhostd/internal/privtest"
+	"github.com/vhostd/vhostd/internal/testutil"
+	"github.com/vhostd/vhostd/vhost/vhosttest"
+)
+
+// pcapFrames reads a capture file with gopacket's pcapng reader: each
+// frame's bytes and comments.
+func pcapFrames(t *testing.T, path string) (frames [][]byte, comments []string) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := pcapgo.NewNgReader(f, pcapgo.DefaultNgReaderOptions)
+	if err != nil {
+		t.Fatalf("pcapgo cannot read %s: %v", path, err)
+	}
+	for {
+		data, _, opts, err := r.ReadPacketDataWithOptions()
+		if err != nil {
+			return frames, comments
+		}
+		frames = append(frames, data)
+		comments = append(comments, strings.Join(opts.Comments, " | "))
+	}
+}
+
+// guestSend has the guest transmit frame on queue pair 0.
+func guestSend(t *testing.T, fe *vhosttest.FrontEnd, frame []byte) {
+	t.Helper()
+	tx := fe.Ring(1).Driver
+	if _, err := tx.AddChain([][]byte{make([]byte, 12), frame}, nil); err != nil {
+		t.Fatal(err)
+	}
+	tx.Publish()
+	fe.Kick(1)
+}
+
+// waitFrames waits until the guest got back n TX chains.
+func waitTXDone(t *testing.T, fe *vhosttest.FrontEnd, n int) {
+	t.Helper()
+	got := 0
+	if !testutil.WaitFor(5*time.Second, 10*time.Millisecond, func() bool { got += len(fe.Ring(1).Driver.UsedAll()); return got >= n }) {
+		t.Fatalf("%d TX chains returned, want %d", got, n)
+	}
+}
+
+// TestCtlPcap runs the real binary (sandboxed, as by default) with --pcap
+// and drives "vhostd ctl pcap": a second start and a stop with none
+// running fail naming why, an unwritable path fails naming it, a relative
+// FILE is taken from ctl's directory; each file opens with pcapgo and
+// holds the frame the guest sent while it ran, byte for byte.
+func TestCtlPcap(t *testing.T) {
+	privtest.Require(t)
+	dir := t.TempDir()
+	bin := buildVhostd(t, dir)
+	sock, tapName := filepath.Join(dir, "s"), "vhp"+testutil.Suffix(8)
+	first, second := filepath.Join(dir, "first.pcapng"), filepath.Join(dir, "second.pcapng")
+	cmd := exec.Command(bin, "--socket-path", sock, "--tap", tapName, "--pcap", first)
+	var log testutil.SyncBuffer
+	cmd.Stderr = &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	fe := dialVhostd(t, sock, &log)
+	defer fe.Close()
+	if err := fe.Start(^uint64(0), ^uint64(0), 2, 256, vhosttest.Layout{Size: 16 << 20}); err != nil {
+		t.Fatalf("start: %v\n%s", err, log.String())
+	}
+	ctlRun := func(wantOK bool, want string, args ...string) {
+		t.Helper()
+		c := exec.Command(bin, append([]string{"ctl", "--socket-path", sock, "pcap"}, args...)...)
+		c.Dir = dir
+		out, err := c.CombinedOutput()
+		if (err == nil) != wantOK || !strings.Contains(string(out), want) {
+			t.Fatalf("vhostd ctl pcap %q: %v, output %q; want ok=%v and %q\n%s", args, err, out, wantOK, want, log.String())
+		}
+	}
+	one, two := testutil.PatternFrame(90, 1), testutil.PatternFrame(120, 2)
+	guestSend(t, fe, one)
+	waitTXDone(t, fe, 1)
+	ctlRun(true, "capturing to "+first)
+	ctlRun(false, "a capture is already running (to "+first+")", "start", second)
+	ctlRun(true, "capture stopped", "stop")
+	ctlRun(false, "pcap stop: no capture is running", "stop")
+	bad := filepath.Join(dir, "no-such-dir", "x.pcapng")
+	ctlRun(false, bad, "start", bad)
+	ctlRun(true, "capturing to "+second, "start", "second.pcapng")
+	guestSend(t, fe, two)
+	waitTXDone(t, fe, 1)
+	cmd.Process.Signal(syscall.SIGTERM)
+	waitExit0(t, cmd, &log)
+	for _, c := range []struct {
+		path  string
+		frame []byte
+	}{{first, one}, {second, two}} {
+		frames, comments := pcapFrames(t, c.path)
+		if len(frames) != 1 || !bytes.Equal(frames[0], c.frame) || !strings.HasPrefix(comments[0], "vnet hdr: flags=none gso_type=none") {
+			t.Errorf("%s: %d frames %x, comments %q; want the guest's one frame %x", c.path, len(frames), frames, comments, c.frame)
+		}
+	}
+}
+
+// TestCtlPcapUsage: pcap's arguments are checked before the socket is
+// reached (exit 2).
+func TestCtlPcapUsage(t *testing.T) {
+	for _, args := range [][]string{
+		{"pcap", "start"}, {"pcap", "start", "a", "b"}, {"pcap", "stop", "now"}, {"pcap", "pause"}, {"pcap", "--watch"},
+	} {
+		if _, errs := ctl(t, 2, append([]string{"--control-socket", "x"}, args...)...); !strings.Contains(errs, "pcap") {
+			t.Errorf("%q: stderr %q", args, errs)
+		}
+	}
+}
