@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/cilium/ebpf/ringbuf"
 )
@@ -88,6 +89,11 @@ func (c *GuardCapture) Close() error {
 	})
 	if errors.Is(err, ErrClosed) {
 		err = nil // the program and its maps are gone: nothing reports any more
+	}
+	// Give Read the reports already in the ring, for a while: a capture
+	// stopped just after a drop still has it.
+	for i := 0; i < 50 && c.rd.AvailableBytes() > 0; i++ {
+		time.Sleep(2 * time.Millisecond)
 	}
 	if e := c.rd.Close(); err == nil {
 		err = e

@@ -7,11 +7,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/vhostd/vhostd/internal/control"
 	"github.com/vhostd/vhostd/netdev"
+	"github.com/vhostd/vhostd/xdptap"
 )
 
 // captureCtl starts and stops captures for the control socket and --pcap:
@@ -115,3 +118,50 @@ func (c *ctlClient) post(path string, body []byte, v any) error {
 	}
 	return nil
 }
+
+// captureSource is the XDP guard's report of the frames it drops, for a
+// capture; nil when no guard runs.
+func (s *xdpState) captureSource() netdev.CaptureSource {
+	if s == nil || s.cfg.Mode != xdptap.ModeGuard {
+		return nil
+	}
+	return &guardSource{x: s}
+}
+
+// guardSource turns the guard's drop reports into capture frames, with
+// the comment "dropped: xdp guard RULE". Their time is when vhostd read
+// them, within milliseconds of the drop.
+type guardSource struct {
+	x  *xdpState
+	gc *xdptap.GuardCapture
+}
+
+func (g *guardSource) Open() (<-chan netdev.ExtraFrame, error) {
+	g.x.mu.Lock()
+	a := g.x.a
+	g.x.mu.Unlock()
+	if a == nil {
+		return nil, errors.New("the XDP guard is not attached")
+	}
+	gc, err := a.StartCapture()
+	if err != nil {
+		return nil, err
+	}
+	g.gc = gc
+	ch := make(chan netdev.ExtraFrame, 64)
+	go func() {
+		defer close(ch)
+		for {
+			d, err := gc.Read()
+			if errors.Is(err, os.ErrClosed) {
+				return
+			} else if err != nil {
+				continue // one bad report; the next may be fine
+			}
+			ch <- netdev.ExtraFrame{When: time.Now(), Data: d.Data, OrigLen: d.Len, Comment: "dropped: xdp guard " + d.Rule}
+		}
+	}()
+	return ch, nil
+}
+
+func (g *guardSource) Close() error { return g.gc.Close() }

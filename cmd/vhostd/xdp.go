@@ -251,7 +251,3 @@ func (s *xdpState) close() {
 		s.sw.Close()
 	}
 }
-
-// captureSource is the XDP guard's report of the frames it dropped, for a
-// capture; nil when no guard runs.
-func (s *xdpState) captureSource() netdev.CaptureSource { return nil }
