@@ -119,8 +119,14 @@ func TestCtlPcap(t *testing.T) {
 }
 
 // TestCtlPcapUsage: pcap's arguments are checked before the socket is
-// reached (exit 2).
+// reached (exit 2), and so is --pcap-snaplen.
 func TestCtlPcapUsage(t *testing.T) {
+	for _, n := range []string{"10", "70000"} {
+		var out, errb bytes.Buffer
+		if rc := run([]string{"--socket-path", "s", "--tap", "a", "--pcap-snaplen", n}, &out, &errb); rc != 2 || !strings.Contains(errb.String(), "--pcap-snaplen "+n) {
+			t.Errorf("--pcap-snaplen %s: exit %d, stderr %q", n, rc, errb.String())
+		}
+	}
 	for _, args := range [][]string{
 		{"pcap", "start"}, {"pcap", "start", "a", "b"}, {"pcap", "stop", "now"}, {"pcap", "pause"}, {"pcap", "--watch"},
 	} {
