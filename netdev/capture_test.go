@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gopacket/gopacket/pcapgo"
+	"github.com/vhostd/vhostd/internal/pcapng"
 	"github.com/vhostd/vhostd/internal/testutil"
 	"github.com/vhostd/vhostd/tap"
 	"golang.org/x/sys/unix"
@@ -27,22 +27,13 @@ type capturedFrame struct {
 // readCapture opens a capture file with gopacket's pcapng reader.
 func readCapture(t testing.TB, path string) []capturedFrame {
 	t.Helper()
-	f, err := os.Open(path)
+	fs, err := pcapng.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	r, err := pcapgo.NewNgReader(f, pcapgo.DefaultNgReaderOptions)
-	if err != nil {
-		t.Fatalf("pcapgo cannot read %s: %v", path, err)
-	}
 	var out []capturedFrame
-	for {
-		data, ci, opts, err := r.ReadPacketDataWithOptions()
-		if err != nil {
-			break
-		}
-		out = append(out, capturedFrame{ci.InterfaceIndex, data, ci.Length, strings.Join(opts.Comments, " | ")})
+	for _, f := range fs {
+		out = append(out, capturedFrame{f.Iface, f.Data, f.OrigLen, strings.Join(f.Comments, " | ")})
 	}
 	return out
 }

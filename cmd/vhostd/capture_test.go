@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -11,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gopacket/gopacket/pcapgo"
+	"github.com/vhostd/vhostd/internal/pcapng"
 	"github.com/vhostd/vhostd/internal/privtest"
 	"github.com/vhostd/vhostd/internal/testutil"
 	"github.com/vhostd/vhostd/netdev"
@@ -22,23 +21,35 @@ import (
 // frame's bytes and comments.
 func pcapFrames(t *testing.T, path string) (frames [][]byte, comments []string) {
 	t.Helper()
-	f, err := os.Open(path)
+	fs, err := pcapng.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	r, err := pcapgo.NewNgReader(f, pcapgo.DefaultNgReaderOptions)
-	if err != nil {
-		t.Fatalf("pcapgo cannot read %s: %v", path, err)
+	for _, f := range fs {
+		frames = append(frames, f.Data)
+		comments = append(comments, strings.Join(f.Comments, " | "))
 	}
-	for {
-		data, _, opts, err := r.ReadPacketDataWithOptions()
-		if err != nil {
-			return frames, comments
-		}
-		frames = append(frames, data)
-		comments = append(comments, strings.Join(opts.Comments, " | "))
+	return frames, comments
+}
+
+// serveVhostd runs bin with args (after --socket-path sock), connects a
+// front-end and starts two rings of 256 with features; cleanup closes the
+// front-end and kills vhostd if it still runs.
+func serveVhostd(t *testing.T, bin, sock string, features uint64, args ...string) (*exec.Cmd, *testutil.SyncBuffer, *vhosttest.FrontEnd) {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"--socket-path", sock}, args...)...)
+	log := &testutil.SyncBuffer{}
+	cmd.Stderr = log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	fe := dialVhostd(t, sock, log)
+	t.Cleanup(func() { fe.Close() })
+	if err := fe.Start(features, ^uint64(0), 2, 256, vhosttest.Layout{Size: 16 << 20}); err != nil {
+		t.Fatalf("start: %v\n%s", err, log.String())
+	}
+	return cmd, log, fe
 }
 
 // guestSend has the guest transmit frame on queue pair 0.
@@ -72,18 +83,7 @@ func TestCtlPcap(t *testing.T) {
 	bin := buildVhostd(t, dir)
 	sock, tapName := filepath.Join(dir, "s"), "vhp"+testutil.Suffix(8)
 	first, second := filepath.Join(dir, "first.pcapng"), filepath.Join(dir, "second.pcapng")
-	cmd := exec.Command(bin, "--socket-path", sock, "--tap", tapName, "--pcap", first)
-	var log testutil.SyncBuffer
-	cmd.Stderr = &log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	fe := dialVhostd(t, sock, &log)
-	defer fe.Close()
-	if err := fe.Start(^uint64(0), ^uint64(0), 2, 256, vhosttest.Layout{Size: 16 << 20}); err != nil {
-		t.Fatalf("start: %v\n%s", err, log.String())
-	}
+	cmd, log, fe := serveVhostd(t, bin, sock, ^uint64(0), "--tap", tapName, "--pcap", first)
 	ctlRun := func(wantOK bool, want string, args ...string) {
 		t.Helper()
 		c := exec.Command(bin, append([]string{"ctl", "--socket-path", sock, "pcap"}, args...)...)
@@ -106,7 +106,7 @@ func TestCtlPcap(t *testing.T) {
 	guestSend(t, fe, two)
 	waitTXDone(t, fe, 1)
 	cmd.Process.Signal(syscall.SIGTERM)
-	waitExit0(t, cmd, &log)
+	waitExit0(t, cmd, log)
 	for _, c := range []struct {
 		path  string
 		frame []byte
@@ -147,21 +147,10 @@ func TestPcapRecordsDrops(t *testing.T) {
 	bin := buildVhostd(t, dir)
 	sock, tapName, file := filepath.Join(dir, "s"), "vhd"+testutil.Suffix(8), filepath.Join(dir, "drops.pcapng")
 	const mac = "52:54:00:12:34:56"
-	cmd := exec.Command(bin, "--socket-path", sock, "--tap", tapName, "--xdp", "guard", "--mac", mac,
-		"--xdp-guard-addrs", "10.98.0.2", "--pcap", file)
-	var log testutil.SyncBuffer
-	cmd.Stderr = &log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	fe := dialVhostd(t, sock, &log)
-	defer fe.Close()
 	// No host segmentation offload: the largest TX frame is 1518 bytes.
 	noTSO := uint64(1)<<netdev.FHostTSO4 | 1<<netdev.FHostTSO6 | 1<<netdev.FHostUFO | 1<<netdev.FHostUSO
-	if err := fe.Start(^noTSO, ^uint64(0), 2, 256, vhosttest.Layout{Size: 16 << 20}); err != nil {
-		t.Fatalf("start: %v\n%s", err, log.String())
-	}
+	cmd, log, fe := serveVhostd(t, bin, sock, ^noTSO, "--tap", tapName, "--xdp", "guard", "--mac", mac,
+		"--xdp-guard-addrs", "10.98.0.2", "--pcap", file)
 	if out, err := exec.Command("ip", "link", "set", "dev", tapName, "up").CombinedOutput(); err != nil {
 		t.Fatalf("ip link set %s up: %v %s", tapName, err, out)
 	}
@@ -184,7 +173,7 @@ func TestPcapRecordsDrops(t *testing.T) {
 		t.Fatalf("the guard did not drop the spoofed frame\n%s", log.String())
 	}
 	cmd.Process.Signal(syscall.SIGTERM)
-	waitExit0(t, cmd, &log)
+	waitExit0(t, cmd, log)
 	frames, comments := pcapFrames(t, file)
 	want := map[string][]byte{
 		"":                           good,

@@ -10,6 +10,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -155,4 +156,28 @@ func DecodeHdr(h []byte, withBuffers bool) string {
 		s += fmt.Sprintf(" num_buffers=%d", le.Uint16(h[10:]))
 	}
 	return s
+}
+
+// ReadFile reads a capture file back with pcapgo's NgReader: every frame,
+// its interface, full length and comments (for tests and tools).
+func ReadFile(path string) ([]Frame, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	r, err := pcapgo.NewNgReader(f, pcapgo.DefaultNgReaderOptions)
+	if err != nil {
+		return nil, fmt.Errorf("pcapng %s: %w", path, err)
+	}
+	var out []Frame
+	for {
+		data, ci, opts, err := r.ReadPacketDataWithOptions()
+		if err == io.EOF {
+			return out, nil
+		} else if err != nil {
+			return out, fmt.Errorf("pcapng %s: frame %d: %w", path, len(out), err)
+		}
+		out = append(out, Frame{When: ci.Timestamp, Iface: ci.InterfaceIndex, Data: data, OrigLen: ci.Length, Comments: opts.Comments})
+	}
 }
