@@ -164,15 +164,12 @@ func (t *txPath) captureTX(n int, enabled, gone bool, c *counters) {
 	}
 }
 
-// captureRX copies the frame of size bytes fromTAP just read into s (and
-// the overflow buffer beyond s.cap); whole says no overflow buffer was
-// offered. It reads what fromTAP is about to decide, so a frame it drops
-// carries the reason. One atomic load when capture is off.
-func (r *rxPath) captureRX(s *rxSlot, size uint32, whole bool, c *counters) {
-	ring := r.capture.ring.Load()
-	if ring == nil {
-		return
-	}
+// captureRX copies into ring the frame of size bytes fromTAP just read
+// into s (and the overflow buffer beyond s.cap); whole says no overflow
+// buffer was offered. It reads what fromTAP is about to decide, so a
+// frame it drops carries the reason. fromTAP loads ring once per batch
+// and calls this only when capture is on.
+func (r *rxPath) captureRX(ring *capRing, s *rxSlot, size uint32, whole bool, c *counters) {
 	cs := ring.claim()
 	if cs == nil {
 		c.add(cCaptureDropped, 1)

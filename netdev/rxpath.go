@@ -147,6 +147,7 @@ func (r *rxPath) canRead() bool {
 // (canRead) or the TAP has nothing to read; a TAP that still holds frames
 // when the stock is empty is noted by noteStarved, not here.
 func (r *rxPath) fromTAP(q *tap.Queue, max int, c *counters) (frames int, gone bool) {
+	capture := r.capture.ring.Load() // nil: off (capture.go)
 	for frames < max {
 		s := r.stock.Peek()
 		if s != nil && !r.canRead() {
@@ -190,7 +191,9 @@ func (r *rxPath) fromTAP(q *tap.Queue, max int, c *counters) (frames int, gone b
 		r.consumed += uint64(s.cap)
 		size := uint32(r.size[0])
 		s.wrote = min(size, s.cap)
-		r.captureRX(s, size, whole, c)
+		if capture != nil {
+			r.captureRX(capture, s, size, whole, c)
+		}
 		switch {
 		case whole && size >= s.cap:
 			s.len = 0
