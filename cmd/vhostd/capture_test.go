@@ -5,6 +5,7 @@ import (
 	"net"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -97,6 +98,9 @@ func TestCtlPcap(t *testing.T) {
 	guestSend(t, fe, one)
 	waitTXDone(t, fe, 1)
 	ctlRun(true, "capturing to "+first)
+	if out, err := exec.Command(bin, "ctl", "--socket-path", sock, "status").CombinedOutput(); err != nil || !regexp.MustCompile(`(?m)^capture: +`+regexp.QuoteMeta(first)+`$`).Match(out) {
+		t.Errorf("vhostd ctl status: %v\n%s", err, out)
+	}
 	ctlRun(false, "a capture is already running (to "+first+")", "start", second)
 	ctlRun(true, "capture stopped", "stop")
 	ctlRun(false, "pcap stop: no capture is running", "stop")

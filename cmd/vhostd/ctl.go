@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -193,6 +194,7 @@ func (c *ctlClient) status(w io.Writer) error {
 		xdp += " (" + st.XDP.Attach + ")"
 	}
 	fmt.Fprintf(tw, "xdp:\t%s\n", xdp)
+	fmt.Fprintf(tw, "capture:\t%s\n", cmp.Or(st.Capture, "off"))
 	tw.Flush()
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "\nQUEUE\tRX RING\tSIZE\tSTATE\tTX RING\tSIZE\tSTATE\tHOST QUEUE")

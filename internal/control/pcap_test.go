@@ -78,6 +78,10 @@ func TestPcapCommands(t *testing.T) {
 			if r.File != "/tmp/a.pcapng" {
 				t.Errorf("GET /pcap: %+v", r)
 			}
+			var st StatusReply
+			if getJSON(t, c, "/status", &st); st.Capture != "/tmp/a.pcapng" {
+				t.Errorf("GET /status: capture %q", st.Capture)
+			}
 		}
 	}
 	_, c, _ = startFake(t, Config{Device: newFakeDevice(1)})
