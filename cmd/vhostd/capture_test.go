@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"net"
 	"os/exec"
 	"path/filepath"
@@ -169,21 +170,39 @@ func TestPcapRecordsDrops(t *testing.T) {
 		guestSend(t, fe, f)
 	}
 	waitTXDone(t, fe, 3)
-	dropped := func() bool {
-		out, _ := exec.Command(bin, "ctl", "--socket-path", sock, "stats").CombinedOutput()
-		return strings.Contains(string(out), "xdp_guard_drop_src_mac=1")
+	dropped := func(n int) func() bool {
+		return func() bool {
+			out, _ := exec.Command(bin, "ctl", "--socket-path", sock, "stats").CombinedOutput()
+			return strings.Contains(string(out), fmt.Sprintf("xdp_guard_drop_src_mac=%d", n))
+		}
 	}
-	if !testutil.WaitFor(5*time.Second, 20*time.Millisecond, dropped) {
+	if !testutil.WaitFor(5*time.Second, 20*time.Millisecond, dropped(1)) {
 		t.Fatalf("the guard did not drop the spoofed frame\n%s", log.String())
+	}
+	// A capture started through ctl, after the sandbox, reads the guard's
+	// reports too.
+	again := filepath.Join(dir, "again.pcapng")
+	for _, args := range [][]string{{"stop"}, {"start", again}} {
+		if out, err := exec.Command(bin, append([]string{"ctl", "--socket-path", sock, "pcap"}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("ctl pcap %q: %v %s\n%s", args, err, out, log.String())
+		}
+	}
+	guestSend(t, fe, spoofed)
+	waitTXDone(t, fe, 1)
+	if !testutil.WaitFor(5*time.Second, 20*time.Millisecond, dropped(2)) {
+		t.Fatalf("the guard did not drop the second spoofed frame\n%s", log.String())
 	}
 	cmd.Process.Signal(syscall.SIGTERM)
 	waitExit0(t, cmd, log)
+	checkCapture(t, file, map[string][]byte{"": good, "dropped: xdp guard src_mac": spoofed, "dropped: tx_oversize": big})
+	checkCapture(t, again, map[string][]byte{"dropped: xdp guard src_mac": spoofed})
+}
+
+// checkCapture checks that file holds each frame of want with its reason
+// ("": not dropped) as the last comment.
+func checkCapture(t *testing.T, file string, want map[string][]byte) {
+	t.Helper()
 	frames, comments := pcapFrames(t, file)
-	want := map[string][]byte{
-		"":                           good,
-		"dropped: xdp guard src_mac": spoofed,
-		"dropped: tx_oversize":       big,
-	}
 	for reason, f := range want {
 		found := false
 		for i := range frames {
@@ -192,7 +211,7 @@ func TestPcapRecordsDrops(t *testing.T) {
 			}
 		}
 		if !found {
-			t.Errorf("no frame of %d bytes with %q in the capture: %d frames, comments %q", len(f), reason, len(frames), comments)
+			t.Errorf("%s: no frame of %d bytes with %q: %d frames, comments %q", file, len(f), reason, len(frames), comments)
 		}
 	}
 }
