@@ -285,3 +285,65 @@ func BenchmarkCaptureTX64(b *testing.B) {
 		})
 	}
 }
+
+// TestCaptureTXDropReasons: each way toTAP drops a frame is captured with
+// the counter that counted it and its cause: a header that lies
+// (tx_malformed), an offload never negotiated (tx_offload_refused), a
+// disabled ring (tx_discarded), a TAP gone (tx_dropped_tap), and a TAP
+// refusing the write (tx_dropped_tap_full on EAGAIN).
+func TestCaptureTXDropReasons(t *testing.T) {
+	good := append(hdrBytes(tap.VnetHdr{}), testutil.PatternFrame(60, 1)...)
+	lying := append(hdrBytes(tap.VnetHdr{Flags: tap.VirtioNetHdrFNeedsCsum, CsumStart: 200, CsumOffset: 16}), testutil.PatternFrame(60, 2)...)
+	tso := append(hdrBytes(tap.VnetHdr{GSOType: tap.VirtioNetHdrGSOTCPv4, GSOSize: 1000, HdrLen: 54, Flags: tap.VirtioNetHdrFNeedsCsum, CsumStart: 34, CsumOffset: 16}), testutil.PatternFrame(60, 3)...)
+	for _, tc := range []struct {
+		name    string
+		frame   []byte
+		enabled bool
+		gone    bool
+		full    bool
+		want    string
+	}{
+		{"sent", good, true, false, false, ""},
+		{"lying header", lying, true, false, false, "dropped: tx_malformed"},
+		{"offload refused", tso, true, false, false, "dropped: tx_offload_refused"},
+		{"disabled ring", good, false, false, false, "dropped: tx_discarded (ring started but disabled)"},
+		{"tap gone", good, true, true, false, "dropped: tx_dropped_tap (TAP gone)"},
+		{"tap full", good, true, false, true, "dropped: tx_dropped_tap_full"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t, 64, 4096, false)
+			tx := newTxPath()
+			tx.reset(r.q, 1518)
+			ring := newCapRing(DefaultSnaplen)
+			tx.capture.ring.Store(ring)
+			if tc.full {
+				// Fill the stand-in's socket until a write says EAGAIN.
+				unix.SetsockoptInt(r.peer, unix.SOL_SOCKET, unix.SO_RCVBUF, 1)
+				for {
+					if _, err := unix.Write(r.tq.Fd(), good); err != nil {
+						break
+					}
+				}
+			}
+			r.drv.AddChain([][]byte{tc.frame}, nil)
+			r.drv.Publish()
+			tx.pop(budget, &r.c)
+			q := r.tq
+			if tc.gone {
+				q = nil
+			}
+			tx.toTAP(q, tc.enabled, &r.c)
+			if ring.tail.Load() != 1 {
+				t.Fatalf("%d frames captured, want 1", ring.tail.Load())
+			}
+			f := slotFrame(0, &ring.slots[0])
+			if f.Iface != 1 || !bytes.Equal(f.Data, tc.frame[tap.VnetHdrLen:]) {
+				t.Errorf("captured on interface %d: %x", f.Iface, f.Data)
+			}
+			last := f.Comments[len(f.Comments)-1]
+			if tc.want == "" && strings.Contains(last, "dropped") || tc.want != "" && last != tc.want {
+				t.Errorf("comments %q, want the last %q", f.Comments, tc.want)
+			}
+		})
+	}
+}
