@@ -55,6 +55,8 @@ type Device struct {
 	watchDone chan struct{}
 	// re reattaches the host interface when it comes back (reattach.go).
 	re reattachState
+	// capture is the running capture, nil if none (capwriter.go).
+	capture *capture
 }
 
 // Open opens the host side and returns the device.
@@ -158,6 +160,7 @@ func (d *Device) Close() error {
 	if done != nil {
 		<-done
 	}
+	d.StopCapture() // completes the file of a running capture
 	return err
 }
 

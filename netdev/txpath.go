@@ -55,6 +55,7 @@ const (
 	txOK = iota
 	txMalformed
 	txOversize
+	txRefused // an offload the guest did not negotiate
 )
 
 // txSlot is one guest TX chain on its way to the TAP.
@@ -67,6 +68,9 @@ type txSlot struct {
 	buf   [tap.VnetHdrLen + smallFrame]byte
 	drop  uint8
 	bytes uint32 // frame bytes without the header
+	// fate and cause say what became of a frame toTAP wrote, for the
+	// capture: capOK, or the counter of its drop and why (capture.go).
+	fate, cause uint8
 }
 
 // txPath moves one transmit ring's chains to a TAP queue.
@@ -88,6 +92,8 @@ type txPath struct {
 	// offloads are the header requests the guest may make: offloadBits of
 	// what it acked (txOffloads). Zero allows only plain frames.
 	offloads uint16
+	capture  capHook
+	one      [1][]byte // captureTX's view of a small frame
 }
 
 func newTxPath() *txPath {
@@ -165,7 +171,7 @@ func (t *txPath) pop(max int, c *counters) (int, error) {
 func (t *txPath) prepare(s *txSlot, c *counters) {
 	ch := s.chain
 	s.iov = s.iov[:0]
-	s.drop = txOK
+	s.drop, s.fate = txOK, capOK
 	if ch.CheckTX() != nil || ch.OutLen <= tap.VnetHdrLen {
 		s.drop = txMalformed
 		c.add(cTxMalformed, 1)
@@ -201,7 +207,7 @@ func (t *txPath) prepare(s *txSlot, c *counters) {
 	}
 	if offloadBits(&h)&^t.offloads != 0 {
 		// An offload the guest never negotiated (BAD-INPUTS 65).
-		s.drop = txMalformed
+		s.drop = txRefused
 		c.add(cTxOffloadRefused, 1)
 		return
 	}
@@ -272,24 +278,25 @@ func (t *txPath) toTAP(q *tap.Queue, enabled bool, c *counters) (n int, gone boo
 			// and almost never says EAGAIN; macvtap can when its socket
 			// buffer is full. Back-pressure would hold the guest's chains
 			// and stall its TX queue behind a slow host.
-			c.add(cTxDroppedTapFull, uint64(len(t.frames)-done))
+			t.dropWrites(done, len(t.frames), cTxDroppedTapFull, causeNone, c)
 			done = len(t.frames)
 		case tap.IsDown(errno):
 			// The TAP is set down: drop the batch but keep the queue,
 			// which carries traffic again once the link is up.
-			c.add(cTxDroppedTap, uint64(len(t.frames)-done))
+			t.dropWrites(done, len(t.frames), cTxDroppedTap, causeTapDown, c)
 			done = len(t.frames)
 		case tap.IsGone(errno):
-			c.add(cTxDroppedTap, uint64(len(t.frames)-done))
+			t.dropWrites(done, len(t.frames), cTxDroppedTap, causeTapGone, c)
 			done = len(t.frames)
 			gone = true
 		default:
 			// The kernel refused this one frame (a header it did not
 			// like): drop it and go on with the rest.
-			c.add(cTxDroppedTap, 1)
+			t.dropWrites(done, done+1, cTxDroppedTap, causeRefused, c)
 			done++
 		}
 	}
+	t.captureTX(n, enabled, q == nil, c)
 	handOn(t.done, t.batch[:n])
 	return n, gone
 }

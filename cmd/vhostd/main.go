@@ -230,6 +230,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		defer xdp.close()
 	}
 
+	if err := startPcap(o, dev, xdp); err != nil {
+		log.Error("cannot start the capture", "error", err)
+		return 1
+	}
 	ctl, err := startControl(o, dev, xdp, log.Named("control"))
 	if err != nil {
 		log.Error("cannot serve the control socket", "error", err)

@@ -21,6 +21,8 @@ type StatusReply struct {
 	Features   Features     `json:"features"`
 	Queues     []QueueState `json:"queues"`
 	XDP        XDPState     `json:"xdp"`
+	// Capture is the file a capture writes to, "" when none runs.
+	Capture string `json:"capture"`
 }
 
 // VhostUser is how vhostd meets its front-end.
@@ -117,6 +119,9 @@ func (s *Server) status() StatusReply {
 	}
 	if x := s.cfg.XDP; x != nil {
 		r.XDP = XDPState{Program: x.Program, Attach: x.Attach}
+	}
+	if c := s.cfg.Capture; c != nil {
+		r.Capture = c.Capturing()
 	}
 	return r
 }
