@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -19,10 +20,12 @@ import (
 
 // Report is the JSON line a child prints when it stops.
 type Report struct {
-	Frames, Bytes, Errors uint64         `json:",omitempty"`
-	Kicks                 uint64         `json:",omitempty"`
-	HostTSO, GuestTSO     bool           `json:",omitempty"`
-	Ping                  *fe.PingResult `json:",omitempty"`
+	Frames, Bytes, Errors uint64 `json:",omitempty"`
+	Kicks                 uint64 `json:",omitempty"`
+	// Waits: rounds a cold raw loop waited for its partner thread.
+	Waits             uint64         `json:",omitempty"`
+	HostTSO, GuestTSO bool           `json:",omitempty"`
+	Ping              *fe.PingResult `json:",omitempty"`
 }
 
 func emit(r Report) {
@@ -143,6 +146,8 @@ func rawMain(cmd string, args []string) error {
 	size := fs.Int("size", 64, "frame size (65480: 64 KiB TSO)")
 	uring := fs.Int("uring", 0, "rawtx: batches of this many writes per io_uring_enter (0: one write(2) per frame)")
 	fixed := fs.Bool("uring-fixed", false, "rawtx --uring: write to the TAP fd registered as a fixed file")
+	cold := fs.Int("cold", -1, "the fair limit: a partner thread pinned on this CPU writes every frame just before it is sent (rawtx), or reads every frame just after it arrived (rawrx); -1: off")
+	self := fs.Int("cpu", 1, "--cold: the CPU of the loop's own thread")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -158,7 +163,20 @@ func rawMain(cmd string, args []string) error {
 	var flag atomic.Bool
 	go func() { <-stop; flag.Store(true) }()
 	var n rawtap.Counters
+	var waits uint64
+	if *cold >= 0 {
+		runtime.GOMAXPROCS(2) // the loop and its partner, each on its own CPU
+	}
 	switch {
+	case cmd == "rawtx" && *cold >= 0:
+		hdr, fr := frameFor(*size, true)
+		if waits, err = rawtap.WriteLoopCold(fd, append(hdr[:], fr...), *self, *cold, &flag, &n); err != nil {
+			return err
+		}
+	case cmd == "rawrx" && *cold >= 0:
+		if waits, err = rawtap.ReadLoopCold(fd, 65536+4096, *self, *cold, &flag, &n); err != nil {
+			return err
+		}
 	case cmd == "rawtx" && *uring > 0:
 		hdr, fr := frameFor(*size, true)
 		if err := rawtap.WriteLoopUring(fd, append(hdr[:], fr...), uint32(*uring), *fixed, &flag, &n); err != nil {
@@ -170,7 +188,7 @@ func rawMain(cmd string, args []string) error {
 	default:
 		rawtap.ReadLoop(fd, 65536+4096, &flag, &n)
 	}
-	emit(Report{Frames: n.Frames.Load(), Bytes: n.Bytes.Load(), Errors: n.Errors.Load()})
+	emit(Report{Frames: n.Frames.Load(), Bytes: n.Bytes.Load(), Errors: n.Errors.Load(), Waits: waits})
 	return nil
 }
 

@@ -43,6 +43,14 @@ type Results struct {
 	Ratios   []Ratio   `json:"ratios"`
 	Targets  []Target  `json:"targets"`
 	Warnings []string  `json:"warnings,omitempty"`
+	// Notes say which subjects were left out and why.
+	Notes []string `json:"notes,omitempty"`
+}
+
+// abilities asks the vhostd binary what it can do (its --help).
+func abilities(vhostd string) Abilities {
+	out, _ := exec.Command(vhostd, "--help").CombinedOutput()
+	return Abilities{TapWrite: strings.Contains(string(out), "--tap-write")}
 }
 
 // Main is `vperf run`.
@@ -89,7 +97,11 @@ func Main(args []string) error {
 	res := &Results{Command: cmd, Started: time.Now().UTC().Format(time.RFC3339), Options: o}
 	res.Machine = machine(o)
 	fmt.Fprintf(os.Stderr, "vperf: load before start: %s, foreign CPU %.2f cores\n", res.Machine.LoadBefore, res.Machine.ForeignBefore)
-	for _, g := range matrix(strings.Fields(f.split)) {
+	ab := abilities(o.Vhostd)
+	if !ab.TapWrite {
+		res.Notes = append(res.Notes, "vhostd-uring and vhostd-write not measured: this vhostd has no --tap-write (not in `vhostd --help`).")
+	}
+	for _, g := range matrix(strings.Fields(f.split), ab) {
 		if o.Only == "" || strings.Contains(g.Name, o.Only) {
 			res.Groups = append(res.Groups, g)
 		}

@@ -44,6 +44,9 @@ func (x *runState) startBackend() error {
 func (x *runState) startVhostd() (*proc, error) {
 	argv := []string{x.h.o.Vhostd, "--socket-path", x.sock, "--tap", x.tap, "--queues", "1",
 		"--busy-poll", strconv.Itoa(x.s.BusyPoll), "--cpus", "1", "--log-level", "warn"}
+	if x.s.CtlPoll > 0 {
+		argv = append(argv, "--control-socket", x.sock+".ctl")
+	}
 	cpus := x.s.CPUs
 	if cpus == "" {
 		cpus = "1"
