@@ -76,6 +76,7 @@ func feMain(args []string) error {
 	injBatch := fs.Int("inject-batch", 32, "rx: frames the source sends per ring poll")
 	dst := fs.String("dst", "", "ping: host IPv4 (on the TAP)")
 	dirtyLog := fs.Bool("dirty-log", false, "turn dirty logging on after the start, as QEMU does for a live migration")
+	packed := fs.Bool("packed", false, "negotiate VIRTIO_F_RING_PACKED and drive packed rings (tx, rx, idle); fails when the back-end does not offer it")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -84,7 +85,10 @@ func feMain(args []string) error {
 	if tso {
 		slab = (frames.TSOFrame + frames.VnetHdrLen + 4095) &^ 4095
 	}
-	c, err := fe.Dial(*sock, slab, tso)
+	if *packed && (*mode == "ping" || *dirtyLog) {
+		return fmt.Errorf("--packed drives tx, rx and idle only")
+	}
+	c, err := fe.Dial(*sock, slab, tso, *packed)
 	if err != nil {
 		return err
 	}
@@ -103,7 +107,7 @@ func feMain(args []string) error {
 	case "tx":
 		hdr, fr := frameFor(*size, c.HostTSO)
 		c.TxLoop(hdr, fr, stop, &n)
-		rep.Kicks = c.TX.Kicks
+		rep.Kicks = c.Kicks()
 	case "rx":
 		var srcFn func()
 		if *injTap != "" || *injGSO != "" {
@@ -116,7 +120,7 @@ func feMain(args []string) error {
 			srcFn = func() { in.Send(buf, b) }
 		}
 		c.RxLoop(stop, &n, srcFn)
-		rep.Kicks = c.RX.Kicks
+		rep.Kicks = c.Kicks()
 	case "ping":
 		mac, err := net.ParseMAC(*dstMAC)
 		if err != nil {

@@ -16,6 +16,10 @@ type Counters struct {
 // TxLoop fills every TX descriptor with hdr+frame and transmits until stop
 // is closed: publish what the ring has room for, count what comes back.
 func (c *Conn) TxLoop(hdr [frames.VnetHdrLen]byte, frame []byte, stop <-chan struct{}, n *Counters) {
+	if c.PTX != nil {
+		c.txLoopPacked(hdr, frame, stop, n)
+		return
+	}
 	r := c.TX
 	l := uint32(len(hdr) + len(frame))
 	for i := uint16(0); i < r.size; i++ {
@@ -64,6 +68,10 @@ func stopped(k int, stop <-chan struct{}) bool {
 // PostRx makes every RX descriptor a device-writable slab and publishes
 // them all.
 func (c *Conn) PostRx() {
+	if c.PRX != nil {
+		c.postRxPacked()
+		return
+	}
 	r := c.RX
 	for i := uint16(0); i < r.size; i++ {
 		r.SetDesc(i, uint32(r.slab), true)
@@ -80,6 +88,10 @@ func (c *Conn) PostRx() {
 // this thread with the guest (both on one CPU, taking turns, instead of
 // two processes whose scheduler time slices starve the ring).
 func (c *Conn) RxLoop(stop <-chan struct{}, n *Counters, src func()) {
+	if c.PRX != nil {
+		c.rxLoopPacked(stop, n, src)
+		return
+	}
 	r := c.RX
 	c.PostRx()
 	var fr, by uint64

@@ -78,7 +78,7 @@ func (res *Results) runsOf(g, s string) []*Run {
 	var rs []*Run
 	for i := range res.Runs {
 		r := &res.Runs[i]
-		if r.Group == g && r.Subject == s && r.Error == "" {
+		if r.Group == g && r.Subject == s && r.measured() {
 			rs = append(rs, r)
 		}
 	}
@@ -107,6 +107,9 @@ func (res *Results) summarise(g Group, s Subject, prim string) Summary {
 		if r.Group == g.Name && r.Subject == s.Name && r.Error != "" {
 			sm.Errors++
 			sm.Notes = append(sm.Notes, fmt.Sprintf("round %d failed: %s", r.Round, r.Error))
+		}
+		if r.Group == g.Name && r.Subject == s.Name && r.Unavailable != "" {
+			sm.Notes = append(sm.Notes, fmt.Sprintf("round %d: unavailable: %s", r.Round, r.Unavailable))
 		}
 	}
 	sm.Runs = len(rs)
@@ -240,10 +243,14 @@ func (res *Results) best(g string, bs []string, m string, round int) *Run {
 	return r
 }
 
+// measured reports whether r measured its subject: it neither failed nor
+// found the subject unavailable.
+func (r *Run) measured() bool { return r.Error == "" && r.Unavailable == "" }
+
 func (res *Results) find(g, s string, round int) *Run {
 	for i := range res.Runs {
 		r := &res.Runs[i]
-		if r.Group == g && r.Subject == s && r.Round == round && r.Error == "" {
+		if r.Group == g && r.Subject == s && r.Round == round && r.measured() {
 			return r
 		}
 	}

@@ -2,12 +2,18 @@ package harness
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/vhostd/vhostd/perf/internal/fe"
+	"github.com/vhostd/vhostd/vhost"
 )
 
 // ctlPoller GETs /stats from vhostd's control socket every period, as an
@@ -80,4 +86,52 @@ func (p *ctlPoller) close() (string, error) {
 		return note, fmt.Errorf("%s", note)
 	}
 	return note, nil
+}
+
+// ackedFeatures GETs /status from a vhostd control socket and returns the
+// virtio features the front-end acked.
+func ackedFeatures(path string) (uint64, error) {
+	c := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		},
+	}}
+	resp, err := c.Get("http://vhostd/status")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var st struct {
+		Features struct{ Acked string } `json:"features"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		return 0, fmt.Errorf("GET /status: %w", err)
+	}
+	return strconv.ParseUint(strings.TrimPrefix(st.Features.Acked, "0x"), 16, 64)
+}
+
+// checkPacked marks a packed subject's run unavailable, not failed, when
+// the rings were not packed: the Go front-end refused a back-end that does
+// not offer them (fe.ErrNoPacked), or vhostd did not negotiate them with
+// testpmd's virtio-user (which falls back to split rings silently).
+func (x *runState) checkPacked(r *Run) {
+	if !x.s.Packed {
+		return
+	}
+	if x.fe != nil && strings.Contains(x.fe.stderr.String(), fe.ErrNoPacked) {
+		r.Unavailable = lastLines(x.fe.stderr.String(), 1)
+		r.Error, r.Note = "", "" // not a failed run: no traffic was the point
+		return
+	}
+	if x.s.Kind != kVhostd || x.g.FE != "dpdk" || r.Error != "" {
+		return
+	}
+	acked, err := ackedFeatures(x.sock + ".ctl")
+	switch {
+	case err != nil:
+		r.Error = fmt.Sprintf("could not check that the rings were packed: %v", err)
+	case acked&(1<<vhost.FeatRingPacked) == 0:
+		r.Unavailable = fmt.Sprintf("vhostd did not negotiate VIRTIO_F_RING_PACKED with virtio-user packed_vq=1 (acked %#x)", acked)
+	}
 }

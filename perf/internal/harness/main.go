@@ -175,8 +175,8 @@ func (res *Results) runMatrix(h *harness, interrupted *atomic.Bool) {
 				}
 				r := h.runOne(g, s, round)
 				res.Runs = append(res.Runs, r)
-				fmt.Fprintf(os.Stderr, "%-18s %-13s r%d  %7.3f Mpps %7.3f Gbit/s  p50 %6.1f us  be %.2f cores  foreign %.2f  setup %.1f s wall %.1f s %s%s\n",
-					g.Name, s.Name, round, r.Mpps, r.Gbps, r.RTTP50us, r.Cores["backend"], r.Foreign, r.SetupSeconds, r.WallSeconds, r.Note, r.Error)
+				fmt.Fprintf(os.Stderr, "%-18s %-13s r%d  %7.3f Mpps %7.3f Gbit/s  p50 %6.1f us  be %.2f cores  foreign %.2f  setup %.1f s wall %.1f s %s%s%s\n",
+					g.Name, s.Name, round, r.Mpps, r.Gbps, r.RTTP50us, r.Cores["backend"], r.Foreign, r.SetupSeconds, r.WallSeconds, r.Note, r.Error, r.Unavailable)
 			}
 		}
 	}

@@ -146,6 +146,9 @@ func matrix(split []string, ab Abilities) []Group {
 					if fe == "go" {
 						subj = append(subj, sLog)
 					}
+					if fe == "go" || dir == "tx" {
+						subj = append(subj, sPacked, sDPDKPacked)
+					}
 					if dir == "tx" && fe == "go" {
 						subj = append(subj, sRawTxUring, sRawTxUringFixed, sCtl)
 						if ab.TapWrite {

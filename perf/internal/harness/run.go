@@ -55,6 +55,9 @@ type Run struct {
 	Noisy []string `json:"noisy,omitempty"`
 	Note  string   `json:"note,omitempty"`
 	Error string   `json:"error,omitempty"`
+	// Unavailable says why the subject could not be measured with this
+	// back-end (packed rings not offered): not a failed run.
+	Unavailable string `json:"unavailable,omitempty"`
 }
 
 // value returns the named figure of r.
@@ -139,6 +142,7 @@ func (h *harness) runOne(g Group, s Subject, round int) (r Run) {
 		return r
 	}
 	x.measure(&r)
+	x.checkPacked(&r)
 	note, err := x.ctl.close()
 	x.ctl = nil
 	if note != "" {
