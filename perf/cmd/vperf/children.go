@@ -201,6 +201,8 @@ func injectMain(args []string) error {
 	name := fs.String("tap", "", "interface to send through")
 	size := fs.Int("size", 64, "frame size (65480: 64 KiB TSO)")
 	udpGSO := fs.String("udp-gso", "", "send 64 KiB UDP GSO datagrams to this IPv4 address instead (routed through the TAP)")
+	duty := fs.Float64("duty", 0, "pace the source: batches on a SCHED_FIFO thread, sleeping so that sending takes this share of the CPU (0: send flat out)")
+	batch := fs.Int("batch", 32, "--duty: frames per batch")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -213,7 +215,13 @@ func injectMain(args []string) error {
 	var flag atomic.Bool
 	go func() { <-stop; flag.Store(true) }()
 	var n rawtap.Counters
-	in.Loop(buf, &flag, &n)
+	if *duty > 0 {
+		if err := in.PacedLoop(buf, *batch, *duty, &flag, &n); err != nil {
+			return err
+		}
+	} else {
+		in.Loop(buf, &flag, &n)
+	}
 	emit(Report{Frames: n.Frames.Load(), Errors: n.Errors.Load()})
 	return nil
 }

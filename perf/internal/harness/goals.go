@@ -32,6 +32,8 @@ func goals() []goal {
 		{name: "Guest RX 64 KiB: vhostd >= 0.8x the raw read loop", g: "rx-64k-tso-go", a: sBP.Name, b: one(sRawRx), m: "gbps", want: 0.8},
 		{name: "Guest RX 64 KiB: vhostd against the raw read loop whose frames the other CPU reads", g: "rx-64k-tso-go", a: sBP.Name, b: one(sRawRxCold), m: "gbps", report: true},
 		{name: "Guest RX 64 B: vhostd >= 0.9x the raw read loop", g: "rx-64-go", a: sBP.Name, b: one(sRawRx), m: "mpps", want: 0.9},
+		{name: "Guest RX 64 B, testpmd's front-end, paced source: vhostd against the raw read loop (same source; 1 = keeps up with it)", g: "rx-64-dpdk", a: sBP.Name, b: one(sRawRx), m: "mpps", report: true},
+		{name: "Guest RX 64 B, testpmd's front-end, paced source: vhostd against testpmd", g: "rx-64-dpdk", a: sBP.Name, b: one(sDPDK), m: "mpps", report: true},
 	}
 	for _, g := range []string{"ping-go", "ping-reflect-go"} {
 		gs = append(gs,

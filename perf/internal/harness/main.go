@@ -154,6 +154,7 @@ func parseFlags(args []string) (Options, runFlags, error) {
 	fs.StringVar(&o.Testpmd, "testpmd", "dpdk-testpmd", "testpmd binary")
 	fs.StringVar(&o.Only, "only", "", "run only the groups whose name contains this")
 	fs.StringVar(&f.split, "vhostd-split", DefaultSplit, "vhostd flags of the vhostd-split subject in the 64-byte groups (empty: no such subject)")
+	fs.Float64Var(&o.Duty, "dpdk-rx-duty", 0.5, "guest RX with testpmd's front-end: the share of CPU 0 the paced source takes (0: unpaced, starved by the spinning front-end)")
 	fs.StringVar(&o.Sink, "sink", "xdp", "guest-TX sink: xdp (xdptap count-and-drop) or stack (host stack drops)")
 	fs.StringVar(&f.from, "from", "", "re-render RESULTS.md and plots from this results.json without measuring")
 	err := fs.Parse(args)

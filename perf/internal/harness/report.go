@@ -57,13 +57,21 @@ func (res *Results) mdIntro(b *mdWriter) {
 	w("- Load before start: loadavg `%s`; %.2f cores busy (all processes) over 2 s. The machine is shared: each run records the CPU used by processes the harness did not start during its window (`foreign`), and runs with more than 0.3 cores of it, or more than 25%% off their subject's median, are flagged noisy.\n", m.LoadBefore, m.ForeignBefore)
 	w("- Placement: the back-end (or raw loop) is pinned to CPU 1 (`taskset -c 1`, vhostd `--cpus 1`, testpmd `--lcores=(0,1)@1`); the front-end and the injector to CPU 0. On guest RX the front-end and the injector share CPU 0.\n")
 	w("- Sink (guest TX): xdptap's count-and-drop program on the TAP (native XDP: tun_build_skb), which counts what it drops; 64 KiB TSO frames go to the host stack instead (their destination MAC is not the TAP's: dropped at ip_rcv), because XDP sees a GSO frame on a TAP only as generic XDP on a linearized skb. Frames and bytes: the XDP program's counters, or the TAP's rx_packets/rx_bytes; guest RX: the TAP's tx_packets/tx_bytes (what the back-end read from the TAP). Each run records its sink in results.json.\n")
-	w("- Source (guest RX): the Go guest is its own source: between two polls of its RX ring it sends a batch of 32 frames out through the TAP (AF_PACKET, qdisc bypassed, at most 1514 bytes: a socket cannot send more than the MTU), so guest and source take turns on CPU 0 instead of waiting for each other's scheduler time slice. With testpmd's rxonly front-end and for the raw read loop, `vperf inject` (the same socket, in its own process) shares CPU 0. For 64 KiB the source is a UDP socket with UDP_SEGMENT (44 x 1472-byte segments, one 64810-byte GSO frame per send) routed out through the TAP: the TAP hands the whole GSO frame to a reader that took USO (vhostd when the guest acks GUEST_USO4/6; the raw read loop) and 44 segments to one that did not (testpmd). AF_PACKET could not inject TSO frames: the kernel dropped every GSO skb from a packet socket on its way out through the TAP.\n")
+	w("- Source (guest RX): the Go guest is its own source: between two polls of its RX ring it sends a batch of 32 frames out through the TAP (AF_PACKET, qdisc bypassed, at most 1514 bytes: a socket cannot send more than the MTU), so guest and source take turns on CPU 0 instead of waiting for each other's scheduler time slice. With testpmd's rxonly front-end and for the raw read loop, `vperf inject` (the same socket, in its own process) shares CPU 0; in the DPDK front-end's groups it is paced for every subject (%s). For 64 KiB the source is a UDP socket with UDP_SEGMENT (44 x 1472-byte segments, one 64810-byte GSO frame per send) routed out through the TAP: the TAP hands the whole GSO frame to a reader that took USO (vhostd when the guest acks GUEST_USO4/6; the raw read loop) and 44 segments to one that did not (testpmd). AF_PACKET could not inject TSO frames: the kernel dropped every GSO skb from a packet socket on its way out through the TAP.\n", res.pacing())
 	w("- 64 KiB TSO (guest TX): a 65480-byte TCP/IPv4 frame whose virtio-net header asks for TSO (gso_size 1448). A back-end that does not offer HOST_TSO4 gets 1514-byte frames instead, as a guest would send, so Gbit/s compares what the guest can push.\n")
 	w("- Ping-pong: the Go guest sends one ICMP echo request at a time and busy-polls its RX ring for the answer. `ping-go`: the host stack answers (the TAP has an address; a static neighbour entry for the guest). `ping-reflect-go`: xdptap's reflect program sends the frame straight back into the TAP, no host stack in the loop.\n")
 	for _, n := range res.Notes {
 		w("- Note: %s\n", n)
 	}
 	w("- Front-ends: `go` is perf/internal/fe (preallocated chains, batch publish, busy-polls its used rings, EVENT_IDX, no interrupts); `dpdk` is testpmd's virtio-user port (txonly/rxonly). Ratios are computed round by round (A and B from the same round), then the median.\n\n")
+}
+
+// pacing says how the DPDK front-end's guest-RX source was paced.
+func (res *Results) pacing() string {
+	if res.Options.Duty <= 0 {
+		return "no: unpaced, starved by the spinning front-end"
+	}
+	return fmt.Sprintf("32 frames on a SCHED_FIFO thread, then a sleep: %.0f%% of CPU 0; see README", 100*res.Options.Duty)
 }
 
 // mdTargets is the goals table.

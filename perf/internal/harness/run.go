@@ -106,7 +106,10 @@ type Options struct {
 	Dir     string `json:"-"` // sockets
 	Only    string // substring filter on group names
 	Sink    string // guest-TX sink: xdp or stack
-	Smoke   bool
+	// Duty paces the guest-RX source of the DPDK front-end's groups (vperf
+	// inject --duty; 0: flat out).
+	Duty  float64
+	Smoke bool
 }
 
 type harness struct {

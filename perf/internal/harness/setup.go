@@ -173,6 +173,9 @@ func (x *runState) startInjector() error {
 	if x.g.Size == tsoSize {
 		argv = append(argv, "--udp-gso", x.guestIP)
 	}
+	if x.g.FE == "dpdk" && x.h.o.Duty > 0 {
+		argv = append(argv, "--duty", strconv.FormatFloat(x.h.o.Duty, 'g', -1, 64))
+	}
 	var err error
 	x.inj, err = start("inject", "0", argv...)
 	return err
