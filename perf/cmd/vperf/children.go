@@ -76,6 +76,7 @@ func feMain(args []string) error {
 	injBatch := fs.Int("inject-batch", 32, "rx: frames the source sends per ring poll")
 	dst := fs.String("dst", "", "ping: host IPv4 (on the TAP)")
 	dirtyLog := fs.Bool("dirty-log", false, "turn dirty logging on after the start, as QEMU does for a live migration")
+	touchFr := fs.Bool("touch", false, "tx: rewrite every cache line of a frame before publishing it (the guest side of the fair limit, raw-write-cold)")
 	packed := fs.Bool("packed", false, "negotiate VIRTIO_F_RING_PACKED and drive packed rings (tx, rx, idle); fails when the back-end does not offer it")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -93,6 +94,7 @@ func feMain(args []string) error {
 		return err
 	}
 	defer c.Close()
+	c.Touch = *touchFr
 	if *dirtyLog {
 		l, err := c.F.StartDirtyLog()
 		if err != nil {

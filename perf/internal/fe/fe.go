@@ -48,6 +48,9 @@ type Conn struct {
 	RX, TX *Ring
 	// PRX and PTX replace RX and TX when the rings are packed.
 	PRX, PTX *PackedRing
+	// Touch makes TxLoop rewrite every cache line of a frame before it
+	// publishes it, as a guest writes each frame it sends (split rings).
+	Touch bool
 	// TSO is true when the back-end acked HOST_TSO4 (guest TX may send
 	// 64 KiB frames) and GUEST_TSO4 (guest RX may receive them).
 	HostTSO, GuestTSO bool

@@ -44,9 +44,26 @@ func (c *Conn) TxLoop(hdr [frames.VnetHdrLen]byte, frame []byte, stop <-chan str
 		if room >= 32 || (room > 0 && r.InFlight() == 0) {
 			old := r.availIdx
 			for ; room > 0; room-- {
+				if c.Touch {
+					touch(r.Slab(r.availIdx & r.mask)[:l], hdr[:], frame)
+				}
 				r.Put(r.availIdx & r.mask)
 			}
 			r.Publish(old)
+		}
+	}
+}
+
+// touch rewrites one byte in every 64-byte line of slab (hdr and frame
+// laid out as TxLoop wrote them), with the value it already has: the
+// lines are then freshly written by this CPU, as a guest's new frame is,
+// and the back-end on the other CPU must fetch them from here.
+func touch(slab, hdr, frame []byte) {
+	for o := 0; o < len(slab); o += 64 {
+		if o < len(hdr) {
+			slab[o] = hdr[o]
+		} else {
+			slab[o] = frame[o-len(hdr)]
 		}
 	}
 }

@@ -12,14 +12,14 @@ const (
 	goalP50         = "Latency p50 (ping-go): vhostd <= 0.5x testpmd"
 	goalP99         = "Latency p99 (ping-go): vhostd <= testpmd"
 	goalPacked      = "Packed / split rings, vhostd (tx-64-go, issue 18)"
-	goal1518Fair    = "Guest TX 1518 B: vhostd >= 0.85x the fair limit (frames written by the other CPU)"
+	goal1518Fair    = "Guest TX 1518 B: vhostd >= 0.85x the fair limit (every frame written by the other CPU just before, for both)"
 )
 
 // goalRuns is a fabricated run set over three rounds: tx-64-go, ping-go
 // and tx-1518-go, each subject's figure per round given in order.
 func goalRuns() *Results {
 	tx := Group{Name: "tx-64-go", Dir: "tx", FE: "go", Size: 64, Subjects: []Subject{sBP, sDPDK, sRawTx, sRawTxUringFixed, sCtl, sPacked}}
-	tx1518 := Group{Name: "tx-1518-go", Dir: "tx", FE: "go", Size: 1518, Subjects: []Subject{sBP, sRawTx, sRawTxCold}}
+	tx1518 := Group{Name: "tx-1518-go", Dir: "tx", FE: "go", Size: 1518, Subjects: []Subject{sBP, sRawTx, sRawTxCold, sCold}}
 	ping := Group{Name: "ping-go", Dir: "ping", FE: "go", Size: 64, Subjects: []Subject{sBP, sDPDK}}
 	res := &Results{Options: Options{Rounds: 3}, Groups: []Group{tx, tx1518, ping}}
 	add := func(g Group, s Subject, vals ...float64) {
@@ -43,7 +43,8 @@ func goalRuns() *Results {
 	add(tx, sDPDK, 4, 4, 3) // 1.19, 1, 1.58: median 1.19, missed
 	add(tx, sCtl, 4.7, 3.8, 4.7)
 	add(tx, sPacked, 5, 5, 5)
-	add(tx1518, sBP, 3, 3, 3)
+	add(tx1518, sBP, 3.5, 3.5, 3.5)
+	add(tx1518, sCold, 3, 3, 3)
 	add(tx1518, sRawTx, 4, 4, 4)           // 0.75
 	add(tx1518, sRawTxCold, 3.4, 3.5, 3.6) // 0.88, 0.857, 0.833: median 0.857, met
 	add(ping, sBP, 2, 2, 2)
@@ -71,6 +72,7 @@ func TestGoals(t *testing.T) {
 		{goalP99, 20.0 / 15, false, true},
 		{goalPacked, 5 / 4.75, false, true},
 		{goal1518Fair, 3 / 3.5, true, true},
+		{"Guest TX 1518 B: vhostd (frames written once) against the plain raw write loop (cache-hot frame)", 3.5 / 4, true, true},
 		{"Guest RX 64 B: vhostd >= 0.9x the raw read loop", 0, false, false},
 	} {
 		tg, ok := got[c.name]

@@ -56,6 +56,9 @@ var (
 	// on CPU 1 sends it, or read there just after the loop received it.
 	sRawTxCold = Subject{Name: "raw-write-cold", Kind: kRawTx, Extra: []string{"--cold", "0", "--cpu", "1"}}
 	sRawRxCold = Subject{Name: "raw-read-cold", Kind: kRawRx, Extra: []string{"--cold", "0", "--cpu", "1"}}
+	// sCold is vhostd-bp50 with a guest that rewrites every cache line of
+	// a frame before it publishes it: the same frames as raw-write-cold.
+	sCold = Subject{Name: "vhostd-cold", Kind: kVhostd, BusyPoll: 50, FEFlags: []string{"--touch"}}
 	// sCtl is vhostd-bp50 while the harness GETs /stats from its control
 	// socket every CtlPoll (issue 16; capture off).
 	sCtl = Subject{Name: "vhostd-ctl", Kind: kVhostd, BusyPoll: 50, CtlPoll: 100 * time.Millisecond}
@@ -134,6 +137,9 @@ func matrix(split []string, ab Abilities) []Group {
 				subj := []Subject{sBP, sDPDK, raw}
 				if fe == "go" && size != 64 && (dir == "tx" || size == tsoSize) {
 					subj = append(subj, map[string]Subject{"tx": sRawTxCold, "rx": sRawRxCold}[dir])
+					if dir == "tx" {
+						subj = append(subj, sCold)
+					}
 				}
 				if fe == "go" && dir == "tx" && size == 1518 && ab.TapWrite {
 					subj = append(subj, sUring, sWrite)

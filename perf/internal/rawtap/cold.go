@@ -26,36 +26,74 @@ const ColdSlots = 256
 // harness can count its CPU as the front-end's, not the loop's.
 const PartnerName = "vperf-partner"
 
-// coldRing is ColdSlots buffers handed back and forth: full[i] is set by
-// whoever fills slot i and cleared by whoever drains it.
+// coldRing is ColdSlots buffers passed from a filler to a drainer the way
+// a virtqueue passes them: two counters, each written by one side (on
+// cache lines of their own), published once per batch of coldBatch
+// buffers or before a side waits, not once per buffer; so the traffic
+// between the CPUs is the buffers' lines, plus two counter lines per
+// batch, as with a ring's avail and used indexes.
 type coldRing struct {
-	buf   [][]byte
-	n     []int // bytes in slot i (RX)
-	full  []atomic.Uint32
-	waits uint64 // frames before which the loop found its slot not ready
+	buf             [][]byte
+	n               []int // bytes in each buffer (RX)
+	filled, drained counter
+	waits           uint64 // buffers the loop had to wait for
 }
 
-// ready spins until slot i's full flag is want and counts a wait when it
-// was not at once; false when stop was set meanwhile.
-func (r *coldRing) ready(i int, want uint32, stop *atomic.Bool) bool {
-	if r.full[i].Load() == want {
-		return true
-	}
-	r.waits++
-	for r.full[i].Load() != want {
-		if stop.Load() {
-			return false
-		}
-	}
-	return true
+// counter is a published count alone on its cache line.
+type counter struct {
+	_ [64]byte
+	v atomic.Uint64
+	_ [56]byte
 }
+
+// coldBatch is how many buffers a side moves before it publishes.
+const coldBatch = 32
 
 func newColdRing(size int) *coldRing {
-	r := &coldRing{buf: make([][]byte, ColdSlots), n: make([]int, ColdSlots), full: make([]atomic.Uint32, ColdSlots)}
+	r := &coldRing{buf: make([][]byte, ColdSlots), n: make([]int, ColdSlots)}
 	for i := range r.buf {
 		r.buf[i] = make([]byte, size)
 	}
 	return r
+}
+
+// side is one end of a coldRing: its own count k, the other side's count
+// as last seen, and which counters are whose.
+type side struct {
+	k, seen     uint64
+	mine, other *counter
+	fill        bool // the filler: room while k - seen < ColdSlots
+}
+
+// next waits until the side may take buffer k % ColdSlots (publishing its
+// count before it waits); false when stop was set meanwhile. waited
+// reports whether it had to wait.
+func (s *side) next(stop *atomic.Bool) (ok, waited bool) {
+	ready := func() bool {
+		if s.fill {
+			return s.k-s.seen < ColdSlots
+		}
+		return s.k < s.seen
+	}
+	if ready() {
+		return true, false
+	}
+	s.mine.v.Store(s.k)
+	for {
+		if s.seen = s.other.v.Load(); ready() {
+			return true, true
+		}
+		if stop.Load() {
+			return false, true
+		}
+	}
+}
+
+// done counts buffer k as moved, publishing every coldBatch.
+func (s *side) done() {
+	if s.k++; s.k%coldBatch == 0 {
+		s.mine.v.Store(s.k)
+	}
 }
 
 // pin locks the calling goroutine to its thread and that thread to cpu.
@@ -69,9 +107,9 @@ func pin(cpu int) error {
 	return nil
 }
 
-// startPartner runs work(slot) on a thread pinned to cpu for every slot
-// whose full flag equals want, flipping it after, until stop is set.
-func (r *coldRing) startPartner(cpu int, want uint32, stop *atomic.Bool, work func(i int)) error {
+// startPartner runs work(i) for every buffer i the partner's side (the
+// filler when fill) may take, on a thread pinned to cpu, until stop is set.
+func (r *coldRing) startPartner(cpu int, fill bool, stop *atomic.Bool, work func(i int)) error {
 	errc := make(chan error, 1)
 	go func() {
 		if err := pin(cpu); err != nil {
@@ -80,17 +118,24 @@ func (r *coldRing) startPartner(cpu int, want uint32, stop *atomic.Bool, work fu
 		}
 		nameThread(PartnerName)
 		errc <- nil
-		for i := 0; !stop.Load(); i = (i + 1) % ColdSlots {
-			for r.full[i].Load() != want {
-				if stop.Load() {
-					return
-				}
+		s := r.side(fill)
+		for {
+			if ok, _ := s.next(stop); !ok {
+				return
 			}
-			work(i)
-			r.full[i].Store(1 - want)
+			work(int(s.k % ColdSlots))
+			s.done()
 		}
 	}()
 	return <-errc
+}
+
+// side returns the filler's side (fill) or the drainer's.
+func (r *coldRing) side(fill bool) *side {
+	if fill {
+		return &side{mine: &r.filled, other: &r.drained, fill: true}
+	}
+	return &side{mine: &r.drained, other: &r.filled}
 }
 
 // touchWrite stores one byte in every 64-byte line of b from byte off on,
@@ -121,7 +166,7 @@ func WriteLoopCold(fd int, buf []byte, self, other int, stop *atomic.Bool, n *Co
 	for i := range r.buf {
 		copy(r.buf[i], buf)
 	}
-	if err := r.startPartner(other, 0, stop, func(i int) { touchWrite(r.buf[i], buf, 12) }); err != nil {
+	if err := r.startPartner(other, true, stop, func(i int) { touchWrite(r.buf[i], buf, 12) }); err != nil {
 		return 0, err
 	}
 	if err := pin(self); err != nil {
@@ -129,23 +174,27 @@ func WriteLoopCold(fd int, buf []byte, self, other int, stop *atomic.Bool, n *Co
 	}
 	var fr, er uint64
 	frame := uint64(len(buf) - 12)
-	for k, i := 0, 0; ; k++ {
+	me := r.side(false)
+	for k := 0; ; k++ {
 		if k&255 == 0 {
 			if stop.Load() {
 				return r.waits, nil
 			}
 			n.publish(fr, fr*frame, er)
 		}
-		if !r.ready(i, 1, stop) {
+		ok, waited := me.next(stop)
+		if !ok {
 			continue
 		}
-		if _, e := rawio.Write(fd, r.buf[i]); e != 0 {
+		if waited {
+			r.waits++
+		}
+		if _, e := rawio.Write(fd, r.buf[me.k%ColdSlots]); e != 0 {
 			er++
 		} else {
 			fr++
 		}
-		r.full[i].Store(0)
-		i = (i + 1) % ColdSlots
+		me.done()
 	}
 }
 
@@ -155,23 +204,29 @@ func WriteLoopCold(fd int, buf []byte, self, other int, stop *atomic.Bool, n *Co
 func ReadLoopCold(fd int, bufSize, self, other int, stop *atomic.Bool, n *Counters) (uint64, error) {
 	r := newColdRing(bufSize)
 	var sum byte
-	if err := r.startPartner(other, 1, stop, func(i int) { sum += touchRead(r.buf[i][:r.n[i]]) }); err != nil {
+	if err := r.startPartner(other, false, stop, func(i int) { sum += touchRead(r.buf[i][:r.n[i]]) }); err != nil {
 		return 0, err
 	}
 	if err := pin(self); err != nil {
 		return 0, err
 	}
 	var fr, by uint64
-	for k, i := 0, 0; ; k++ {
+	me := r.side(true)
+	for k := 0; ; k++ {
 		if k&255 == 0 {
 			if stop.Load() {
 				return r.waits, nil
 			}
 			n.publish(fr, by, 0)
 		}
-		if !r.ready(i, 0, stop) {
+		ok, waited := me.next(stop)
+		if !ok {
 			continue
 		}
+		if waited {
+			r.waits++
+		}
+		i := me.k % ColdSlots
 		m, e := rawio.Read(fd, r.buf[i])
 		if e != 0 || m <= 12 {
 			continue
@@ -179,7 +234,6 @@ func ReadLoopCold(fd int, bufSize, self, other int, stop *atomic.Bool, n *Counte
 		fr++
 		by += uint64(m - 12)
 		r.n[i] = m
-		r.full[i].Store(1)
-		i = (i + 1) % ColdSlots
+		me.done()
 	}
 }
