@@ -22,10 +22,8 @@ func (c *Conn) TxLoop(hdr [frames.VnetHdrLen]byte, frame []byte, stop <-chan str
 	}
 	r := c.TX
 	l := uint32(len(hdr) + len(frame))
+	fillFrames(r.size, r.Slab, hdr[:], frame)
 	for i := uint16(0); i < r.size; i++ {
-		s := r.Slab(i)
-		copy(s, hdr[:])
-		copy(s[len(hdr):], frame)
 		r.SetDesc(i, l, false)
 	}
 	var done uint64
@@ -68,6 +66,15 @@ func touch(slab, hdr, frame []byte) {
 	}
 }
 
+// fillFrames writes hdr and frame into the slab of each of size buffers.
+func fillFrames(size uint16, slab func(uint16) []byte, hdr, frame []byte) {
+	for i := uint16(0); i < size; i++ {
+		s := slab(i)
+		copy(s, hdr)
+		copy(s[len(hdr):], frame)
+	}
+}
+
 // stopped reports whether stop is closed, looking only every 1024th
 // round k of a loop: the channel check costs more than a poll of the ring.
 func stopped(k int, stop <-chan struct{}) bool {
@@ -105,13 +112,8 @@ func (c *Conn) PostRx() {
 // this thread with the guest (both on one CPU, taking turns, instead of
 // two processes whose scheduler time slices starve the ring).
 func (c *Conn) RxLoop(stop <-chan struct{}, n *Counters, src func()) {
-	if c.PRX != nil {
-		c.rxLoopPacked(stop, n, src)
-		return
-	}
-	r := c.RX
 	c.PostRx()
-	var fr, by uint64
+	var t rxTally
 	for k := 0; ; k++ {
 		if stopped(k, stop) {
 			return
@@ -119,24 +121,46 @@ func (c *Conn) RxLoop(stop <-chan struct{}, n *Counters, src func()) {
 		if src != nil {
 			src()
 		}
-		u := r.UsedIdx()
-		if u == r.lastUsed {
-			continue
+		before := t.frames
+		if c.PRX != nil {
+			c.rxPollPacked(&t)
+		} else {
+			c.rxPoll(&t)
 		}
-		old := r.availIdx
-		for ; r.lastUsed != u; r.lastUsed++ {
-			head, l := r.Used(r.lastUsed)
-			// Slabs hold the largest frame, so every frame is one buffer.
-			fr++
-			if l > frames.VnetHdrLen {
-				by += uint64(l - frames.VnetHdrLen)
-			}
-			r.Put(head)
+		if t.frames != before {
+			n.Frames.Store(t.frames)
+			n.Bytes.Store(t.bytes)
 		}
-		r.Publish(old)
-		n.Frames.Store(fr)
-		n.Bytes.Store(by)
 	}
+}
+
+// rxTally counts what RxLoop received.
+type rxTally struct{ frames, bytes uint64 }
+
+// add counts one used buffer of l bytes (header included). Slabs hold the
+// largest frame, so every frame is one buffer.
+func (t *rxTally) add(l uint32) {
+	t.frames++
+	if l > frames.VnetHdrLen {
+		t.bytes += uint64(l - frames.VnetHdrLen)
+	}
+}
+
+// rxPoll takes what the back-end used on the split RX ring and hands the
+// buffers back.
+func (c *Conn) rxPoll(t *rxTally) {
+	r := c.RX
+	u := r.UsedIdx()
+	if u == r.lastUsed {
+		return
+	}
+	old := r.availIdx
+	for ; r.lastUsed != u; r.lastUsed++ {
+		head, l := r.Used(r.lastUsed)
+		t.add(l)
+		r.Put(head)
+	}
+	r.Publish(old)
 }
 
 // PingResult is the ping-pong outcome.

@@ -166,18 +166,18 @@ func dialPacked(f *vhosttest.FrontEnd, feats, proto uint64, layout vhosttest.Lay
 		if err != nil {
 			return nil, err
 		}
-		steps := []func() error{
-			func() error { return f.SetVringNum(i, RingSize) },
-			func() error { return f.SetVringBase(i, vqdriver.WrapBit) }, // avail index 0, wrap counter 1
-			func() error { return f.SetVringAddr(i) },
-			func() error { return f.SetVringCall(i) },
-			func() error { return f.SetVringErr(i) },
-			func() error { return f.SetVringKick(i) },
+		// vhosttest's SetupRing, but with the wrap counter in the base.
+		err = f.SetVringNum(i, RingSize)
+		if err == nil {
+			err = f.SetVringBase(i, vqdriver.WrapBit) // avail index 0, wrap counter 1
 		}
-		for _, s := range steps {
-			if err := s(); err != nil {
-				return nil, fmt.Errorf("packed ring %d: %w", i, err)
+		for _, send := range []func(int) error{f.SetVringAddr, f.SetVringCall, f.SetVringErr, f.SetVringKick} {
+			if err == nil {
+				err = send(i)
 			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("packed ring %d: %w", i, err)
 		}
 		reg := f.Regions()[0]
 		*rp = newPackedRing(reg.Mem, reg.GPA, r.Config, r.Kick, eventIdx)

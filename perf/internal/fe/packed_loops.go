@@ -6,11 +6,7 @@ import "github.com/vhostd/vhostd/perf/internal/frames"
 func (c *Conn) txLoopPacked(hdr [frames.VnetHdrLen]byte, frame []byte, stop <-chan struct{}, n *Counters) {
 	r := c.PTX
 	l := uint32(len(hdr) + len(frame))
-	for i := uint16(0); i < r.size; i++ {
-		s := r.Slab(i)
-		copy(s, hdr[:])
-		copy(s[len(hdr):], frame)
-	}
+	fillFrames(r.size, r.Slab, hdr[:], frame)
 	var done uint64
 	for k := 0; ; k++ {
 		if stopped(k, stop) {
@@ -49,37 +45,21 @@ func (c *Conn) postRxPacked() {
 	r.Publish()
 }
 
-// rxLoopPacked is RxLoop on the packed RX ring.
-func (c *Conn) rxLoopPacked(stop <-chan struct{}, n *Counters, src func()) {
+// rxPollPacked is rxPoll on the packed RX ring.
+func (c *Conn) rxPollPacked(t *rxTally) {
 	r := c.PRX
-	c.postRxPacked()
-	var fr, by uint64
-	for k := 0; ; k++ {
-		if stopped(k, stop) {
-			return
+	got := false
+	for {
+		id, l, ok := r.Used()
+		if !ok {
+			break
 		}
-		if src != nil {
-			src()
-		}
-		got := false
-		for {
-			id, l, ok := r.Used()
-			if !ok {
-				break
-			}
-			got = true
-			fr++
-			if l > frames.VnetHdrLen {
-				by += uint64(l - frames.VnetHdrLen)
-			}
-			r.Add(id, uint32(r.slab), true)
-		}
-		if !got {
-			continue
-		}
+		got = true
+		t.add(l)
+		r.Add(id, uint32(r.slab), true)
+	}
+	if got {
 		r.Publish()
-		n.Frames.Store(fr)
-		n.Bytes.Store(by)
 	}
 }
 

@@ -25,14 +25,19 @@ type ctlPoller struct {
 	lastErr  error
 }
 
-// pollControl starts polling the control socket at path every period.
-func pollControl(path string, period time.Duration) *ctlPoller {
-	c := &http.Client{Timeout: time.Second, Transport: &http.Transport{
+// unixClient is an HTTP client of the server on unix socket path.
+func unixClient(path string, timeout time.Duration) *http.Client {
+	return &http.Client{Timeout: timeout, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", path)
 		},
 	}}
+}
+
+// pollControl starts polling the control socket at path every period.
+func pollControl(path string, period time.Duration) *ctlPoller {
+	c := unixClient(path, time.Second)
 	p := &ctlPoller{stop: make(chan struct{})}
 	p.wg.Add(1)
 	go func() {
@@ -91,13 +96,7 @@ func (p *ctlPoller) close() (string, error) {
 // ackedFeatures GETs /status from a vhostd control socket and returns the
 // virtio features the front-end acked.
 func ackedFeatures(path string) (uint64, error) {
-	c := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", path)
-		},
-	}}
-	resp, err := c.Get("http://vhostd/status")
+	resp, err := unixClient(path, 2*time.Second).Get("http://vhostd/status")
 	if err != nil {
 		return 0, err
 	}
