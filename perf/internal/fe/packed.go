@@ -169,7 +169,8 @@ func dialPacked(f *vhosttest.FrontEnd, feats, proto uint64, layout vhosttest.Lay
 		// vhosttest's SetupRing, but with the wrap counter in the base.
 		err = f.SetVringNum(i, RingSize)
 		if err == nil {
-			err = f.SetVringBase(i, vqdriver.WrapBit) // avail index 0, wrap counter 1
+			// avail and used index 0, both wrap counters 1 (QEMU's 32-bit form)
+			err = f.SetVringBase(i, vqdriver.WrapBit|vqdriver.WrapBit<<16)
 		}
 		for _, send := range []func(int) error{f.SetVringAddr, f.SetVringCall, f.SetVringErr, f.SetVringKick} {
 			if err == nil {
