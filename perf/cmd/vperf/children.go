@@ -124,17 +124,9 @@ func feMain(args []string) error {
 		c.RxLoop(stop, &n, srcFn)
 		rep.Kicks = c.Kicks()
 	case "ping":
-		mac, err := net.ParseMAC(*dstMAC)
-		if err != nil {
+		if rep.Ping, err = ping(c, *dstMAC, *src, *dst, *dur); err != nil {
 			return err
 		}
-		s, d := net.ParseIP(*src), net.ParseIP(*dst)
-		if s == nil || d == nil {
-			return fmt.Errorf("ping needs --src and --dst")
-		}
-		id := uint16(os.Getpid())
-		r := c.Ping(frames.ICMPEcho(mac, s, d, id), id, *dur)
-		rep.Ping = &r
 	case "idle":
 		c.PostRx()
 		<-stop
@@ -144,6 +136,22 @@ func feMain(args []string) error {
 	rep.Frames, rep.Bytes = n.Frames.Load(), n.Bytes.Load()
 	emit(rep)
 	return nil
+}
+
+// ping is fe --mode ping: echo requests from src to dst (the TAP's MAC
+// dstMAC) for d.
+func ping(c *fe.Conn, dstMAC, src, dst string, d time.Duration) (*fe.PingResult, error) {
+	mac, err := net.ParseMAC(dstMAC)
+	if err != nil {
+		return nil, err
+	}
+	s, t := net.ParseIP(src), net.ParseIP(dst)
+	if s == nil || t == nil {
+		return nil, fmt.Errorf("ping needs --src and --dst")
+	}
+	id := uint16(os.Getpid())
+	r := c.Ping(frames.ICMPEcho(mac, s, t, id), id, d)
+	return &r, nil
 }
 
 func rawMain(cmd string, args []string) error {
