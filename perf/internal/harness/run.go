@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vhostd/vhostd/perf/internal/rawtap"
 	"github.com/vhostd/vhostd/xdptap"
 )
 
@@ -216,6 +217,9 @@ func (x *runState) cleanUp(r *Run) {
 	}
 	x.fe.stop(sigFE)
 	x.inj.stop(syscall.SIGTERM)
+	if x.inj != nil && strings.Contains(x.inj.stderr.String(), rawtap.NoFIFO) {
+		r.Note = strings.TrimPrefix(r.Note+"; "+lastLines(x.inj.stderr.String(), 1), "; ")
+	}
 	x.be.stop(x.sigBE)
 	if x.s.cold() && x.be != nil {
 		r.Note = strings.TrimPrefix(r.Note+"; "+partnerNote(x.be.stdout.Bytes()), "; ")
