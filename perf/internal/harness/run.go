@@ -61,6 +61,13 @@ type Run struct {
 	Unavailable string `json:"unavailable,omitempty"`
 }
 
+// addNote appends n (if any) to r's note.
+func (r *Run) addNote(n string) {
+	if n != "" {
+		r.Note = strings.TrimPrefix(r.Note+"; "+n, "; ")
+	}
+}
+
 // value returns the named figure of r.
 func (r Run) value(m string) float64 {
 	switch m {
@@ -149,9 +156,7 @@ func (h *harness) runOne(g Group, s Subject, round int) (r Run) {
 	x.checkPacked(&r)
 	note, err := x.ctl.close()
 	x.ctl = nil
-	if note != "" {
-		r.Note = strings.TrimPrefix(r.Note+"; "+note, "; ")
-	}
+	r.addNote(note)
 	if err != nil && r.Error == "" {
 		r.Error = err.Error()
 	}
@@ -218,11 +223,11 @@ func (x *runState) cleanUp(r *Run) {
 	x.fe.stop(sigFE)
 	x.inj.stop(syscall.SIGTERM)
 	if x.inj != nil && strings.Contains(x.inj.stderr.String(), rawtap.NoFIFO) {
-		r.Note = strings.TrimPrefix(r.Note+"; "+lastLines(x.inj.stderr.String(), 1), "; ")
+		r.addNote(lastLines(x.inj.stderr.String(), 1))
 	}
 	x.be.stop(x.sigBE)
 	if x.s.cold() && x.be != nil {
-		r.Note = strings.TrimPrefix(r.Note+"; "+partnerNote(x.be.stdout.Bytes()), "; ")
+		r.addNote(partnerNote(x.be.stdout.Bytes()))
 	}
 	if exists("/sys/class/net/" + x.tap) {
 		sh("ip", "link", "del", "dev", x.tap)
