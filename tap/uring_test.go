@@ -3,7 +3,9 @@ package tap
 import (
 	"encoding/binary"
 	"fmt"
+	"net"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -334,5 +336,34 @@ func TestWriteRingMacvtapFull(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatalf("%v: WriteFrames on a full macvtap did not return: a write was parked", m)
 		}
+	}
+}
+
+// Calibrate measures both modes on a private TAP and removes it.
+func TestCalibrate(t *testing.T) {
+	privtest.NetNS(t)
+	c, err := Calibrate(20 * time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Rounds < 2 || c.WriteNs <= 0 || c.UringNs <= 0 || c.WriteNs > 1e5 || c.UringNs > 1e5 {
+		t.Fatalf("calibration %+v", c)
+	}
+	t.Logf("write %.0f ns/frame, io_uring %.0f ns/frame, %d rounds", c.WriteNs, c.UringNs, c.Rounds)
+	// The TAP goes with its last file reference, which the ring drops asynchronously.
+	left := func() (names []string) {
+		ifs, err := net.Interfaces()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, i := range ifs {
+			if strings.HasPrefix(i.Name, "vhcal") {
+				names = append(names, i.Name)
+			}
+		}
+		return names
+	}
+	if !testutil.WaitFor(5*time.Second, 10*time.Millisecond, func() bool { return len(left()) == 0 }) {
+		t.Fatalf("calibration TAP %v left behind", left())
 	}
 }
