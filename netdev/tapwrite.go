@@ -96,7 +96,10 @@ func useTAPWrite(h hostIf, n int, w TAPWrite) error {
 
 // writeFrames writes t.frames to q in one call of q's mode and counts each
 // frame by its own result: the one completion mapping of both modes. It
-// reports whether the TAP is gone.
+// reports whether the TAP is gone. Zero-copy frames point into guest
+// memory: WriteFrames returns only once every frame has its result (with
+// io_uring, its completion), and only then does toTAP hand the chains on
+// to be returned to the guest.
 func (t *txPath) writeFrames(q *tap.Queue, c *counters) (gone bool) {
 	errs := t.errs[:len(t.frames)]
 	q.WriteFrames(t.frames, errs)

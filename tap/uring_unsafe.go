@@ -51,11 +51,12 @@ const (
 	uringOffCQRing = 0x8000000
 	uringOffSQEs   = 0x10000000
 
-	uringEnterGetEvents = 1
-	uringOpWritev       = 2
-	uringOpWrite        = 23
-	uringRegisterFiles  = 2
-	uringSQEFixedFile   = 1
+	uringEnterGetEvents  = 1
+	uringOpWritev        = 2
+	uringOpWrite         = 23
+	uringRegisterFiles   = 2
+	uringUnregisterFiles = 3
+	uringSQEFixedFile    = 1
 	// rwfNoWait (RWF_NOWAIT) makes a write that cannot proceed complete with EAGAIN. Without
 	// it the ring parks the write until the fd is writable, O_NONBLOCK or not (seen with a
 	// full socket on Linux 6.18), and the enter waiting for it blocks the worker.
@@ -286,6 +287,11 @@ func (r *WriteRing) Close() error {
 		return nil
 	}
 	r.closed = true
+	// The ring's own teardown is asynchronous (a kernel worker drops its files after the
+	// close returns), so a TAP whose last queue the ring holds would outlive Close, and
+	// vhostd's exit: a TAP vhostd created is deleted with its last file. Unregistering
+	// drops the ring's reference before Close returns.
+	unix.Syscall6(sysIOUringRegister, uintptr(r.fd), uringUnregisterFiles, 0, 0, 0, 0)
 	if r.sqeMem != nil {
 		unix.Munmap(r.sqeMem)
 	}

@@ -1,6 +1,10 @@
 package tap
 
-import "golang.org/x/sys/unix"
+import (
+	"fmt"
+
+	"golang.org/x/sys/unix"
+)
 
 // WriteMode is how Queue.WriteFrames hands frames to the kernel.
 type WriteMode int
@@ -25,6 +29,9 @@ func (m WriteMode) String() string {
 // It fails, leaving the queue on writev(2), when the kernel has no io_uring or forbids it.
 // Control plane: nothing may be writing on q.
 func (q *Queue) UseWriteRing(entries int) error {
+	if q.closed.Load() {
+		return fmt.Errorf("tap: io_uring for queue %d: %w", q.index, unix.EBADF)
+	}
 	if q.ring != nil {
 		return nil
 	}
