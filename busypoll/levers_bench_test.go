@@ -2,7 +2,6 @@ package busypoll
 
 import (
 	"fmt"
-	"runtime"
 	"testing"
 	"time"
 )
@@ -33,14 +32,7 @@ func BenchmarkSpinLevers(b *testing.B) {
 			w := startBench(b, Config{SpinBudget: 50 * time.Microsecond}, f)
 			f.w = w
 			b.ResetTimer()
-			for i := 1; i <= b.N; i++ {
-				f.produce(1)
-				for j := 0; f.consumed.Load() < uint64(i); j++ {
-					if j%64 == 63 {
-						runtime.Gosched()
-					}
-				}
-			}
+			roundTrips(b, f)
 		})
 	}
 }

@@ -127,18 +127,9 @@ func checkSandboxed(t *testing.T, bin string, flags []string, wantUid string) {
 	os.Chmod(dir, 0o1777)
 	sock := filepath.Join(dir, "s")
 	tapName := "vhs" + testutil.Suffix(8)
-	cmd := exec.Command(bin, append([]string{"--socket-path", sock, "--tap", tapName, "--log-level", "debug"}, flags...)...)
 	var log testutil.SyncBuffer
-	cmd.Stderr = &log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	fe := dialVhostd(t, sock, &log)
+	cmd, fe := startServing(t, bin, sock, tapName, &log, flags...)
 	defer fe.Close()
-	if err := fe.Start(^uint64(0), ^uint64(0), 2, 256, vhosttest.Layout{Size: 16 << 20}); err != nil {
-		t.Fatalf("start: %v\n%s", err, log.String())
-	}
 	if ack, err := fe.Ack(vhost.ReqNetSetMTU, vhosttest.U64(1400)); err != nil || ack != 0 {
 		t.Fatalf("NET_SET_MTU: ack %d, %v\n%s", ack, err, log.String())
 	}

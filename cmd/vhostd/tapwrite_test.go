@@ -36,18 +36,9 @@ func checkTAPWrite(t *testing.T, bin, mode string) {
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "s")
 	tapName := "vhw" + testutil.Suffix(8)
-	cmd := exec.Command(bin, "--socket-path", sock, "--tap", tapName, "--tap-write", mode, "--log-level", "debug")
 	var log testutil.SyncBuffer
-	cmd.Stderr = &log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	fe := dialVhostd(t, sock, &log)
+	cmd, fe := startServing(t, bin, sock, tapName, &log, "--tap-write", mode)
 	defer fe.Close()
-	if err := fe.Start(^uint64(0), ^uint64(0), 2, 256, vhosttest.Layout{Size: 16 << 20}); err != nil {
-		t.Fatalf("start: %v\n%s", err, log.String())
-	}
 	const n = 200
 	tx := fe.Ring(1).Driver
 	sent := 0
@@ -91,6 +82,26 @@ func checkTAPWrite(t *testing.T, bin, mode string) {
 	fe.Close()
 	cmd.Process.Signal(os.Interrupt)
 	waitExit0(t, cmd, &log)
+}
+
+// startServing starts bin on sock and tapName with flags (log at debug
+// into log), and a front-end that negotiates every feature and starts two
+// rings of 256 in 16 MiB. The caller closes fe; cmd is killed at cleanup
+// if still running.
+func startServing(t *testing.T, bin, sock, tapName string, log *testutil.SyncBuffer, flags ...string) (*exec.Cmd, *vhosttest.FrontEnd) {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"--socket-path", sock, "--tap", tapName, "--log-level", "debug"}, flags...)...)
+	cmd.Stderr = log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	fe := dialVhostd(t, sock, log)
+	if err := fe.Start(^uint64(0), ^uint64(0), 2, 256, vhosttest.Layout{Size: 16 << 20}); err != nil {
+		fe.Close()
+		t.Fatalf("start: %v\n%s", err, log.String())
+	}
+	return cmd, fe
 }
 
 // getStatus reads GET /status from the control socket at path.
