@@ -196,11 +196,10 @@ func (r *rxPath) captureRX(ring *capRing, s *rxSlot, size uint32, whole bool, c 
 	ring.commit()
 }
 
-// dropWrites counts the frames t.frames[from:to] as dropped by counter k
-// and notes it, with the cause, for the capture (TAP side).
-func (t *txPath) dropWrites(from, to, k int, cause uint8, c *counters) {
-	c.add(k, uint64(to-from))
-	for _, i := range t.frameOf[from:to] {
-		t.batch[i].fate, t.batch[i].cause = uint8(k), cause
-	}
+// dropWrite counts frame j of t.frames as dropped by counter k and
+// records why for a capture.
+func (t *txPath) dropWrite(j, k int, cause uint8, c *counters) {
+	c.add(k, 1)
+	b := t.batch[t.frameOf[j]]
+	b.fate, b.cause = uint8(k), cause
 }

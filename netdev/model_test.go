@@ -23,10 +23,11 @@ type modelConfig struct {
 	threads  Threads
 	mrg      bool
 	eventIdx bool
+	tapWrite TAPWrite
 }
 
 func (c modelConfig) String() string {
-	return fmt.Sprintf("size=%d/%v/mrg=%v/event_idx=%v", c.size, c.threads, c.mrg, c.eventIdx)
+	return fmt.Sprintf("size=%d/%v/mrg=%v/event_idx=%v/tap_write=%v", c.size, c.threads, c.mrg, c.eventIdx, c.tapWrite)
 }
 
 func modelConfigs() []modelConfig {
@@ -35,9 +36,15 @@ func modelConfigs() []modelConfig {
 		for _, th := range []Threads{Inline, Split} {
 			for _, mrg := range []bool{false, true} {
 				for _, ev := range []bool{false, true} {
-					cs = append(cs, modelConfig{size, th, mrg, ev})
+					cs = append(cs, modelConfig{size, th, mrg, ev, TAPWriteSyscall})
 				}
 			}
+		}
+	}
+	// The io_uring writer behind the same completion mapping (tapwrite.go).
+	for _, th := range []Threads{Inline, Split} {
+		for _, mrg := range []bool{false, true} {
+			cs = append(cs, modelConfig{256, th, mrg, true, TAPWriteUring})
 		}
 	}
 	return cs
@@ -168,7 +175,7 @@ func (m *model) memory() *virtqueue.Memory {
 
 // newLife starts a backend and both rings at the given bases.
 func (m *model) newLife(rxBase, txBase uint16) {
-	dev, err := newDevice(Config{QueuePairs: 1, TAP: "fake", Threads: m.cfg.threads}, hclog.NewNullLogger(), keptHost{m.host})
+	dev, err := newDevice(Config{QueuePairs: 1, TAP: "fake", Threads: m.cfg.threads, TAPWrite: m.cfg.tapWrite}, hclog.NewNullLogger(), keptHost{m.host})
 	if err != nil {
 		m.t.Fatal(err)
 	}

@@ -76,7 +76,7 @@ type txSlot struct {
 // txPath moves one transmit ring's chains to a TAP queue.
 //
 //	ring side: PopBatch -> validate, copy header, build iovecs -> toTap
-//	TAP side:  toTap -> writev each frame -> done
+//	TAP side:  toTap -> write each frame (tapwrite.go) -> done
 //	ring side: done -> used ring (len 0) -> call, if the guest asked
 //
 // With --threads inline both sides run on the pair's worker; with split
@@ -88,6 +88,7 @@ type txPath struct {
 	pbatch   []*txSlot // ring side: the slots pop hands to toTap
 	frames   [][]unix.Iovec
 	frameOf  []int
+	errs     []unix.Errno // per frame of frames (writeFrames)
 	maxFrame uint32
 	// offloads are the header requests the guest may make: offloadBits of
 	// what it acked (txOffloads). Zero allows only plain frames.
@@ -104,6 +105,7 @@ func newTxPath() *txPath {
 		pbatch:  make([]*txSlot, slotCount),
 		frames:  make([][]unix.Iovec, 0, slotCount),
 		frameOf: make([]int, 0, slotCount),
+		errs:    make([]unix.Errno, slotCount),
 	}
 }
 
@@ -262,39 +264,8 @@ func (t *txPath) toTAP(q *tap.Queue, enabled bool, c *counters) (n int, gone boo
 		t.frames = append(t.frames, s.iov)
 		t.frameOf = append(t.frameOf, i)
 	}
-	for done := 0; done < len(t.frames); {
-		w, errno := q.WriteBatch(t.frames[done:])
-		for _, i := range t.frameOf[done : done+w] {
-			c.add(cTxPackets, 1)
-			c.add(cTxBytes, uint64(t.batch[i].bytes))
-		}
-		done += w
-		if errno == 0 {
-			break
-		}
-		switch {
-		case errno == unix.EAGAIN:
-			// Policy (BAD-INPUTS 52): drop. tun hands frames to the stack
-			// and almost never says EAGAIN; macvtap can when its socket
-			// buffer is full. Back-pressure would hold the guest's chains
-			// and stall its TX queue behind a slow host.
-			t.dropWrites(done, len(t.frames), cTxDroppedTapFull, causeNone, c)
-			done = len(t.frames)
-		case tap.IsDown(errno):
-			// The TAP is set down: drop the batch but keep the queue,
-			// which carries traffic again once the link is up.
-			t.dropWrites(done, len(t.frames), cTxDroppedTap, causeTapDown, c)
-			done = len(t.frames)
-		case tap.IsGone(errno):
-			t.dropWrites(done, len(t.frames), cTxDroppedTap, causeTapGone, c)
-			done = len(t.frames)
-			gone = true
-		default:
-			// The kernel refused this one frame (a header it did not
-			// like): drop it and go on with the rest.
-			t.dropWrites(done, done+1, cTxDroppedTap, causeRefused, c)
-			done++
-		}
+	if len(t.frames) > 0 {
+		gone = t.writeFrames(q, c)
 	}
 	t.captureTX(n, enabled, q == nil, c)
 	handOn(t.done, t.batch[:n])

@@ -30,7 +30,7 @@ var helpGroups = []struct {
 	{"vhost-user socket", []string{"socket-path", "client", "reconnect", "fd"}},
 	{"Host interface", []string{"tap", "macvtap", "mtu", "mac"}},
 	{"Device", []string{"queues", "no-csum", "no-tso", "no-ufo", "no-uso", "no-mrg-rxbuf", "no-event-idx", "no-indirect", "config-space"}},
-	{"Workers", []string{"busy-poll", "threads", "cpus"}},
+	{"Workers", []string{"busy-poll", "threads", "tap-write", "cpus"}},
 	{"XDP", []string{"xdp", "xdp-guard-addrs", "xdp-acl", "xdp-object", "xdp-program", "xdp-attach", "xdp-switch-pin"}},
 	{"Security", []string{"runas", "seccomp", "socket-mode", "socket-group", "allow-uid", "allow-gid"}},
 	{"Capture", []string{"pcap", "pcap-snaplen"}},
@@ -75,7 +75,7 @@ Exit status:
 // "string" or "int").
 var helpArgs = map[string]string{
 	"socket-path": "PATH", "fd": "N", "tap": "NAME", "macvtap": "NAME", "mtu": "BYTES", "mac": "ADDR",
-	"queues": "N", "busy-poll": "USEC", "threads": "MODE", "cpus": "LIST", "xdp": "PROGRAM",
+	"queues": "N", "busy-poll": "USEC", "threads": "MODE", "tap-write": "MODE", "cpus": "LIST", "xdp": "PROGRAM",
 	"xdp-guard-addrs": "ADDRS", "xdp-acl": "FILE", "xdp-object": "FILE", "xdp-program": "NAME",
 	"xdp-attach": "MODE", "xdp-switch-pin": "PATH", "control-socket": "PATH", "metrics-listen": "ADDR",
 	"stats-interval": "DURATION", "log-level": "LEVEL", "log-format": "FORMAT", "shutdown-timeout": "DURATION",
