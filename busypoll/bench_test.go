@@ -34,17 +34,23 @@ func BenchmarkHandoff(b *testing.B) {
 			f.w = w
 			b.ReportAllocs()
 			b.ResetTimer()
-			for i := 1; i <= b.N; i++ {
-				f.produce(1)
-				for j := 0; f.consumed.Load() < uint64(i); j++ {
-					if j%64 == 63 {
-						runtime.Gosched()
-					}
-				}
-			}
+			roundTrips(b, f)
 			b.StopTimer()
 			s := w.Stats()
 			b.ReportMetric(float64(s.Sleeps)/float64(b.N), "sleeps/op")
 		})
+	}
+}
+
+// roundTrips produces b.N items one at a time, each once the worker consumed the one
+// before.
+func roundTrips(b *testing.B, f *fakePoller) {
+	for i := 1; i <= b.N; i++ {
+		f.produce(1)
+		for j := 0; f.consumed.Load() < uint64(i); j++ {
+			if j%64 == 63 {
+				runtime.Gosched()
+			}
+		}
 	}
 }

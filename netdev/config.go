@@ -39,6 +39,10 @@ type Config struct {
 	CPUs []int
 	// Threads chooses one worker per queue pair (Inline) or two (Split).
 	Threads Threads
+	// TAPWrite is how guest TX frames go to the TAP: write(2) (the zero
+	// value), io_uring, or auto, chosen at Open by calibration
+	// (tapwrite.go).
+	TAPWrite TAPWrite
 	// Log receives control-plane messages; nil discards them.
 	Log hclog.Logger
 }
@@ -59,6 +63,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MAC != nil && len(c.MAC) != 6 {
 		return fmt.Errorf("mac: %v is not a 6-byte Ethernet address", c.MAC)
+	}
+	if c.TAPWrite > TAPWriteAuto {
+		return fmt.Errorf("tap write mode %d: want write, uring or auto", c.TAPWrite)
 	}
 	for _, cpu := range c.CPUs {
 		if cpu < 0 {

@@ -24,6 +24,7 @@ const (
 	cCallsDeferred    // call or error signals refused: the front-end's counter was saturated (BAD-INPUTS 62)
 	cTxOffloadRefused // TX header asked for an offload the guest did not negotiate (BAD-INPUTS 65)
 	cGuestFaults      // a memory fault in guest memory broke the pair's rings (BAD-INPUTS 64)
+	cCaptureDropped   // a frame the capture could not keep: its ring was full
 	numCounters
 )
 
@@ -31,7 +32,7 @@ var counterNames = [numCounters]string{
 	"rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "tx_malformed", "tx_oversize",
 	"tx_dropped_tap_full", "tx_dropped_tap", "tx_discarded", "rx_no_buffer", "rx_truncated",
 	"rx_malformed", "rx_queue_broken", "tx_queue_broken", "kicks", "calls",
-	"calls_deferred", "tx_offload_refused", "guest_memory_faults",
+	"calls_deferred", "tx_offload_refused", "guest_memory_faults", "capture_dropped",
 }
 
 // counters is a padded block of single-writer counters. The worker adds to

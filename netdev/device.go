@@ -55,6 +55,9 @@ type Device struct {
 	watchDone chan struct{}
 	// re reattaches the host interface when it comes back (reattach.go).
 	re reattachState
+	// capture is the running capture, nil if none (capwriter.go).
+	capture *capture
+	tw      TAPWriteChoice // how TX frames go to the TAP (tapwrite.go)
 }
 
 // Open opens the host side and returns the device.
@@ -66,6 +69,8 @@ func Open(cfg Config) (*Device, error) {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
+	var tw TAPWriteChoice
+	cfg.TAPWrite, tw = chooseTAPWrite(cfg.TAPWrite, log)
 	tc := tap.Config{Name: cfg.TAP, Queues: cfg.QueuePairs}
 	var td *tap.Device
 	var err error
@@ -84,6 +89,7 @@ func Open(cfg Config) (*Device, error) {
 		return nil, err
 	}
 	d.re.reopen = reopener(cfg)
+	d.tw = tw
 	log.Info("host interface ready", "kind", td.Kind().String(), "name", td.Name(), "queues", td.NumQueues(), "mtu", d.mtu)
 	return d, nil
 }
@@ -120,6 +126,10 @@ func newDevice(cfg Config, log hclog.Logger, td hostIf) (*Device, error) {
 	if err := td.SetUp(true); err != nil {
 		return nil, fmt.Errorf("bring %s up: %w", td.Name(), err)
 	}
+	if err := useTAPWrite(td, cfg.QueuePairs, cfg.TAPWrite); err != nil {
+		return nil, err
+	}
+	d.tw = TAPWriteChoice{Mode: td.Queue(0).WriteMode().String(), By: "config"}
 	d.pairs = make([]*pair, cfg.QueuePairs)
 	for i := range d.pairs {
 		d.pairs[i] = newPair(d, i, td.Queue(i))
@@ -158,6 +168,7 @@ func (d *Device) Close() error {
 	if done != nil {
 		<-done
 	}
+	d.StopCapture() // completes the file of a running capture
 	return err
 }
 

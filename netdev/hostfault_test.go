@@ -52,7 +52,17 @@ func (r *devRig) waitReturned(t testing.TB, i, n int) {
 // the policy is drop: every chain goes back to the guest, the drops are
 // counted, and the worker does not spin waiting for room.
 func TestBadInput52TAPFullDrops(t *testing.T) {
-	r := startDevice(t, Config{QueuePairs: 1}, allFeatures())
+	for _, w := range []TAPWrite{TAPWriteSyscall, TAPWriteUring} {
+		t.Run(w.String(), func(t *testing.T) { tapFullDrops(t, w) })
+	}
+}
+
+func tapFullDrops(t *testing.T, w TAPWrite) {
+	r := startDevice(t, Config{QueuePairs: 1, TAPWrite: w}, allFeatures())
+	// (VHOSTD_TEST_TAP_WRITE=uring gives the write case a ring too.)
+	if got := r.dev.Status().TAPWrite.Mode; w == TAPWriteUring && got != "uring" {
+		t.Fatalf("status tap write mode %q, want %v", got, w)
+	}
 	// A tiny send buffer and nobody reading: the stand-in fills after a
 	// few frames and answers EAGAIN, as a full macvtap does.
 	unix.SetsockoptInt(r.host.queues[0].Fd(), unix.SOL_SOCKET, unix.SO_SNDBUF, 4096)
@@ -87,9 +97,15 @@ func assertIdleCPU(t *testing.T) {
 // still go back to the guest, counted as tx_dropped_tap, the pair reports
 // tap_gone, the dead fd leaves the worker's epoll set, and nothing spins.
 func TestBadInput51TAPGone(t *testing.T) {
+	for _, w := range []TAPWrite{TAPWriteSyscall, TAPWriteUring} {
+		t.Run(w.String(), func(t *testing.T) { tapGone(t, w) })
+	}
+}
+
+func tapGone(t *testing.T, w TAPWrite) {
 	ns := privtest.NetNS(t)
 	name := "vhg" + testutil.Suffix(8)
-	cfg := Config{TAP: name, QueuePairs: 1, Log: hclog.NewNullLogger()}
+	cfg := Config{TAP: name, QueuePairs: 1, Log: hclog.NewNullLogger(), TAPWrite: w}
 	dev, err := Open(cfg)
 	if err != nil {
 		t.Fatalf("open TAP in netns %s: %v", ns, err)

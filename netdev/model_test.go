@@ -23,12 +23,13 @@ type modelConfig struct {
 	threads  Threads
 	mrg      bool
 	eventIdx bool
+	tapWrite TAPWrite
 	packed   bool // VIRTIO_F_RING_PACKED
 	inOrder  bool // VIRTIO_F_IN_ORDER
 }
 
 func (c modelConfig) String() string {
-	s := fmt.Sprintf("size=%d/%v/mrg=%v/event_idx=%v", c.size, c.threads, c.mrg, c.eventIdx)
+	s := fmt.Sprintf("size=%d/%v/mrg=%v/event_idx=%v/tap_write=%v", c.size, c.threads, c.mrg, c.eventIdx, c.tapWrite)
 	if c.packed {
 		s += "/packed"
 	}
@@ -45,10 +46,16 @@ func modelConfigs() []modelConfig {
 			for _, th := range []Threads{Inline, Split} {
 				for _, mrg := range []bool{false, true} {
 					for _, ev := range []bool{false, true} {
-						cs = append(cs, modelConfig{size, th, mrg, ev, packed, mrg && !ev})
+						cs = append(cs, modelConfig{size, th, mrg, ev, TAPWriteSyscall, packed, mrg && !ev})
 					}
 				}
 			}
+		}
+	}
+	// The io_uring writer behind the same completion mapping (tapwrite.go).
+	for _, th := range []Threads{Inline, Split} {
+		for _, mrg := range []bool{false, true} {
+			cs = append(cs, modelConfig{size: 256, threads: th, mrg: mrg, eventIdx: true, tapWrite: TAPWriteUring})
 		}
 	}
 	return cs
@@ -199,7 +206,7 @@ func (m *model) memory() *virtqueue.Memory {
 
 // newLife starts a backend and both rings at the given bases.
 func (m *model) newLife(rxBase, txBase uint32) {
-	dev, err := newDevice(Config{QueuePairs: 1, TAP: "fake", Threads: m.cfg.threads}, hclog.NewNullLogger(), keptHost{m.host})
+	dev, err := newDevice(Config{QueuePairs: 1, TAP: "fake", Threads: m.cfg.threads, TAPWrite: m.cfg.tapWrite}, hclog.NewNullLogger(), keptHost{m.host})
 	if err != nil {
 		m.t.Fatal(err)
 	}

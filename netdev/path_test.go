@@ -68,6 +68,7 @@ func tapStandIn(t testing.TB, i int) (*tap.Queue, int) {
 	}
 	q := tap.NewQueueFd(fds[0], i)
 	t.Cleanup(func() { q.Close(); unix.Close(fds[1]) })
+	standInWriteMode(t, q)
 	return q, fds[1]
 }
 
@@ -348,14 +349,22 @@ func TestPathsZeroAllocs(t *testing.T) {
 		r2.drv.AddChain([][]byte{frame}, nil)
 	}
 	r2.drv.Publish()
-	dev := testing.AllocsPerRun(20, func() {
-		tx2.pop(8, &r2.c)
-		tx2.toTAP(r2.tq, true, &r2.c)
-		tx2.complete()
-		r2.c.publish()
-	})
-	if dev != 0 {
-		t.Fatalf("TX path allocates %.1f times per batch", dev)
+	for _, ring := range []bool{false, true} {
+		if ring {
+			// The same through an io_uring (tapwrite.go).
+			if err := r2.tq.UseWriteRing(slotCount); err != nil {
+				t.Fatal(err)
+			}
+		}
+		dev := testing.AllocsPerRun(10, func() {
+			tx2.pop(8, &r2.c)
+			tx2.toTAP(r2.tq, true, &r2.c)
+			tx2.complete()
+			r2.c.publish()
+		})
+		if dev != 0 {
+			t.Fatalf("TX path (%v) allocates %.1f times per batch", r2.tq.WriteMode(), dev)
+		}
 	}
 	r3 := newRig(t, 256, 2048, true)
 	rx := newRxPath()
@@ -364,7 +373,7 @@ func TestPathsZeroAllocs(t *testing.T) {
 		r3.drv.AddChain(nil, []int{2048})
 	}
 	r3.drv.Publish()
-	dev = testing.AllocsPerRun(20, func() {
+	dev := testing.AllocsPerRun(20, func() {
 		for i := 0; i < 4; i++ {
 			unix.Write(r3.peer, frame)
 		}

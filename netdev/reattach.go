@@ -113,6 +113,9 @@ func (d *Device) adopt(nt hostIf) error {
 	if err := nt.SetUp(true); err != nil {
 		return fmt.Errorf("bring up: %w", err)
 	}
+	if err := useTAPWrite(nt, len(d.pairs), d.cfg.TAPWrite); err != nil {
+		return err
+	}
 	if d.offload != 0 {
 		if _, err := nt.SetOffload(d.offload); err != nil {
 			return fmt.Errorf("offloads %v: %w", d.offload, err)

@@ -69,6 +69,7 @@ type rxPath struct {
 	// plane sets them with the workers paused; the TAP side takes them.
 	held     [][]byte
 	heldNext int
+	capture  capHook
 }
 
 func newRxPath() *rxPath {
@@ -146,6 +147,7 @@ func (r *rxPath) canRead() bool {
 // (canRead) or the TAP has nothing to read; a TAP that still holds frames
 // when the stock is empty is noted by noteStarved, not here.
 func (r *rxPath) fromTAP(q *tap.Queue, max int, c *counters) (frames int, gone bool) {
+	capture := r.capture.ring.Load() // nil: off (capture.go)
 	for frames < max {
 		s := r.stock.Peek()
 		if s != nil && !r.canRead() {
@@ -189,6 +191,9 @@ func (r *rxPath) fromTAP(q *tap.Queue, max int, c *counters) (frames int, gone b
 		r.consumed += uint64(s.cap)
 		size := uint32(r.size[0])
 		s.wrote = min(size, s.cap)
+		if capture != nil {
+			r.captureRX(capture, s, size, whole, c)
+		}
 		switch {
 		case whole && size >= s.cap:
 			s.len = 0

@@ -86,6 +86,7 @@ type Status struct {
 	MTU        int
 	QueuePairs int
 	Threads    string // inline or split
+	TAPWrite   TAPWriteChoice
 	Offered    uint64 // virtio features offered
 	Acked      uint64 // virtio features the driver acked (0: none yet)
 	Pairs      []PairStatus
@@ -98,7 +99,7 @@ func (d *Device) Status() Status {
 	defer d.mu.Unlock()
 	st := Status{
 		Interface: d.tap.Name(), Kind: d.tap.Kind().String(), MTU: int(d.mtu), QueuePairs: len(d.pairs),
-		Threads: d.cfg.Threads.String(), Offered: d.offered, Acked: d.acked, Pairs: make([]PairStatus, len(d.pairs)),
+		Threads: d.cfg.Threads.String(), TAPWrite: d.tw, Offered: d.offered, Acked: d.acked, Pairs: make([]PairStatus, len(d.pairs)),
 	}
 	for i, p := range d.pairs {
 		st.Pairs[i] = PairStatus{Pair: i, RX: p.ringStatus(rxRing, p.rx.broken.Load()),

@@ -55,6 +55,7 @@ const (
 	txOK = iota
 	txMalformed
 	txOversize
+	txRefused // an offload the guest did not negotiate
 )
 
 // txSlot is one guest TX chain on its way to the TAP.
@@ -67,12 +68,15 @@ type txSlot struct {
 	buf   [tap.VnetHdrLen + smallFrame]byte
 	drop  uint8
 	bytes uint32 // frame bytes without the header
+	// fate and cause say what became of a frame toTAP wrote, for the
+	// capture: capOK, or the counter of its drop and why (capture.go).
+	fate, cause uint8
 }
 
 // txPath moves one transmit ring's chains to a TAP queue.
 //
 //	ring side: PopBatch -> validate, copy header, build iovecs -> toTap
-//	TAP side:  toTap -> writev each frame -> done
+//	TAP side:  toTap -> write each frame (tapwrite.go) -> done
 //	ring side: done -> used ring (len 0) -> call, if the guest asked
 //
 // With --threads inline both sides run on the pair's worker; with split
@@ -84,10 +88,13 @@ type txPath struct {
 	pbatch   []*txSlot // ring side: the slots pop hands to toTap
 	frames   [][]unix.Iovec
 	frameOf  []int
+	errs     []unix.Errno // per frame of frames (writeFrames)
 	maxFrame uint32
 	// offloads are the header requests the guest may make: offloadBits of
 	// what it acked (txOffloads). Zero allows only plain frames.
 	offloads uint16
+	capture  capHook
+	one      [1][]byte // captureTX's view of a small frame
 }
 
 func newTxPath() *txPath {
@@ -98,6 +105,7 @@ func newTxPath() *txPath {
 		pbatch:  make([]*txSlot, slotCount),
 		frames:  make([][]unix.Iovec, 0, slotCount),
 		frameOf: make([]int, 0, slotCount),
+		errs:    make([]unix.Errno, slotCount),
 	}
 }
 
@@ -165,7 +173,7 @@ func (t *txPath) pop(max int, c *counters) (int, error) {
 func (t *txPath) prepare(s *txSlot, c *counters) {
 	ch := s.chain
 	s.iov = s.iov[:0]
-	s.drop = txOK
+	s.drop, s.fate = txOK, capOK
 	if ch.CheckTX() != nil || ch.OutLen <= tap.VnetHdrLen {
 		s.drop = txMalformed
 		c.add(cTxMalformed, 1)
@@ -201,7 +209,7 @@ func (t *txPath) prepare(s *txSlot, c *counters) {
 	}
 	if offloadBits(&h)&^t.offloads != 0 {
 		// An offload the guest never negotiated (BAD-INPUTS 65).
-		s.drop = txMalformed
+		s.drop = txRefused
 		c.add(cTxOffloadRefused, 1)
 		return
 	}
@@ -256,40 +264,10 @@ func (t *txPath) toTAP(q *tap.Queue, enabled bool, c *counters) (n int, gone boo
 		t.frames = append(t.frames, s.iov)
 		t.frameOf = append(t.frameOf, i)
 	}
-	for done := 0; done < len(t.frames); {
-		w, errno := q.WriteBatch(t.frames[done:])
-		for _, i := range t.frameOf[done : done+w] {
-			c.add(cTxPackets, 1)
-			c.add(cTxBytes, uint64(t.batch[i].bytes))
-		}
-		done += w
-		if errno == 0 {
-			break
-		}
-		switch {
-		case errno == unix.EAGAIN:
-			// Policy (BAD-INPUTS 52): drop. tun hands frames to the stack
-			// and almost never says EAGAIN; macvtap can when its socket
-			// buffer is full. Back-pressure would hold the guest's chains
-			// and stall its TX queue behind a slow host.
-			c.add(cTxDroppedTapFull, uint64(len(t.frames)-done))
-			done = len(t.frames)
-		case tap.IsDown(errno):
-			// The TAP is set down: drop the batch but keep the queue,
-			// which carries traffic again once the link is up.
-			c.add(cTxDroppedTap, uint64(len(t.frames)-done))
-			done = len(t.frames)
-		case tap.IsGone(errno):
-			c.add(cTxDroppedTap, uint64(len(t.frames)-done))
-			done = len(t.frames)
-			gone = true
-		default:
-			// The kernel refused this one frame (a header it did not
-			// like): drop it and go on with the rest.
-			c.add(cTxDroppedTap, 1)
-			done++
-		}
+	if len(t.frames) > 0 {
+		gone = t.writeFrames(q, c)
 	}
+	t.captureTX(n, enabled, q == nil, c)
 	handOn(t.done, t.batch[:n])
 	return n, gone
 }

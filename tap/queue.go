@@ -14,6 +14,7 @@ type Queue struct {
 	fd     int
 	index  int
 	closed atomic.Bool
+	ring   *WriteRing // nil: WriteFrames writes with writev(2) (UseWriteRing)
 }
 
 // Fd returns the queue's file descriptor for epoll (EPOLLIN: frames to read; EPOLLOUT:
@@ -30,6 +31,9 @@ func (q *Queue) Index() int { return q.index }
 func (q *Queue) Close() error {
 	if !q.closed.CompareAndSwap(false, true) {
 		return nil
+	}
+	if q.ring != nil {
+		q.ring.Close()
 	}
 	return unix.Close(q.fd)
 }

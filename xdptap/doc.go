@@ -47,6 +47,9 @@
 //     Truncated or impossible headers: drop_malformed. Other EtherTypes pass. Counters:
 //     xdp_guard_pass, xdp_guard_drop_{src_mac,src_ipv4,src_ipv6,arp,nd,acl_ipv4,acl_ipv6,
 //     malformed,vlan}.
+//     Capture (StartCapture): while guard_capture (array[1]) is non-zero, each dropped
+//     frame's length, rule and first GuardSnap bytes go to guard_drops (a BPF ring buffer,
+//     256 KiB), read by GuardCapture.Read; the flag is looked up on the drop path only.
 //   - xdp_count (ModeCount) and xdp_count_drop (ModeCountDrop, the perf harness's sink):
 //     count frames and bytes per TAP queue (ctx->rx_queue_index, the queue whose fd the
 //     frame was written to), then pass or drop. Map: queue_stats (per-CPU array of

@@ -70,7 +70,9 @@ const (
 	xdpMapGuardAcl4Lo   = "guard_acl4_lo"
 	xdpMapGuardAcl6Hi   = "guard_acl6_hi"
 	xdpMapGuardAcl6Lo   = "guard_acl6_lo"
+	xdpMapGuardCapture  = "guard_capture"
 	xdpMapGuardConfig   = "guard_config"
+	xdpMapGuardDrops    = "guard_drops"
 	xdpMapGuardSrc4     = "guard_src4"
 	xdpMapGuardSrc6     = "guard_src6"
 	xdpMapGuardStats    = "guard_stats"
@@ -139,19 +141,21 @@ type xdpProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type xdpMapSpecs struct {
-	GuardAcl4Hi *ebpf.MapSpec `ebpf:"guard_acl4_hi"`
-	GuardAcl4Lo *ebpf.MapSpec `ebpf:"guard_acl4_lo"`
-	GuardAcl6Hi *ebpf.MapSpec `ebpf:"guard_acl6_hi"`
-	GuardAcl6Lo *ebpf.MapSpec `ebpf:"guard_acl6_lo"`
-	GuardConfig *ebpf.MapSpec `ebpf:"guard_config"`
-	GuardSrc4   *ebpf.MapSpec `ebpf:"guard_src4"`
-	GuardSrc6   *ebpf.MapSpec `ebpf:"guard_src6"`
-	GuardStats  *ebpf.MapSpec `ebpf:"guard_stats"`
-	QueueStats  *ebpf.MapSpec `ebpf:"queue_stats"`
-	ReflectPort *ebpf.MapSpec `ebpf:"reflect_port"`
-	SwitchFdb   *ebpf.MapSpec `ebpf:"switch_fdb"`
-	SwitchPorts *ebpf.MapSpec `ebpf:"switch_ports"`
-	SwitchStats *ebpf.MapSpec `ebpf:"switch_stats"`
+	GuardAcl4Hi  *ebpf.MapSpec `ebpf:"guard_acl4_hi"`
+	GuardAcl4Lo  *ebpf.MapSpec `ebpf:"guard_acl4_lo"`
+	GuardAcl6Hi  *ebpf.MapSpec `ebpf:"guard_acl6_hi"`
+	GuardAcl6Lo  *ebpf.MapSpec `ebpf:"guard_acl6_lo"`
+	GuardCapture *ebpf.MapSpec `ebpf:"guard_capture"`
+	GuardConfig  *ebpf.MapSpec `ebpf:"guard_config"`
+	GuardDrops   *ebpf.MapSpec `ebpf:"guard_drops"`
+	GuardSrc4    *ebpf.MapSpec `ebpf:"guard_src4"`
+	GuardSrc6    *ebpf.MapSpec `ebpf:"guard_src6"`
+	GuardStats   *ebpf.MapSpec `ebpf:"guard_stats"`
+	QueueStats   *ebpf.MapSpec `ebpf:"queue_stats"`
+	ReflectPort  *ebpf.MapSpec `ebpf:"reflect_port"`
+	SwitchFdb    *ebpf.MapSpec `ebpf:"switch_fdb"`
+	SwitchPorts  *ebpf.MapSpec `ebpf:"switch_ports"`
+	SwitchStats  *ebpf.MapSpec `ebpf:"switch_stats"`
 }
 
 // xdpVariableSpecs contains global variables before they are loaded into the kernel.
@@ -180,19 +184,21 @@ func (o *xdpObjects) Close() error {
 //
 // It can be passed to loadXdpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type xdpMaps struct {
-	GuardAcl4Hi *ebpf.Map `ebpf:"guard_acl4_hi"`
-	GuardAcl4Lo *ebpf.Map `ebpf:"guard_acl4_lo"`
-	GuardAcl6Hi *ebpf.Map `ebpf:"guard_acl6_hi"`
-	GuardAcl6Lo *ebpf.Map `ebpf:"guard_acl6_lo"`
-	GuardConfig *ebpf.Map `ebpf:"guard_config"`
-	GuardSrc4   *ebpf.Map `ebpf:"guard_src4"`
-	GuardSrc6   *ebpf.Map `ebpf:"guard_src6"`
-	GuardStats  *ebpf.Map `ebpf:"guard_stats"`
-	QueueStats  *ebpf.Map `ebpf:"queue_stats"`
-	ReflectPort *ebpf.Map `ebpf:"reflect_port"`
-	SwitchFdb   *ebpf.Map `ebpf:"switch_fdb"`
-	SwitchPorts *ebpf.Map `ebpf:"switch_ports"`
-	SwitchStats *ebpf.Map `ebpf:"switch_stats"`
+	GuardAcl4Hi  *ebpf.Map `ebpf:"guard_acl4_hi"`
+	GuardAcl4Lo  *ebpf.Map `ebpf:"guard_acl4_lo"`
+	GuardAcl6Hi  *ebpf.Map `ebpf:"guard_acl6_hi"`
+	GuardAcl6Lo  *ebpf.Map `ebpf:"guard_acl6_lo"`
+	GuardCapture *ebpf.Map `ebpf:"guard_capture"`
+	GuardConfig  *ebpf.Map `ebpf:"guard_config"`
+	GuardDrops   *ebpf.Map `ebpf:"guard_drops"`
+	GuardSrc4    *ebpf.Map `ebpf:"guard_src4"`
+	GuardSrc6    *ebpf.Map `ebpf:"guard_src6"`
+	GuardStats   *ebpf.Map `ebpf:"guard_stats"`
+	QueueStats   *ebpf.Map `ebpf:"queue_stats"`
+	ReflectPort  *ebpf.Map `ebpf:"reflect_port"`
+	SwitchFdb    *ebpf.Map `ebpf:"switch_fdb"`
+	SwitchPorts  *ebpf.Map `ebpf:"switch_ports"`
+	SwitchStats  *ebpf.Map `ebpf:"switch_stats"`
 }
 
 func (m *xdpMaps) Close() error {
@@ -201,7 +207,9 @@ func (m *xdpMaps) Close() error {
 		m.GuardAcl4Lo,
 		m.GuardAcl6Hi,
 		m.GuardAcl6Lo,
+		m.GuardCapture,
 		m.GuardConfig,
+		m.GuardDrops,
 		m.GuardSrc4,
 		m.GuardSrc6,
 		m.GuardStats,

@@ -16,6 +16,8 @@ type opsOptions struct {
 	metricsListen string
 	logFormat     string
 	version       bool
+	pcap          string // --pcap: capture from start into this file
+	snaplen       int
 }
 
 // optString is a string flag that remembers whether it was given, so that
@@ -33,6 +35,8 @@ func (x *opsOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&x.metricsListen, "metrics-listen", "", "also serve the Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9545")
 	fs.StringVar(&x.logFormat, "log-format", "text", "text, or json: one JSON object per log line (for journald or a log shipper)")
 	fs.BoolVar(&x.version, "version", false, "print the version and exit")
+	fs.StringVar(&x.pcap, "pcap", "", "capture the guest-side frames, both ways and those dropped with the reason, into this pcapng `FILE` from the start (see vhostd ctl pcap)")
+	fs.IntVar(&x.snaplen, "pcap-snaplen", netdev.DefaultSnaplen, "bytes kept of each captured frame (64-65553)")
 }
 
 // validate checks the flags against the vhost-user socket's.
@@ -42,6 +46,9 @@ func (x *opsOptions) validate(o *options) error {
 	}
 	if x.logFormat != "text" && x.logFormat != "json" {
 		return fmt.Errorf("--log-format %q: want text or json", x.logFormat)
+	}
+	if x.snaplen < 64 || x.snaplen > netdev.MaxSnaplen {
+		return fmt.Errorf("--pcap-snaplen %d: want 64..%d", x.snaplen, netdev.MaxSnaplen)
 	}
 	if x.metricsListen != "" {
 		if _, _, err := net.SplitHostPort(x.metricsListen); err != nil {
@@ -68,7 +75,8 @@ func startControl(o *options, dev *netdev.Device, xdp *xdpState, log hclog.Logge
 	if path == "" && o.ops.metricsListen == "" {
 		return nil, nil
 	}
-	cfg := control.Config{Device: dev, XDP: xdp.control(), Version: versionLine(), Mode: "server", Socket: o.socketPath, Log: log}
+	cfg := control.Config{Device: dev, XDP: xdp.control(), Version: versionLine(), Mode: "server", Socket: o.socketPath, Log: log,
+		Capture: &captureCtl{dev: dev, snaplen: o.ops.snaplen, xdp: xdp}}
 	switch {
 	case o.fd >= 0:
 		cfg.Mode, cfg.Socket = "fd", fmt.Sprintf("fd %d", o.fd)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -24,6 +25,8 @@ Commands:
   status   state of the device: interface, features, queues and rings, XDP
   stats    counters per queue and per worker, as tables
   metrics  the Prometheus exposition, as served at /metrics
+  pcap start FILE | pcap stop | pcap
+           start or stop a capture into FILE (pcapng), or say which runs
 --watch repeats the command every --interval (1s) until interrupted, or
 --count times; stats then shows frames per second too.
 Exit status: 0; 1 when the control socket cannot be reached or answers
@@ -36,6 +39,7 @@ type ctlOptions struct {
 	watch           bool
 	interval        time.Duration
 	count           int
+	pcap            []string // the arguments of pcap
 }
 
 // runCtl is "vhostd ctl": a client of the control socket. It exits 0, 1
@@ -66,7 +70,7 @@ func runCtl(args []string, stdout, stderr io.Writer) int {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", c.path)
 		}}}
-	show := map[string]func(io.Writer) error{"status": c.status, "stats": c.stats, "metrics": c.metrics}[cmd]
+	show := map[string]func(io.Writer) error{"status": c.status, "stats": c.stats, "metrics": c.metrics, "pcap": c.ctlPcap(o.pcap)}[cmd]
 	for i := 0; ; i++ {
 		if o.watch {
 			clearScreen(stdout)
@@ -88,16 +92,24 @@ func (o *ctlOptions) parse(fs *flag.FlagSet, args []string) (string, error) {
 		return "", err
 	}
 	if fs.NArg() == 0 {
-		return "", errors.New("no command: want status, stats or metrics")
+		return "", errors.New("no command: want status, stats, metrics or pcap")
 	}
 	cmd := fs.Arg(0)
 	if err := fs.Parse(fs.Args()[1:]); err != nil {
 		return "", err
 	}
+	if cmd == "pcap" {
+		if o.pcap = fs.Args(); o.watch {
+			return "", errors.New("--watch: not with pcap")
+		}
+		if err := pcapArgs(o.pcap); err != nil {
+			return "", err
+		}
+	}
 	switch {
-	case cmd != "status" && cmd != "stats" && cmd != "metrics":
-		return "", fmt.Errorf("unknown command %q: want status, stats or metrics", cmd)
-	case fs.NArg() > 0:
+	case cmd != "status" && cmd != "stats" && cmd != "metrics" && cmd != "pcap":
+		return "", fmt.Errorf("unknown command %q: want status, stats, metrics or pcap", cmd)
+	case cmd != "pcap" && fs.NArg() > 0:
 		return "", fmt.Errorf("unexpected arguments after %s: %q", cmd, fs.Args())
 	case (o.control == "") == (o.socket == ""):
 		return "", errors.New("give one of --control-socket PATH or --socket-path PATH")
@@ -182,6 +194,7 @@ func (c *ctlClient) status(w io.Writer) error {
 		xdp += " (" + st.XDP.Attach + ")"
 	}
 	fmt.Fprintf(tw, "xdp:\t%s\n", xdp)
+	fmt.Fprintf(tw, "capture:\t%s\n", cmp.Or(st.Capture, "off"))
 	tw.Flush()
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "\nQUEUE\tRX RING\tSIZE\tSTATE\tTX RING\tSIZE\tSTATE\tHOST QUEUE")

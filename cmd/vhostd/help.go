@@ -17,6 +17,7 @@ Usage:
   vhostd --socket-path PATH (--tap NAME | --macvtap NAME) [options]
   vhostd --fd N (--tap NAME | --macvtap NAME) [options]
   vhostd ctl [--control-socket PATH | --socket-path PATH] status|stats|metrics [--watch]
+  vhostd ctl [--control-socket PATH | --socket-path PATH] pcap [start FILE | stop]
   vhostd --print-capabilities | --version | --help
 `
 
@@ -29,9 +30,10 @@ var helpGroups = []struct {
 	{"vhost-user socket", []string{"socket-path", "client", "reconnect", "fd"}},
 	{"Host interface", []string{"tap", "macvtap", "mtu", "mac"}},
 	{"Device", []string{"queues", "no-csum", "no-tso", "no-ufo", "no-uso", "no-mrg-rxbuf", "no-event-idx", "no-indirect", "config-space"}},
-	{"Workers", []string{"busy-poll", "threads", "cpus"}},
+	{"Workers", []string{"busy-poll", "threads", "tap-write", "cpus"}},
 	{"XDP", []string{"xdp", "xdp-guard-addrs", "xdp-acl", "xdp-object", "xdp-program", "xdp-attach", "xdp-switch-pin"}},
 	{"Security", []string{"runas", "seccomp", "socket-mode", "socket-group", "allow-uid", "allow-gid"}},
+	{"Capture", []string{"pcap", "pcap-snaplen"}},
 	{"Operation", []string{"control-socket", "metrics-listen", "stats-interval", "log-level", "log-format", "shutdown-timeout", "cpuprofile", "print-capabilities", "version"}},
 }
 
@@ -49,6 +51,11 @@ Examples:
   Watch it:
     vhostd ctl --socket-path /run/vhostd/vm1.sock stats --watch
     curl --unix-socket /run/vhostd/vm1.sock.ctl http://vhostd/metrics
+  Capture the guest's frames, with those vhostd or the XDP guard dropped and why
+  (pcapng: one interface per queue and direction, comments decode the
+  virtio-net header and name the drop counter; open it with wireshark or tshark):
+    vhostd ctl --socket-path /run/vhostd/vm1.sock pcap start vm1.pcapng
+    vhostd ctl --socket-path /run/vhostd/vm1.sock pcap stop
 
 Signals:
   SIGTERM, SIGINT  stop: wind the connection down (at most --shutdown-timeout),
@@ -68,11 +75,11 @@ Exit status:
 // "string" or "int").
 var helpArgs = map[string]string{
 	"socket-path": "PATH", "fd": "N", "tap": "NAME", "macvtap": "NAME", "mtu": "BYTES", "mac": "ADDR",
-	"queues": "N", "busy-poll": "USEC", "threads": "MODE", "cpus": "LIST", "xdp": "PROGRAM",
+	"queues": "N", "busy-poll": "USEC", "threads": "MODE", "tap-write": "MODE", "cpus": "LIST", "xdp": "PROGRAM",
 	"xdp-guard-addrs": "ADDRS", "xdp-acl": "FILE", "xdp-object": "FILE", "xdp-program": "NAME",
 	"xdp-attach": "MODE", "xdp-switch-pin": "PATH", "control-socket": "PATH", "metrics-listen": "ADDR",
 	"stats-interval": "DURATION", "log-level": "LEVEL", "log-format": "FORMAT", "shutdown-timeout": "DURATION",
-	"cpuprofile": "FILE", "reconnect": "DURATION",
+	"cpuprofile": "FILE", "reconnect": "DURATION", "pcap": "FILE", "pcap-snaplen": "BYTES",
 }
 
 // helpRequest is what parseFlags returns for -h/--help: run prints the

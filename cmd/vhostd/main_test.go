@@ -43,6 +43,7 @@ func TestFlagErrors(t *testing.T) {
 		{[]string{"--socket-path", "s", "--tap", "a", "--cpus", "1-0"}, "--cpus"},
 		{[]string{"--socket-path", "s", "--tap", "a", "extra"}, "unexpected arguments"},
 		{[]string{"--socket-path", "s", "--tap", "a", "--threads", "many"}, "--threads"},
+		{[]string{"--socket-path", "s", "--tap", "a", "--tap-write", "io_uring"}, `--tap-write "io_uring"`},
 		{[]string{"--socket-path", "s", "--tap", "a", "--xdp", "bogus"}, "--xdp"},
 		{[]string{"--socket-path", "s", "--tap", "a", "--xdp", "guard"}, "needs the guest's MAC"},
 		{[]string{"--socket-path", "s", "--tap", "a", "--xdp", "guard", "--mac", "52:54:00:00:00:01", "--xdp-guard-addrs", "nonsense"}, "--xdp-guard-addrs"},

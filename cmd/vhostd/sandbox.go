@@ -130,9 +130,9 @@ func (s *sandboxOptions) configure(srv *vhost.Server) {
 
 // apply confines the process: after the interface, XDP and the listening
 // socket are set up, before the first connection is served.
-func (s *sandboxOptions) apply(log hclog.Logger, xdpOn bool) error {
+func (s *sandboxOptions) apply(log hclog.Logger, xdpOn, uring bool) error {
 	keep := keptCaps(xdpOn, s.dials && s.id == nil)
-	if err := sandbox.Apply(sandbox.Config{Keep: keep, RunAs: s.id, Seccomp: s.mode}); err != nil {
+	if err := sandbox.Apply(sandbox.Config{Keep: keep, RunAs: s.id, Seccomp: s.mode, IOURing: uring}); err != nil {
 		return err
 	}
 	names := make([]string, len(keep))

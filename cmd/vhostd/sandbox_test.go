@@ -127,25 +127,14 @@ func checkSandboxed(t *testing.T, bin string, flags []string, wantUid string) {
 	os.Chmod(dir, 0o1777)
 	sock := filepath.Join(dir, "s")
 	tapName := "vhs" + testutil.Suffix(8)
-	cmd := exec.Command(bin, append([]string{"--socket-path", sock, "--tap", tapName, "--log-level", "debug"}, flags...)...)
-	var log testutil.SyncBuffer
-	cmd.Stderr = &log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	fe := dialVhostd(t, sock, &log)
-	defer fe.Close()
-	if err := fe.Start(^uint64(0), ^uint64(0), 2, 256, vhosttest.Layout{Size: 16 << 20}); err != nil {
-		t.Fatalf("start: %v\n%s", err, log.String())
-	}
+	cmd, log, fe := serveVhostd(t, bin, sock, ^uint64(0), append([]string{"--tap", tapName, "--log-level", "debug"}, flags...)...)
 	if ack, err := fe.Ack(vhost.ReqNetSetMTU, vhosttest.U64(1400)); err != nil || ack != 0 {
 		t.Fatalf("NET_SET_MTU: ack %d, %v\n%s", ack, err, log.String())
 	}
 	if ifi, err := net.InterfaceByName(tapName); err != nil || ifi.MTU != 1400 {
 		t.Fatalf("TAP after NET_SET_MTU 1400: %+v %v", ifi, err)
 	}
-	checkSignals(t, cmd, &log, slices.Contains(flags, "--xdp"))
+	checkSignals(t, cmd, log, slices.Contains(flags, "--xdp"))
 	st := procStatus(t, cmd.Process.Pid)
 	netAdmin := fmt.Sprintf("%016x", uint64(1)<<unix.CAP_NET_ADMIN)
 	for k, want := range map[string]string{
@@ -158,7 +147,7 @@ func checkSandboxed(t *testing.T, bin string, flags []string, wantUid string) {
 	}
 	fe.Close()
 	cmd.Process.Signal(syscall.SIGTERM)
-	waitExit0(t, cmd, &log)
+	waitExit0(t, cmd, log)
 	if _, err := os.Lstat(sock); !os.IsNotExist(err) {
 		t.Errorf("socket left after exit: %v\n%s", err, log.String())
 	}

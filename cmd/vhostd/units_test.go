@@ -15,23 +15,19 @@ import (
 
 var distUnits = []string{"vhostd@.service", "vhostd@.socket"}
 
-// verifyUnits copies the units into a directory, the ExecStart binary
-// replaced by one that exists here (verify checks it is executable), with
-// edit applied to the service, and returns what systemd-analyze verify
-// said about an instance of each, and its error.
-func verifyUnits(t *testing.T, analyze string, edit func(string) string) (string, error) {
+// verifyUnits copies the units from src into a directory, the ExecStart
+// binary bin replaced by exe, one that exists here (verify checks it is
+// executable), with edit applied to the service, and returns what
+// systemd-analyze verify said about an instance of each, and its error.
+func verifyUnits(t *testing.T, analyze, src, bin, exe string, edit func(string) string) (string, error) {
 	t.Helper()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
 	for _, u := range distUnits {
-		b, err := os.ReadFile(filepath.Join("dist", u))
+		b, err := os.ReadFile(filepath.Join(src, u))
 		if err != nil {
 			t.Fatal(err)
 		}
-		text := strings.ReplaceAll(string(b), "/usr/bin/vhostd", exe)
+		text := strings.ReplaceAll(string(b), bin, exe)
 		if strings.HasSuffix(u, ".service") {
 			text = edit(text)
 		}
@@ -42,7 +38,7 @@ func verifyUnits(t *testing.T, analyze string, edit func(string) string) (string
 	cmd := exec.Command(analyze, "verify", "--man=no", filepath.Join(dir, "vhostd@vm1-net0.service"), filepath.Join(dir, "vhostd@vm1-net0.socket"))
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	err = cmd.Run()
+	err := cmd.Run()
 	return out.String(), err
 }
 
@@ -54,10 +50,14 @@ func TestSystemdUnits(t *testing.T) {
 	if err != nil {
 		privtest.Missing(t, "systemd-analyze not installed (Debian package systemd): units not verified")
 	}
-	if out, err := verifyUnits(t, analyze, func(s string) string { return s }); err != nil || out != "" {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := verifyUnits(t, analyze, "dist", distBinary, exe, func(s string) string { return s }); err != nil || out != "" {
 		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
 	}
-	out, _ := verifyUnits(t, analyze, func(s string) string {
+	out, _ := verifyUnits(t, analyze, "dist", distBinary, exe, func(s string) string {
 		return strings.Replace(s, "[Service]\n", "[Service]\nNoSuchKey=1\n", 1)
 	})
 	if !strings.Contains(out, "NoSuchKey") {

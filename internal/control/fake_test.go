@@ -25,7 +25,8 @@ type fakeDevice struct {
 func newFakeDevice(pairs int) *fakeDevice {
 	d := &fakeDevice{status: netdev.Status{
 		Interface: "vhc-fake", Kind: "tap", MTU: 1500, QueuePairs: pairs, Threads: "inline",
-		Offered: 1<<32 | 1<<15 | 1<<5, Acked: 1<<32 | 1<<5,
+		TAPWrite: netdev.TAPWriteChoice{Mode: "uring", By: "calibration", WriteNs: 1200, UringNs: 1000},
+		Offered:  1<<32 | 1<<15 | 1<<5, Acked: 1<<32 | 1<<5,
 	}}
 	for i := 0; i < pairs; i++ {
 		d.status.Pairs = append(d.status.Pairs, netdev.PairStatus{Pair: i,

@@ -39,6 +39,7 @@ var queueMetrics = map[string]queueMetric{
 	"kicks":               {"vhostd_kicks_total", ""},
 	"calls":               {"vhostd_calls_total", ""},
 	"tap_gone":            {"vhostd_tap_gone", ""},
+	"capture_dropped":     {"vhostd_capture_dropped_frames_total", ""},
 }
 
 // families are the exposition's metric families in output order, with
@@ -60,6 +61,7 @@ var families = []struct{ name, typ, help string }{
 	{"vhostd_calls_deferred_total", "counter", "Interrupts put off because the front-end's call eventfd would have blocked; sent with a later batch."},
 	{"vhostd_guest_memory_faults_total", "counter", "Faults touching guest memory (a region shrunk under vhostd); the queue pair's rings are broken."},
 	{"vhostd_tap_gone", "gauge", "1 once the queue's host interface queue stopped carrying traffic."},
+	{"vhostd_capture_dropped_frames_total", "counter", "Frames a running capture (--pcap, ctl pcap) left out of its file: the queue's capture ring was full. Traffic is not affected."},
 	{"vhostd_worker_polls_total", "counter", "Poll calls by the queue's worker threads."},
 	{"vhostd_worker_work_total", "counter", "Work units (frames and chains) the worker's polls reported."},
 	{"vhostd_worker_idle_rounds_total", "counter", "Rounds in which the worker found no work (idle spins)."},

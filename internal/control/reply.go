@@ -18,10 +18,17 @@ type StatusReply struct {
 	Interface  Interface    `json:"interface"`
 	QueuePairs int          `json:"queue_pairs"`
 	Threads    string       `json:"threads"`
+	TAPWrite   TAPWrite     `json:"tap_write"`
 	Features   Features     `json:"features"`
 	Queues     []QueueState `json:"queues"`
 	XDP        XDPState     `json:"xdp"`
+	// Capture is the file a capture writes to, "" when none runs.
+	Capture string `json:"capture"`
 }
+
+// TAPWrite is how guest TX frames go to the TAP (write or uring) and how
+// that was chosen (config, or a calibration's figures).
+type TAPWrite = netdev.TAPWriteChoice
 
 // VhostUser is how vhostd meets its front-end.
 type VhostUser struct {
@@ -104,7 +111,7 @@ func (s *Server) status() StatusReply {
 		Version: s.cfg.Version, Started: s.started, Uptime: s.uptime(),
 		VhostUser:  VhostUser{Mode: s.cfg.Mode, Socket: s.cfg.Socket},
 		Interface:  Interface{Name: st.Interface, Kind: st.Kind, MTU: st.MTU},
-		QueuePairs: st.QueuePairs, Threads: st.Threads,
+		QueuePairs: st.QueuePairs, Threads: st.Threads, TAPWrite: st.TAPWrite,
 		Features: Features{
 			Offered: fmt.Sprintf("%#x", st.Offered), OfferedNames: featureNames(st.Offered),
 			Acked: fmt.Sprintf("%#x", st.Acked), AckedNames: featureNames(st.Acked), Negotiated: st.Acked != 0,
@@ -117,6 +124,9 @@ func (s *Server) status() StatusReply {
 	}
 	if x := s.cfg.XDP; x != nil {
 		r.XDP = XDPState{Program: x.Program, Attach: x.Attach}
+	}
+	if c := s.cfg.Capture; c != nil {
+		r.Capture = c.Capturing()
 	}
 	return r
 }

@@ -44,10 +44,11 @@ type XDP struct {
 // Config is what the server reports.
 type Config struct {
 	Device  Device
-	XDP     *XDP   // nil: no XDP program
-	Version string // the version line
-	Mode    string // vhost-user mode: server, client or fd
-	Socket  string // vhost-user socket path, or "fd N"
+	XDP     *XDP    // nil: no XDP program
+	Version string  // the version line
+	Mode    string  // vhost-user mode: server, client or fd
+	Socket  string  // vhost-user socket path, or "fd N"
+	Capture Capture // nil: no capture commands
 	Log     hclog.Logger
 }
 
@@ -80,6 +81,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/status", getOnly(func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.status()) }))
 	mux.HandleFunc("/stats", getOnly(func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.stats()) }))
 	mux.Handle("/metrics", s.metricsHandler())
+	s.pcapHandler(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNotFound)
 		writeJSON(w, map[string]string{"error": fmt.Sprintf("no such path %q: GET /status, /stats or /metrics", r.URL.Path)})

@@ -50,6 +50,15 @@ func TestStatusJSON(t *testing.T) {
 			t.Fatalf("interface %+v, queue_pairs %d, threads %q", st.Interface, st.QueuePairs, st.Threads)
 		}
 	})
+	t.Run("tap_write", func(t *testing.T) {
+		if st.TAPWrite != (TAPWrite{Mode: "uring", By: "calibration", WriteNs: 1200, UringNs: 1000}) {
+			t.Fatalf("tap_write %+v", st.TAPWrite)
+		}
+		_, body := get(t, c, "/status")
+		if !strings.Contains(body, `"tap_write": {`) || !strings.Contains(body, `"chosen_by": "calibration"`) {
+			t.Fatalf("tap_write in %s", body)
+		}
+	})
 	t.Run("features", func(t *testing.T) {
 		f := st.Features
 		if f.Offered != "0x100008020" || f.Acked != "0x100000020" || !f.Negotiated {

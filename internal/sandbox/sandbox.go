@@ -106,6 +106,8 @@ type Config struct {
 	RunAs *Identity
 	// Seccomp is the allow-list's action for calls outside it.
 	Seccomp SeccompMode
+	// IOURing adds io_uring's calls to the allow-list (--tap-write uring).
+	IOURing bool
 }
 
 // Apply confines the process as Config says; see the package comment. An
@@ -132,7 +134,7 @@ func Apply(c Config) error {
 	if _, err := cap.Prctlw(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("sandbox: PR_SET_NO_NEW_PRIVS: %w", err)
 	}
-	return installSeccomp(c.Seccomp)
+	return installSeccomp(c.Seccomp, c.IOURing)
 }
 
 // dropBound clears the ambient set and reduces the bounding set to the

@@ -39,6 +39,11 @@ var forbidden = map[string]func() error{
 		}
 		return errnoErr(e)
 	},
+	// Allowed only with Config.IOURing; on fd -1 it fails with EBADF.
+	"io_uring_enter": func() error {
+		_, _, e := unix.RawSyscall6(unix.SYS_IO_URING_ENTER, ^uintptr(0), 0, 0, 0, 0, 0)
+		return errnoErr(e)
+	},
 	"clone3": func() error {
 		_, _, e := unix.RawSyscall(unix.SYS_CLONE3, 0, 0, 0)
 		return errnoErr(e)
@@ -61,12 +66,13 @@ func TestMain(m *testing.M) {
 
 func child(arg string) int {
 	mode, call, _ := strings.Cut(arg, ":")
+	mode, uring := strings.CutSuffix(mode, "+uring")
 	m, err := ParseSeccompMode(mode)
 	if err != nil {
 		fmt.Println(err)
 		return 3
 	}
-	if err := Apply(Config{Keep: []cap.Value{cap.NET_ADMIN}, Seccomp: m}); err != nil {
+	if err := Apply(Config{Keep: []cap.Value{cap.NET_ADMIN}, Seccomp: m, IOURing: uring}); err != nil {
 		fmt.Println(err)
 		return 3
 	}
@@ -226,5 +232,19 @@ func TestParseRunAs(t *testing.T) {
 		if _, err := ParseRunAs(bad); err == nil || !strings.Contains(err.Error(), "--runas") {
 			t.Errorf("ParseRunAs(%q): %v, want an error naming --runas", bad, err)
 		}
+	}
+}
+
+// TestSeccompIOURing: io_uring_enter is outside the allow-list unless
+// Config.IOURing (--tap-write uring) adds it.
+func TestSeccompIOURing(t *testing.T) {
+	out, err := runChild(t, "kill:io_uring_enter")
+	ee, ok := err.(*exec.ExitError)
+	if !ok || !ee.Sys().(syscall.WaitStatus).Signaled() || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGSYS {
+		t.Errorf("without IOURing: child ended with %v, want SIGSYS; output:\n%s", err, out)
+	}
+	out, err = runChild(t, "kill+uring:io_uring_enter")
+	if err != nil || !strings.Contains(out, "survived io_uring_enter: bad file descriptor") {
+		t.Errorf("with IOURing: %v, output:\n%s", err, out)
 	}
 }

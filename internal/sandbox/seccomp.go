@@ -73,13 +73,19 @@ var allowed = []string{
 	"bpf",
 }
 
-// installSeccomp loads the allow-list on every thread. Calls outside it
-// kill the process (SeccompKill) or are logged (SeccompLog).
-func installSeccomp(m SeccompMode) error {
+// uringCalls are the io_uring calls, allowed only when TX frames go to the
+// TAP through io_uring (netdev --tap-write uring): io_uring_enter on the
+// data path, setup and register when a reattached TAP gets its rings.
+var uringCalls = []string{"io_uring_enter", "io_uring_setup", "io_uring_register"}
+
+// installSeccomp loads the allow-list on every thread, with uringCalls
+// when uring. Calls outside it kill the process (SeccompKill) or are
+// logged (SeccompLog).
+func installSeccomp(m SeccompMode, uring bool) error {
 	if m == SeccompOff {
 		return nil
 	}
-	p, err := policy(m)
+	p, err := policy(m, uring)
 	if err != nil {
 		return err
 	}
@@ -91,13 +97,17 @@ func installSeccomp(m SeccompMode) error {
 }
 
 // policy builds the allow-list for this architecture.
-func policy(m SeccompMode) (seccomp.Policy, error) {
+func policy(m SeccompMode, uring bool) (seccomp.Policy, error) {
 	info, err := arch.GetInfo("")
 	if err != nil {
 		return seccomp.Policy{}, fmt.Errorf("sandbox: seccomp: %w", err)
 	}
+	list := allowed
+	if uring {
+		list = append(list[:len(list):len(list)], uringCalls...)
+	}
 	var names []string
-	for _, n := range allowed {
+	for _, n := range list {
 		if _, ok := info.SyscallNames[n]; ok {
 			names = append(names, n)
 		}

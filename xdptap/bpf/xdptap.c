@@ -309,12 +309,66 @@ struct {
 	__type(value, __u64);
 } guard_stats SEC(".maps");
 
+// verdict is what the checks below return: the guard_counter reason. xdp_guard counts it,
+// reports a drop to a running capture and turns it into the XDP action.
 static __always_inline int verdict(__u32 reason)
 {
-	__u64 *v = bpf_map_lookup_elem(&guard_stats, &reason);
-	if (v)
-		(*v)++;
-	return reason == GUARD_PASS ? XDP_PASS : XDP_DROP;
+	return reason;
+}
+
+// Drop reports for a capture (vhostd --pcap, vhostd ctl pcap): while guard_capture[0] is
+// non-zero, each dropped frame's first GUARD_SNAP bytes, its length and reason go to the
+// guard_drops ring buffer, which the capture writer reads. Off, a drop costs one array
+// lookup more and a pass nothing. Mirrored in xdptap/capture.go.
+#define GUARD_SNAP 256
+
+struct guard_drop {
+	__u32 reason; // enum guard_counter
+	__u32 len;    // the frame's length
+	__u32 caplen; // bytes of data filled
+	__u32 pad;
+	__u8 data[GUARD_SNAP];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} guard_capture SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+} guard_drops SEC(".maps");
+
+static __always_inline void report_drop(struct xdp_md *ctx, __u32 reason)
+{
+	__u32 zero = 0;
+	__u32 *on = bpf_map_lookup_elem(&guard_capture, &zero);
+	if (!on || !*on)
+		return;
+	struct guard_drop *d = bpf_ringbuf_reserve(&guard_drops, sizeof(*d), 0);
+	if (!d)
+		return; // the reader is behind: the frame is not captured
+	__u32 len = ctx->data_end - ctx->data;
+	d->reason = reason;
+	d->len = len;
+	d->caplen = 0;
+	d->pad = 0;
+	if (len >= GUARD_SNAP) {
+		if (bpf_xdp_load_bytes(ctx, 0, d->data, GUARD_SNAP) == 0)
+			d->caplen = GUARD_SNAP;
+	} else {
+		// The mask gives the verifier the bound; the empty asm keeps clang from
+		// dropping it as redundant.
+		__u32 n = len;
+		asm volatile("" : "+r"(n));
+		n &= GUARD_SNAP - 1;
+		if (n > 0 && bpf_xdp_load_bytes(ctx, 0, d->data, n) == 0)
+			d->caplen = n;
+	}
+	bpf_ringbuf_submit(d, 0);
 }
 
 static __always_inline int mac_eq(const __u8 *a, const __u8 *b)
@@ -535,15 +589,11 @@ static __always_inline int guard_ip6(void *l3, void *end, struct guard_config *c
 	return verdict(GUARD_PASS);
 }
 
-SEC("xdp")
-int xdp_guard(struct xdp_md *ctx)
+// guard_frame checks one frame from the guest and returns its guard_counter reason.
+static __always_inline __u32 guard_frame(struct xdp_md *ctx, struct guard_config *cfg)
 {
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
-	__u32 zero = 0;
-	struct guard_config *cfg = bpf_map_lookup_elem(&guard_config, &zero);
-	if (!cfg)
-		return XDP_ABORTED;
 	struct eth *eth = data;
 	if ((void *)(eth + 1) > end)
 		return verdict(GUARD_DROP_MALFORMED);
@@ -562,6 +612,23 @@ int xdp_guard(struct xdp_md *ctx)
 		return verdict(GUARD_DROP_VLAN);
 	}
 	return verdict(GUARD_PASS);
+}
+
+SEC("xdp")
+int xdp_guard(struct xdp_md *ctx)
+{
+	__u32 zero = 0;
+	struct guard_config *cfg = bpf_map_lookup_elem(&guard_config, &zero);
+	if (!cfg)
+		return XDP_ABORTED;
+	__u32 reason = guard_frame(ctx, cfg);
+	__u64 *v = bpf_map_lookup_elem(&guard_stats, &reason);
+	if (v)
+		(*v)++;
+	if (reason == GUARD_PASS)
+		return XDP_PASS;
+	report_drop(ctx, reason);
+	return XDP_DROP;
 }
 
 char __license[] SEC("license") = "Dual MIT/GPL";

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -19,10 +20,12 @@ import (
 
 // Report is the JSON line a child prints when it stops.
 type Report struct {
-	Frames, Bytes, Errors uint64         `json:",omitempty"`
-	Kicks                 uint64         `json:",omitempty"`
-	HostTSO, GuestTSO     bool           `json:",omitempty"`
-	Ping                  *fe.PingResult `json:",omitempty"`
+	Frames, Bytes, Errors uint64 `json:",omitempty"`
+	Kicks                 uint64 `json:",omitempty"`
+	// Waits: rounds a cold raw loop waited for its partner thread.
+	Waits             uint64         `json:",omitempty"`
+	HostTSO, GuestTSO bool           `json:",omitempty"`
+	Ping              *fe.PingResult `json:",omitempty"`
 }
 
 func emit(r Report) {
@@ -73,6 +76,8 @@ func feMain(args []string) error {
 	injBatch := fs.Int("inject-batch", 32, "rx: frames the source sends per ring poll")
 	dst := fs.String("dst", "", "ping: host IPv4 (on the TAP)")
 	dirtyLog := fs.Bool("dirty-log", false, "turn dirty logging on after the start, as QEMU does for a live migration")
+	touchFr := fs.Bool("touch", false, "tx: rewrite every cache line of a frame before publishing it (the guest side of the fair limit, raw-write-cold)")
+	packed := fs.Bool("packed", false, "negotiate VIRTIO_F_RING_PACKED and drive packed rings (tx, rx, idle); fails when the back-end does not offer it")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -81,11 +86,15 @@ func feMain(args []string) error {
 	if tso {
 		slab = (frames.TSOFrame + frames.VnetHdrLen + 4095) &^ 4095
 	}
-	c, err := fe.Dial(*sock, slab, tso)
+	if *packed && (*mode == "ping" || *dirtyLog) {
+		return fmt.Errorf("--packed drives tx, rx and idle only")
+	}
+	c, err := fe.Dial(*sock, slab, tso, *packed)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
+	c.Touch = *touchFr
 	if *dirtyLog {
 		l, err := c.F.StartDirtyLog()
 		if err != nil {
@@ -100,7 +109,7 @@ func feMain(args []string) error {
 	case "tx":
 		hdr, fr := frameFor(*size, c.HostTSO)
 		c.TxLoop(hdr, fr, stop, &n)
-		rep.Kicks = c.TX.Kicks
+		rep.Kicks = c.Kicks()
 	case "rx":
 		var srcFn func()
 		if *injTap != "" || *injGSO != "" {
@@ -113,19 +122,11 @@ func feMain(args []string) error {
 			srcFn = func() { in.Send(buf, b) }
 		}
 		c.RxLoop(stop, &n, srcFn)
-		rep.Kicks = c.RX.Kicks
+		rep.Kicks = c.Kicks()
 	case "ping":
-		mac, err := net.ParseMAC(*dstMAC)
-		if err != nil {
+		if rep.Ping, err = ping(c, *dstMAC, *src, *dst, *dur); err != nil {
 			return err
 		}
-		s, d := net.ParseIP(*src), net.ParseIP(*dst)
-		if s == nil || d == nil {
-			return fmt.Errorf("ping needs --src and --dst")
-		}
-		id := uint16(os.Getpid())
-		r := c.Ping(frames.ICMPEcho(mac, s, d, id), id, *dur)
-		rep.Ping = &r
 	case "idle":
 		c.PostRx()
 		<-stop
@@ -137,12 +138,30 @@ func feMain(args []string) error {
 	return nil
 }
 
+// ping is fe --mode ping: echo requests from src to dst (the TAP's MAC
+// dstMAC) for d.
+func ping(c *fe.Conn, dstMAC, src, dst string, d time.Duration) (*fe.PingResult, error) {
+	mac, err := net.ParseMAC(dstMAC)
+	if err != nil {
+		return nil, err
+	}
+	s, t := net.ParseIP(src), net.ParseIP(dst)
+	if s == nil || t == nil {
+		return nil, fmt.Errorf("ping needs --src and --dst")
+	}
+	id := uint16(os.Getpid())
+	r := c.Ping(frames.ICMPEcho(mac, s, t, id), id, d)
+	return &r, nil
+}
+
 func rawMain(cmd string, args []string) error {
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	name := fs.String("tap", "", "TAP to create")
 	size := fs.Int("size", 64, "frame size (65480: 64 KiB TSO)")
 	uring := fs.Int("uring", 0, "rawtx: batches of this many writes per io_uring_enter (0: one write(2) per frame)")
 	fixed := fs.Bool("uring-fixed", false, "rawtx --uring: write to the TAP fd registered as a fixed file")
+	cold := fs.Int("cold", -1, "the fair limit: a partner thread pinned on this CPU writes every frame just before it is sent (rawtx), or reads every frame just after it arrived (rawrx); -1: off")
+	self := fs.Int("cpu", 1, "--cold: the CPU of the loop's own thread")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -158,7 +177,20 @@ func rawMain(cmd string, args []string) error {
 	var flag atomic.Bool
 	go func() { <-stop; flag.Store(true) }()
 	var n rawtap.Counters
+	var waits uint64
+	if *cold >= 0 {
+		runtime.GOMAXPROCS(2) // the loop and its partner, each on its own CPU
+	}
 	switch {
+	case cmd == "rawtx" && *cold >= 0:
+		hdr, fr := frameFor(*size, true)
+		if waits, err = rawtap.WriteLoopCold(fd, append(hdr[:], fr...), *self, *cold, &flag, &n); err != nil {
+			return err
+		}
+	case cmd == "rawrx" && *cold >= 0:
+		if waits, err = rawtap.ReadLoopCold(fd, 65536+4096, *self, *cold, &flag, &n); err != nil {
+			return err
+		}
 	case cmd == "rawtx" && *uring > 0:
 		hdr, fr := frameFor(*size, true)
 		if err := rawtap.WriteLoopUring(fd, append(hdr[:], fr...), uint32(*uring), *fixed, &flag, &n); err != nil {
@@ -170,7 +202,7 @@ func rawMain(cmd string, args []string) error {
 	default:
 		rawtap.ReadLoop(fd, 65536+4096, &flag, &n)
 	}
-	emit(Report{Frames: n.Frames.Load(), Bytes: n.Bytes.Load(), Errors: n.Errors.Load()})
+	emit(Report{Frames: n.Frames.Load(), Bytes: n.Bytes.Load(), Errors: n.Errors.Load(), Waits: waits})
 	return nil
 }
 
@@ -179,6 +211,8 @@ func injectMain(args []string) error {
 	name := fs.String("tap", "", "interface to send through")
 	size := fs.Int("size", 64, "frame size (65480: 64 KiB TSO)")
 	udpGSO := fs.String("udp-gso", "", "send 64 KiB UDP GSO datagrams to this IPv4 address instead (routed through the TAP)")
+	duty := fs.Float64("duty", 0, "pace the source: batches on a SCHED_FIFO thread, sleeping so that sending takes this share of the CPU (0: send flat out)")
+	batch := fs.Int("batch", 32, "--duty: frames per batch")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -191,7 +225,13 @@ func injectMain(args []string) error {
 	var flag atomic.Bool
 	go func() { <-stop; flag.Store(true) }()
 	var n rawtap.Counters
-	in.Loop(buf, &flag, &n)
+	if *duty > 0 {
+		if err := in.PacedLoop(buf, *batch, *duty, &flag, &n); err != nil {
+			return err
+		}
+	} else {
+		in.Loop(buf, &flag, &n)
+	}
 	emit(Report{Frames: n.Frames.Load(), Errors: n.Errors.Load()})
 	return nil
 }

@@ -46,6 +46,11 @@ const RingSize = 256
 type Conn struct {
 	F      *vhosttest.FrontEnd
 	RX, TX *Ring
+	// PRX and PTX replace RX and TX when the rings are packed.
+	PRX, PTX *PackedRing
+	// Touch makes TxLoop rewrite every cache line of a frame before it
+	// publishes it, as a guest writes each frame it sends (split rings).
+	Touch bool
 	// TSO is true when the back-end acked HOST_TSO4 (guest TX may send
 	// 64 KiB frames) and GUEST_TSO4 (guest RX may receive them).
 	HostTSO, GuestTSO bool
@@ -56,8 +61,10 @@ type Conn struct {
 
 // Dial connects to the back-end at path and starts one queue pair with
 // slabs of slab bytes per descriptor (the largest frame a descriptor
-// holds, header included). tso asks for the TSO features.
-func Dial(path string, slab uint64, tso bool) (*Conn, error) {
+// holds, header included). tso asks for the TSO features; packed for
+// packed rings (an error starting with ErrNoPacked when the back-end does
+// not offer them).
+func Dial(path string, slab uint64, tso, packed bool) (*Conn, error) {
 	var f *vhosttest.FrontEnd
 	var err error
 	for i := 0; ; i++ {
@@ -70,6 +77,15 @@ func Dial(path string, slab uint64, tso bool) (*Conn, error) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	c, err := Start(f, slab, tso, packed)
+	if err != nil {
+		f.Close()
+	}
+	return c, err
+}
+
+// Start is Dial on a connected front-end f (left open on an error).
+func Start(f *vhosttest.FrontEnd, slab uint64, tso, packed bool) (*Conn, error) {
 	f.Timeout = 20 * time.Second
 	f.Slab = slab
 	feats := uint64(1)<<vhost.FeatVersion1 | 1<<vhost.FeatRingEventIdx | 1<<FeatMrgRxbuf
@@ -79,20 +95,33 @@ func Dial(path string, slab uint64, tso bool) (*Conn, error) {
 	mem := uint64(2*RingSize)*slab + 4<<20
 	mem = (mem + 1<<21 - 1) &^ (1<<21 - 1)
 	// LOG_SHMFD lets the front-end turn dirty logging on (vperf fe --dirty-log).
-	if err := f.Start(feats, 1<<vhost.ProtoReplyAck|1<<vhost.ProtoLogShmfd, 2, RingSize, vhosttest.Layout{Size: mem}); err != nil {
-		f.Close()
+	proto := uint64(1<<vhost.ProtoReplyAck | 1<<vhost.ProtoLogShmfd)
+	if packed {
+		c, err := dialPacked(f, feats, proto, vhosttest.Layout{Size: mem})
+		if err != nil {
+			return nil, err
+		}
+		c.setTSO()
+		return c, nil
+	}
+	if err := f.Start(feats, proto, 2, RingSize, vhosttest.Layout{Size: mem}); err != nil {
 		return nil, fmt.Errorf("start: %w", err)
 	}
 	c := &Conn{F: f}
-	c.HostTSO = f.Features&(1<<FeatHostTSO4) != 0
-	c.GuestTSO = f.Features&(1<<FeatGuestTSO4) != 0
-	c.GuestUSO = f.Features&(1<<FeatGuestUSO4) != 0
+	c.setTSO()
 	reg := f.Regions()[0]
 	for i, rp := range []**Ring{&c.RX, &c.TX} {
 		r := f.Ring(i)
 		*rp = newRing(reg.Mem, reg.GPA, r.Config, r.Kick, f.Features&(1<<vhost.FeatRingEventIdx) != 0)
 	}
 	return c, nil
+}
+
+// setTSO records the offloads the back-end acked.
+func (c *Conn) setTSO() {
+	c.HostTSO = c.F.Features&(1<<FeatHostTSO4) != 0
+	c.GuestTSO = c.F.Features&(1<<FeatGuestTSO4) != 0
+	c.GuestUSO = c.F.Features&(1<<FeatGuestUSO4) != 0
 }
 
 // Close closes the connection and the guest memory.

@@ -16,12 +16,14 @@ type Counters struct {
 // TxLoop fills every TX descriptor with hdr+frame and transmits until stop
 // is closed: publish what the ring has room for, count what comes back.
 func (c *Conn) TxLoop(hdr [frames.VnetHdrLen]byte, frame []byte, stop <-chan struct{}, n *Counters) {
+	if c.PTX != nil {
+		c.txLoopPacked(hdr, frame, stop, n)
+		return
+	}
 	r := c.TX
 	l := uint32(len(hdr) + len(frame))
+	fillFrames(r.size, r.Slab, hdr[:], frame)
 	for i := uint16(0); i < r.size; i++ {
-		s := r.Slab(i)
-		copy(s, hdr[:])
-		copy(s[len(hdr):], frame)
 		r.SetDesc(i, l, false)
 	}
 	var done uint64
@@ -40,10 +42,36 @@ func (c *Conn) TxLoop(hdr [frames.VnetHdrLen]byte, frame []byte, stop <-chan str
 		if room >= 32 || (room > 0 && r.InFlight() == 0) {
 			old := r.availIdx
 			for ; room > 0; room-- {
+				if c.Touch {
+					touch(r.Slab(r.availIdx & r.mask)[:l], hdr[:], frame)
+				}
 				r.Put(r.availIdx & r.mask)
 			}
 			r.Publish(old)
 		}
+	}
+}
+
+// touch rewrites one byte in every 64-byte line of slab (hdr and frame
+// laid out as TxLoop wrote them), with the value it already has: the
+// lines are then freshly written by this CPU, as a guest's new frame is,
+// and the back-end on the other CPU must fetch them from here.
+func touch(slab, hdr, frame []byte) {
+	for o := 0; o < len(slab); o += 64 {
+		if o < len(hdr) {
+			slab[o] = hdr[o]
+		} else {
+			slab[o] = frame[o-len(hdr)]
+		}
+	}
+}
+
+// fillFrames writes hdr and frame into the slab of each of size buffers.
+func fillFrames(size uint16, slab func(uint16) []byte, hdr, frame []byte) {
+	for i := uint16(0); i < size; i++ {
+		s := slab(i)
+		copy(s, hdr)
+		copy(s[len(hdr):], frame)
 	}
 }
 
@@ -64,6 +92,10 @@ func stopped(k int, stop <-chan struct{}) bool {
 // PostRx makes every RX descriptor a device-writable slab and publishes
 // them all.
 func (c *Conn) PostRx() {
+	if c.PRX != nil {
+		c.postRxPacked()
+		return
+	}
 	r := c.RX
 	for i := uint16(0); i < r.size; i++ {
 		r.SetDesc(i, uint32(r.slab), true)
@@ -80,9 +112,8 @@ func (c *Conn) PostRx() {
 // this thread with the guest (both on one CPU, taking turns, instead of
 // two processes whose scheduler time slices starve the ring).
 func (c *Conn) RxLoop(stop <-chan struct{}, n *Counters, src func()) {
-	r := c.RX
 	c.PostRx()
-	var fr, by uint64
+	var t rxTally
 	for k := 0; ; k++ {
 		if stopped(k, stop) {
 			return
@@ -90,24 +121,46 @@ func (c *Conn) RxLoop(stop <-chan struct{}, n *Counters, src func()) {
 		if src != nil {
 			src()
 		}
-		u := r.UsedIdx()
-		if u == r.lastUsed {
-			continue
+		before := t.frames
+		if c.PRX != nil {
+			c.rxPollPacked(&t)
+		} else {
+			c.rxPoll(&t)
 		}
-		old := r.availIdx
-		for ; r.lastUsed != u; r.lastUsed++ {
-			head, l := r.Used(r.lastUsed)
-			// Slabs hold the largest frame, so every frame is one buffer.
-			fr++
-			if l > frames.VnetHdrLen {
-				by += uint64(l - frames.VnetHdrLen)
-			}
-			r.Put(head)
+		if t.frames != before {
+			n.Frames.Store(t.frames)
+			n.Bytes.Store(t.bytes)
 		}
-		r.Publish(old)
-		n.Frames.Store(fr)
-		n.Bytes.Store(by)
 	}
+}
+
+// rxTally counts what RxLoop received.
+type rxTally struct{ frames, bytes uint64 }
+
+// add counts one used buffer of l bytes (header included). Slabs hold the
+// largest frame, so every frame is one buffer.
+func (t *rxTally) add(l uint32) {
+	t.frames++
+	if l > frames.VnetHdrLen {
+		t.bytes += uint64(l - frames.VnetHdrLen)
+	}
+}
+
+// rxPoll takes what the back-end used on the split RX ring and hands the
+// buffers back.
+func (c *Conn) rxPoll(t *rxTally) {
+	r := c.RX
+	u := r.UsedIdx()
+	if u == r.lastUsed {
+		return
+	}
+	old := r.availIdx
+	for ; r.lastUsed != u; r.lastUsed++ {
+		head, l := r.Used(r.lastUsed)
+		t.add(l)
+		r.Put(head)
+	}
+	r.Publish(old)
 }
 
 // PingResult is the ping-pong outcome.

@@ -42,7 +42,8 @@ type Ratio struct {
 // run's window for the run to count as quiet.
 const quietForeign = 0.3
 
-// Target is one of issue 7's targets.
+// Target is one goal (issue 17, with issue 16's and 18's figures): a
+// ratio and what it should be, or (Report) a ratio reported without one.
 type Target struct {
 	Name      string  `json:"name"`
 	Ratio     string  `json:"ratio"`
@@ -55,6 +56,8 @@ type Target struct {
 	Quiet       float64 `json:"quiet_value"`
 	QuietRounds int     `json:"quiet_rounds"`
 	QuietMet    bool    `json:"quiet_met"`
+	// Report: no threshold, the figure is reported (Met stays false).
+	Report bool `json:"report,omitempty"`
 }
 
 var metrics = []string{"mpps", "gbps", "capacity_mpps", "backend_ns", "fe_ns", "inject_ns", "backend_cores", "fe_cores", "rtt_p50_us", "rtt_p99_us"}
@@ -75,7 +78,7 @@ func (res *Results) runsOf(g, s string) []*Run {
 	var rs []*Run
 	for i := range res.Runs {
 		r := &res.Runs[i]
-		if r.Group == g && r.Subject == s && r.Error == "" {
+		if r.Group == g && r.Subject == s && r.measured() {
 			rs = append(rs, r)
 		}
 	}
@@ -104,6 +107,9 @@ func (res *Results) summarise(g Group, s Subject, prim string) Summary {
 		if r.Group == g.Name && r.Subject == s.Name && r.Error != "" {
 			sm.Errors++
 			sm.Notes = append(sm.Notes, fmt.Sprintf("round %d failed: %s", r.Round, r.Error))
+		}
+		if r.Group == g.Name && r.Subject == s.Name && r.Unavailable != "" {
+			sm.Notes = append(sm.Notes, fmt.Sprintf("round %d: unavailable: %s", r.Round, r.Unavailable))
 		}
 	}
 	sm.Runs = len(rs)
@@ -200,11 +206,19 @@ func (res *Results) ratios(g Group, prim string) {
 }
 
 // ratioOf is a/b on figure m in group g, round by round.
-func (res *Results) ratioOf(g, a, b, m string) Ratio {
+func (res *Results) ratioOf(g, a, b, m string) Ratio { return res.ratioOfBest(g, a, []string{b}, m) }
+
+// ratioOfBest is a over the best (largest) of subjects bs on figure m in
+// group g, the best taken round by round among those measured that round.
+func (res *Results) ratioOfBest(g, a string, bs []string, m string) Ratio {
+	b := strings.Join(bs, "|")
+	if len(bs) > 1 {
+		b = "max(" + strings.Join(bs, ", ") + ")"
+	}
 	rt := Ratio{Group: g, A: a, B: b, Pair: a + " / " + b, Metric: m}
 	var q []float64
 	for round := 1; round <= res.Options.Rounds; round++ {
-		ra, rb := res.find(g, a, round), res.find(g, b, round)
+		ra, rb := res.find(g, a, round), res.best(g, bs, m, round)
 		if ra == nil || rb == nil || rb.value(m) == 0 {
 			continue
 		}
@@ -218,10 +232,25 @@ func (res *Results) ratioOf(g, a, b, m string) Ratio {
 	return rt
 }
 
+// best is the run of round among subjects bs with the largest figure m.
+func (res *Results) best(g string, bs []string, m string, round int) *Run {
+	var r *Run
+	for _, b := range bs {
+		if x := res.find(g, b, round); x != nil && (r == nil || x.value(m) > r.value(m)) {
+			r = x
+		}
+	}
+	return r
+}
+
+// measured reports whether r measured its subject: it neither failed nor
+// found the subject unavailable.
+func (r *Run) measured() bool { return r.Error == "" && r.Unavailable == "" }
+
 func (res *Results) find(g, s string, round int) *Run {
 	for i := range res.Runs {
 		r := &res.Runs[i]
-		if r.Group == g && r.Subject == s && r.Round == round && r.Error == "" {
+		if r.Group == g && r.Subject == s && r.Round == round && r.measured() {
 			return r
 		}
 	}
@@ -244,47 +273,4 @@ func (res *Results) summary(g, s string) Summary {
 		}
 	}
 	return Summary{}
-}
-
-func (res *Results) targets() {
-	add := func(name, g, a, b, m string, want float64, atMost bool) {
-		t := Target{Name: name, Ratio: fmt.Sprintf("%s: %s / %s (%s)", g, a, b, m)}
-		if atMost {
-			t.Want = fmt.Sprintf("<= %.2g", want)
-		} else {
-			t.Want = fmt.Sprintf(">= %.2g", want)
-		}
-		if r, ok := res.ratio(g, a, b, m); ok {
-			t.Available, t.Value = true, r.Median
-			t.Met = (atMost && r.Median <= want) || (!atMost && r.Median >= want)
-			t.Figures = fmt.Sprintf("%s %.4g vs %s %.4g (medians)", a, res.summary(g, a).Median[m], b, res.summary(g, b).Median[m])
-			t.Quiet, t.QuietRounds = r.Quiet, r.QuietRounds
-			t.QuietMet = r.QuietRounds > 0 && ((atMost && r.Quiet <= want) || (!atMost && r.Quiet >= want))
-		}
-		res.Targets = append(res.Targets, t)
-	}
-	for _, fe := range []string{"go", "dpdk"} {
-		add("Guest TX 64 B: vhostd >= 1.2x testpmd ("+fe+" front-end)", "tx-64-"+fe, sBP.Name, sDPDK.Name, "mpps", 1.2, false)
-		add("Guest TX 64 B: vhostd >= 0.8x raw TAP write loop ("+fe+" front-end)", "tx-64-"+fe, sBP.Name, sRawTx.Name, "mpps", 0.8, false)
-	}
-	// The same two targets per unit of back-end CPU: frames one busy core
-	// moves at each back-end's measured cost (not starved by the load of
-	// other processes on the front-end's CPU).
-	for _, fe := range []string{"go", "dpdk"} {
-		add("Guest TX 64 B, per back-end CPU: vhostd >= 1.2x testpmd ("+fe+" front-end)", "tx-64-"+fe, sBP.Name, sDPDK.Name, "capacity_mpps", 1.2, false)
-		add("Guest TX 64 B, per back-end CPU: vhostd >= 0.8x raw TAP write loop ("+fe+" front-end)", "tx-64-"+fe, sBP.Name, sRawTx.Name, "capacity_mpps", 0.8, false)
-	}
-	add("Guest TX 64 KiB TSO: vhostd >= 5x testpmd Gbit/s", "tx-64k-tso-go", sBP.Name, sDPDK.Name, "gbps", 5, false)
-	add("Guest RX 64 KiB TSO: vhostd >= 5x testpmd Gbit/s", "rx-64k-tso-go", sBP.Name, sDPDK.Name, "gbps", 5, false)
-	add("Latency p50: adaptive busy-poll <= 0.5x event mode (host stack answers)", "ping-go", sBP.Name, sEvent.Name, "rtt_p50_us", 0.5, true)
-	add("Latency p50: adaptive busy-poll <= 0.5x event mode (XDP reflect loop)", "ping-reflect-go", sBP.Name, sEvent.Name, "rtt_p50_us", 0.5, true)
-	// Idle is absolute, not a ratio.
-	t := Target{Name: "Idle: < 1% of a core per idle queue pair (vhostd default)", Ratio: "idle-go: vhostd-bp50 backend cores (1 queue pair)", Want: "< 0.01"}
-	if sm := res.summary("idle-go", sBP.Name); sm.Runs > 0 {
-		t.Available, t.Value = true, sm.Median["backend_cores"]
-		t.Met = t.Value < 0.01
-		t.Figures = fmt.Sprintf("vhostd-bp50 %.4f, vhostd-event %.4f, testpmd %.4f cores", t.Value,
-			res.summary("idle-go", sEvent.Name).Median["backend_cores"], res.summary("idle-go", sDPDK.Name).Median["backend_cores"])
-	}
-	res.Targets = append(res.Targets, t)
 }

@@ -43,6 +43,14 @@ type Results struct {
 	Ratios   []Ratio   `json:"ratios"`
 	Targets  []Target  `json:"targets"`
 	Warnings []string  `json:"warnings,omitempty"`
+	// Notes say which subjects were left out and why.
+	Notes []string `json:"notes,omitempty"`
+}
+
+// abilities asks the vhostd binary what it can do (its --help).
+func abilities(vhostd string) Abilities {
+	out, _ := exec.Command(vhostd, "--help").CombinedOutput()
+	return Abilities{TapWrite: strings.Contains(string(out), "--tap-write")}
 }
 
 // Main is `vperf run`.
@@ -89,7 +97,11 @@ func Main(args []string) error {
 	res := &Results{Command: cmd, Started: time.Now().UTC().Format(time.RFC3339), Options: o}
 	res.Machine = machine(o)
 	fmt.Fprintf(os.Stderr, "vperf: load before start: %s, foreign CPU %.2f cores\n", res.Machine.LoadBefore, res.Machine.ForeignBefore)
-	for _, g := range matrix(strings.Fields(f.split)) {
+	ab := abilities(o.Vhostd)
+	if !ab.TapWrite {
+		res.Notes = append(res.Notes, "vhostd-uring and vhostd-write not measured: this vhostd has no --tap-write (not in `vhostd --help`).")
+	}
+	for _, g := range matrix(strings.Fields(f.split), ab) {
 		if o.Only == "" || strings.Contains(g.Name, o.Only) {
 			res.Groups = append(res.Groups, g)
 		}
@@ -142,6 +154,7 @@ func parseFlags(args []string) (Options, runFlags, error) {
 	fs.StringVar(&o.Testpmd, "testpmd", "dpdk-testpmd", "testpmd binary")
 	fs.StringVar(&o.Only, "only", "", "run only the groups whose name contains this")
 	fs.StringVar(&f.split, "vhostd-split", DefaultSplit, "vhostd flags of the vhostd-split subject in the 64-byte groups (empty: no such subject)")
+	fs.Float64Var(&o.Duty, "dpdk-rx-duty", 0.5, "guest RX with testpmd's front-end: the share of CPU 0 the paced source takes (0: unpaced, starved by the spinning front-end)")
 	fs.StringVar(&o.Sink, "sink", "xdp", "guest-TX sink: xdp (xdptap count-and-drop) or stack (host stack drops)")
 	fs.StringVar(&f.from, "from", "", "re-render RESULTS.md and plots from this results.json without measuring")
 	err := fs.Parse(args)
@@ -163,8 +176,8 @@ func (res *Results) runMatrix(h *harness, interrupted *atomic.Bool) {
 				}
 				r := h.runOne(g, s, round)
 				res.Runs = append(res.Runs, r)
-				fmt.Fprintf(os.Stderr, "%-18s %-13s r%d  %7.3f Mpps %7.3f Gbit/s  p50 %6.1f us  be %.2f cores  foreign %.2f  setup %.1f s wall %.1f s %s%s\n",
-					g.Name, s.Name, round, r.Mpps, r.Gbps, r.RTTP50us, r.Cores["backend"], r.Foreign, r.SetupSeconds, r.WallSeconds, r.Note, r.Error)
+				fmt.Fprintf(os.Stderr, "%-18s %-13s r%d  %7.3f Mpps %7.3f Gbit/s  p50 %6.1f us  be %.2f cores  foreign %.2f  setup %.1f s wall %.1f s %s%s%s\n",
+					g.Name, s.Name, round, r.Mpps, r.Gbps, r.RTTP50us, r.Cores["backend"], r.Foreign, r.SetupSeconds, r.WallSeconds, r.Note, r.Error, r.Unavailable)
 			}
 		}
 	}

@@ -2,6 +2,8 @@ package harness
 
 import (
 	"fmt"
+	"slices"
+	"time"
 
 	"github.com/vhostd/vhostd/perf/internal/frames"
 )
@@ -26,6 +28,11 @@ type Subject struct {
 	FEFlags []string `json:",omitempty"`
 	// CPUs is the back-end's taskset CPU list ("1" when empty).
 	CPUs string `json:",omitempty"`
+	// CtlPoll, when set, is how often the harness GETs /stats from
+	// vhostd's control socket during the run.
+	CtlPoll time.Duration `json:",omitempty"`
+	// Packed: the front-end negotiates VIRTIO_F_RING_PACKED.
+	Packed bool `json:",omitempty"`
 }
 
 var (
@@ -44,7 +51,29 @@ var (
 	// fixed file (no file lookup and reference count per write).
 	sRawTxUringFixed = Subject{Name: "raw-write-uring-fixed", Kind: kRawTx, Extra: []string{"--uring", "128", "--uring-fixed"}}
 	tsoSize          = frames.TSOFrame
+	// sRawTxCold and sRawRxCold are the fair limits (issue 17): every
+	// frame written by a partner thread on CPU 0 just before the loop
+	// on CPU 1 sends it, or read there just after the loop received it.
+	sRawTxCold = Subject{Name: "raw-write-cold", Kind: kRawTx, Extra: []string{"--cold", "0", "--cpu", "1"}}
+	sRawRxCold = Subject{Name: "raw-read-cold", Kind: kRawRx, Extra: []string{"--cold", "0", "--cpu", "1"}}
+	// sCold is vhostd-bp50 with a guest that rewrites every cache line of
+	// a frame before it publishes it: the same frames as raw-write-cold.
+	sCold = Subject{Name: "vhostd-cold", Kind: kVhostd, BusyPoll: 50, FEFlags: []string{"--touch"}}
+	// sCtl is vhostd-bp50 while the harness GETs /stats from its control
+	// socket every CtlPoll (issue 16; capture off).
+	sCtl = Subject{Name: "vhostd-ctl", Kind: kVhostd, BusyPoll: 50, CtlPoll: 100 * time.Millisecond}
+	// sUring and sWrite force vhostd's TAP write strategy (issue 17), when
+	// the vhostd under test has --tap-write.
+	sUring = Subject{Name: "vhostd-uring", Kind: kVhostd, BusyPoll: 50, Extra: []string{"--tap-write", "uring"}}
+	sWrite = Subject{Name: "vhostd-write", Kind: kVhostd, BusyPoll: 50, Extra: []string{"--tap-write", "write"}}
+	// sPacked and sDPDKPacked drive packed rings (issue 18): the Go
+	// front-end with --packed, testpmd's virtio-user with packed_vq=1.
+	sPacked     = Subject{Name: "vhostd-packed", Kind: kVhostd, BusyPoll: 50, Packed: true}
+	sDPDKPacked = Subject{Name: "testpmd-packed", Kind: kTestpmd, Packed: true}
 )
+
+// cold reports whether s is a fair-limit loop with a partner thread.
+func (s Subject) cold() bool { return slices.Contains(s.Extra, "--cold") }
 
 // Group is a set of subjects measured the same way, interleaved round by
 // round (A B C A B C ...).
@@ -83,11 +112,17 @@ func sizeName(n int) string {
 // (beside the guest: the light half), its TAP side on CPU 1.
 const DefaultSplit = "--threads split --cpus 0,1"
 
+// Abilities is what the vhostd under test can do, found out before the
+// matrix is built: subjects that need more are left out (and said so).
+type Abilities struct {
+	TapWrite bool // vhostd --tap-write write|uring
+}
+
 // matrix is the whole scenario matrix. split, when not empty, is the
 // vhostd flag list that runs a pair's TAP side and ring side on two
 // threads: a vhostd-split subject (allowed CPUs 0 and 1) then joins every
 // 64-byte group, to settle the inline-or-split default.
-func matrix(split []string) []Group {
+func matrix(split []string, ab Abilities) []Group {
 	var gs []Group
 	for _, dir := range []string{"tx", "rx"} {
 		raw := sRawTx
@@ -100,6 +135,15 @@ func matrix(split []string) []Group {
 					continue // testpmd's txonly cannot ask for TSO
 				}
 				subj := []Subject{sBP, sDPDK, raw}
+				if fe == "go" && size != 64 && (dir == "tx" || size == tsoSize) {
+					subj = append(subj, map[string]Subject{"tx": sRawTxCold, "rx": sRawRxCold}[dir])
+					if dir == "tx" {
+						subj = append(subj, sCold)
+					}
+				}
+				if fe == "go" && dir == "tx" && size == 1518 && ab.TapWrite {
+					subj = append(subj, sUring, sWrite)
+				}
 				if size == 64 {
 					subj = []Subject{sBP, sEvent, sDPDK, raw}
 					if fe == "dpdk" {
@@ -108,8 +152,14 @@ func matrix(split []string) []Group {
 					if fe == "go" {
 						subj = append(subj, sLog)
 					}
+					if fe == "go" || dir == "tx" {
+						subj = append(subj, sPacked, sDPDKPacked)
+					}
 					if dir == "tx" && fe == "go" {
-						subj = append(subj, sRawTxUring, sRawTxUringFixed)
+						subj = append(subj, sRawTxUring, sRawTxUringFixed, sCtl)
+						if ab.TapWrite {
+							subj = append(subj, sUring, sWrite)
+						}
 					}
 					if len(split) > 0 {
 						subj = append(subj, Subject{Name: "vhostd-split", Kind: kVhostd, BusyPoll: 50, Extra: split, CPUs: "0,1"})

@@ -93,6 +93,10 @@ func (x *runState) measure(r *Run) {
 			c0[p.role] = cpuNs(p.pid())
 		}
 	}
+	var p0 uint64
+	if x.s.cold() {
+		p0 = partnerNs(x.be.pid())
+	}
 	m0, t0 := busyNs(), time.Now()
 	time.Sleep(window)
 	f1, b1 := x.count()
@@ -101,14 +105,20 @@ func (x *runState) measure(r *Run) {
 	r.Frames, r.Bytes, r.Seconds = f1-f0, b1-b0, el.Seconds()
 	r.Mpps = float64(r.Frames) / el.Seconds() / 1e6
 	r.Gbps = float64(r.Bytes) * 8 / el.Seconds() / 1e9
-	cpuShares(r, procs, c0, m1-m0, el)
+	var partner uint64
+	if x.s.cold() {
+		partner = partnerNs(x.be.pid()) - p0
+	}
+	cpuShares(r, procs, c0, m1-m0, el, partner)
 }
 
 // cpuShares records each process's cores and CPU time per frame over the
 // window el (c0: their CPU time at its start), and the CPU used by
 // everything else (busy: the whole machine's busy time in the window). A
-// process that exited during the window fails the run.
-func cpuShares(r *Run, procs []*proc, c0 map[string]uint64, busy uint64, el time.Duration) {
+// process that exited during the window fails the run. partner is the CPU
+// time of a cold raw loop's partner thread, the guest's work: the
+// front-end's figures.
+func cpuShares(r *Run, procs []*proc, c0 map[string]uint64, busy uint64, el time.Duration, partner uint64) {
 	r.Cores = map[string]float64{}
 	r.CPUNsPerFrame = map[string]float64{}
 	var ours float64
@@ -125,6 +135,14 @@ func cpuShares(r *Run, procs []*proc, c0 map[string]uint64, busy uint64, el time
 		ours += d
 		if r.Frames > 0 {
 			r.CPUNsPerFrame[p.role] = d / float64(r.Frames)
+		}
+	}
+	if partner > 0 {
+		d := float64(partner)
+		r.Cores["fe"] = d / float64(el.Nanoseconds())
+		ours += d
+		if r.Frames > 0 {
+			r.CPUNsPerFrame["fe"] = d / float64(r.Frames)
 		}
 	}
 	r.Foreign = (float64(busy) - ours) / float64(el.Nanoseconds())

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/vhostd/vhostd/perf/internal/rawtap"
 )
 
 // proc is one process the harness started, pinned with taskset.
@@ -81,12 +83,23 @@ func (p *proc) stop(sig syscall.Signal) {
 // (/proc/PID/task/*/schedstat, first field, in ns), plus that of the
 // threads that already exited (utime+stime of the process in ticks is
 // coarser, so only the live threads' ns figure is used; threads of the
-// processes measured here live for the whole run).
-func cpuNs(pid int) uint64 {
-	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
+// processes measured here live for the whole run). The partner thread of
+// a cold raw loop (rawtap.PartnerName) plays the guest: partnerNs counts
+// it, cpuNs does not.
+func cpuNs(pid int) uint64 { return threadsNs(pid, false) }
+
+// partnerNs is the CPU time of pid's partner threads so far.
+func partnerNs(pid int) uint64 { return threadsNs(pid, true) }
+
+func threadsNs(pid int, partner bool) uint64 {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
 	var sum uint64
 	for _, t := range tasks {
-		b, err := os.ReadFile(t)
+		comm, _ := os.ReadFile(t + "/comm")
+		if (strings.TrimSpace(string(comm)) == rawtap.PartnerName) != partner {
+			continue
+		}
+		b, err := os.ReadFile(t + "/schedstat")
 		if err != nil {
 			continue
 		}

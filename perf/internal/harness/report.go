@@ -57,32 +57,45 @@ func (res *Results) mdIntro(b *mdWriter) {
 	w("- Load before start: loadavg `%s`; %.2f cores busy (all processes) over 2 s. The machine is shared: each run records the CPU used by processes the harness did not start during its window (`foreign`), and runs with more than 0.3 cores of it, or more than 25%% off their subject's median, are flagged noisy.\n", m.LoadBefore, m.ForeignBefore)
 	w("- Placement: the back-end (or raw loop) is pinned to CPU 1 (`taskset -c 1`, vhostd `--cpus 1`, testpmd `--lcores=(0,1)@1`); the front-end and the injector to CPU 0. On guest RX the front-end and the injector share CPU 0.\n")
 	w("- Sink (guest TX): xdptap's count-and-drop program on the TAP (native XDP: tun_build_skb), which counts what it drops; 64 KiB TSO frames go to the host stack instead (their destination MAC is not the TAP's: dropped at ip_rcv), because XDP sees a GSO frame on a TAP only as generic XDP on a linearized skb. Frames and bytes: the XDP program's counters, or the TAP's rx_packets/rx_bytes; guest RX: the TAP's tx_packets/tx_bytes (what the back-end read from the TAP). Each run records its sink in results.json.\n")
-	w("- Source (guest RX): the Go guest is its own source: between two polls of its RX ring it sends a batch of 32 frames out through the TAP (AF_PACKET, qdisc bypassed, at most 1514 bytes: a socket cannot send more than the MTU), so guest and source take turns on CPU 0 instead of waiting for each other's scheduler time slice. With testpmd's rxonly front-end and for the raw read loop, `vperf inject` (the same socket, in its own process) shares CPU 0. For 64 KiB the source is a UDP socket with UDP_SEGMENT (44 x 1472-byte segments, one 64810-byte GSO frame per send) routed out through the TAP: the TAP hands the whole GSO frame to a reader that took USO (vhostd when the guest acks GUEST_USO4/6; the raw read loop) and 44 segments to one that did not (testpmd). AF_PACKET could not inject TSO frames: the kernel dropped every GSO skb from a packet socket on its way out through the TAP.\n")
+	w("- Source (guest RX): the Go guest is its own source: between two polls of its RX ring it sends a batch of 32 frames out through the TAP (AF_PACKET, qdisc bypassed, at most 1514 bytes: a socket cannot send more than the MTU), so guest and source take turns on CPU 0 instead of waiting for each other's scheduler time slice. With testpmd's rxonly front-end and for the raw read loop, `vperf inject` (the same socket, in its own process) shares CPU 0; in the DPDK front-end's groups it is paced for every subject (%s). For 64 KiB the source is a UDP socket with UDP_SEGMENT (44 x 1472-byte segments, one 64810-byte GSO frame per send) routed out through the TAP: the TAP hands the whole GSO frame to a reader that took USO (vhostd when the guest acks GUEST_USO4/6; the raw read loop) and 44 segments to one that did not (testpmd). AF_PACKET could not inject TSO frames: the kernel dropped every GSO skb from a packet socket on its way out through the TAP.\n", res.pacing())
 	w("- 64 KiB TSO (guest TX): a 65480-byte TCP/IPv4 frame whose virtio-net header asks for TSO (gso_size 1448). A back-end that does not offer HOST_TSO4 gets 1514-byte frames instead, as a guest would send, so Gbit/s compares what the guest can push.\n")
 	w("- Ping-pong: the Go guest sends one ICMP echo request at a time and busy-polls its RX ring for the answer. `ping-go`: the host stack answers (the TAP has an address; a static neighbour entry for the guest). `ping-reflect-go`: xdptap's reflect program sends the frame straight back into the TAP, no host stack in the loop.\n")
+	for _, n := range res.Notes {
+		w("- Note: %s\n", n)
+	}
 	w("- Front-ends: `go` is perf/internal/fe (preallocated chains, batch publish, busy-polls its used rings, EVENT_IDX, no interrupts); `dpdk` is testpmd's virtio-user port (txonly/rxonly). Ratios are computed round by round (A and B from the same round), then the median.\n\n")
 }
 
-// mdTargets is the table of issue 7's targets.
+// pacing says how the DPDK front-end's guest-RX source was paced.
+func (res *Results) pacing() string {
+	if res.Options.Duty <= 0 {
+		return "no: unpaced, starved by the spinning front-end"
+	}
+	return fmt.Sprintf("32 frames on a SCHED_FIFO thread, then a sleep: %.0f%% of CPU 0; see README", 100*res.Options.Duty)
+}
+
+// mdTargets is the goals table.
 func (res *Results) mdTargets(b *mdWriter) {
 	w := b.w
-	w("## Targets (issue 7)\n\nValue is the median of the per-round ratios over all rounds; the quiet columns use only the rounds where both runs had at most %.1f cores of other load on the machine (n = how many such rounds).\n\n| target | ratio | value | want | result | quiet value (n) | quiet result | figures |\n|---|---|---|---|---|---|---|---|\n", quietForeign)
+	w("## Goals (issue 17; issue 16's and 18's figures)\n\nValue is the median of the per-round ratios over all rounds (where B is the best of several subjects, the best of that round); the quiet columns use only the rounds where both runs had at most %.1f cores of other load on the machine (n = how many such rounds). Rows marked `report` have no threshold.\n\n| goal | ratio | value | want | result | quiet value (n) | quiet result | figures |\n|---|---|---|---|---|---|---|---|\n", quietForeign)
+	verdict := func(t Target, met bool) string {
+		switch {
+		case t.Report:
+			return "reported"
+		case met:
+			return "met"
+		}
+		return "**missed**"
+	}
 	for _, t := range res.Targets {
 		result, val := "not measured", "-"
 		if t.Available {
-			val = f3(t.Value)
-			result = "**missed**"
-			if t.Met {
-				result = "met"
-			}
+			val, result = f3(t.Value), verdict(t, t.Met)
 		}
 		qv, qr := "-", "no quiet round"
 		if t.QuietRounds > 0 {
 			qv = fmt.Sprintf("%s (%d)", f3(t.Quiet), t.QuietRounds)
-			qr = "**missed**"
-			if t.QuietMet {
-				qr = "met"
-			}
+			qr = verdict(t, t.QuietMet)
 		}
 		if t.Name[:4] == "Idle" {
 			qv, qr = "", ""
@@ -91,37 +104,56 @@ func (res *Results) mdTargets(b *mdWriter) {
 	}
 }
 
-// mdSideBySide is the table of every group's primary figure, subject by
-// subject.
+// mdSideBySide is the table of every group's primary figure (and a ping
+// group's p99), subject by subject.
 func (res *Results) mdSideBySide(b *mdWriter) {
 	w := b.w
 	w("\n## Side by side (medians of the primary figure)\n\n")
-	w("Each cell: median of all rounds [median of the quiet runs].\n\n| scenario | figure | vhostd (bp50) | vhostd (event) | vhostd (spin) | testpmd | limit (raw loop) | vhostd / testpmd | vhostd / limit |\n|---|---|---|---|---|---|---|---|---|\n")
+	w("Each cell: median of all rounds [median of the quiet runs]. The fair limit is the raw loop whose frames the other CPU writes (TX) or reads (RX); on TX, vhostd / fair limit is vhostd-cold (a guest that rewrites every frame) over it.\n\n| scenario | figure | vhostd (bp50) | vhostd (event) | vhostd (spin) | testpmd | limit (raw loop) | fair limit | vhostd / testpmd | vhostd / limit | vhostd / fair limit |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, g := range res.Groups {
-		p := g.Primary()
-		cell := func(s Subject) string {
-			for _, x := range g.Subjects {
-				if x.Name == s.Name {
-					sm := res.summary(g.Name, s.Name)
-					return get(sm.Median, p) + " [" + get(sm.QuietMedian, p) + "]"
-				}
-			}
-			return ""
+		figs := []string{g.Primary()}
+		if g.Dir == "ping" {
+			figs = append(figs, "rtt_p99_us")
 		}
-		lim := cell(sRawTx) + cell(sRawRx)
-		rat := func(bn string) string {
-			if r, ok := res.ratio(g.Name, sBP.Name, bn, p); ok {
-				q := "-"
-				if r.QuietRounds > 0 {
-					q = f3(r.Quiet)
-				}
-				return fmt.Sprintf("%s [%s]", f3(r.Median), q)
-			}
-			return ""
+		for _, p := range figs {
+			res.mdSideRow(b, g, p)
 		}
-		rl := rat(sRawTx.Name) + rat(sRawRx.Name)
-		w("| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", g.Name, p, cell(sBP), cell(sEvent), cell(sSpin), cell(sDPDK), lim, rat(sDPDK.Name), rl)
 	}
+}
+
+// mdSideRow is group g's row of the side-by-side table for figure p.
+func (res *Results) mdSideRow(b *mdWriter, g Group, p string) {
+	var ratFrom func(an, bn string) string
+	cell := func(s Subject) string {
+		for _, x := range g.Subjects {
+			if x.Name == s.Name {
+				sm := res.summary(g.Name, s.Name)
+				return get(sm.Median, p) + " [" + get(sm.QuietMedian, p) + "]"
+			}
+		}
+		return ""
+	}
+	rat := func(bn string) string { return ratFrom(sBP.Name, bn) }
+	// The fair limit's frames are written by the other CPU: against it,
+	// vhostd with a guest that writes its frames the same way.
+	fair := func(bn string) string {
+		if cell(sCold) != "" {
+			return ratFrom(sCold.Name, bn)
+		}
+		return rat(bn)
+	}
+	ratFrom = func(an, bn string) string {
+		if r, ok := res.ratio(g.Name, an, bn, p); ok {
+			q := "-"
+			if r.QuietRounds > 0 {
+				q = f3(r.Quiet)
+			}
+			return fmt.Sprintf("%s [%s]", f3(r.Median), q)
+		}
+		return ""
+	}
+	b.w("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", g.Name, p, cell(sBP), cell(sEvent), cell(sSpin), cell(sDPDK),
+		cell(sRawTx)+cell(sRawRx), cell(sRawTxCold)+cell(sRawRxCold), rat(sDPDK.Name), rat(sRawTx.Name)+rat(sRawRx.Name), fair(sRawTxCold.Name)+fair(sRawRxCold.Name))
 }
 
 // mdScenarios is a table of every group's figures, its ratios and its

@@ -1,14 +1,18 @@
 package harness
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"math/rand"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/vhostd/vhostd/perf/internal/rawtap"
 	"github.com/vhostd/vhostd/xdptap"
 )
 
@@ -52,6 +56,16 @@ type Run struct {
 	Noisy []string `json:"noisy,omitempty"`
 	Note  string   `json:"note,omitempty"`
 	Error string   `json:"error,omitempty"`
+	// Unavailable says why the subject could not be measured with this
+	// back-end (packed rings not offered): not a failed run.
+	Unavailable string `json:"unavailable,omitempty"`
+}
+
+// addNote appends n (if any) to r's note.
+func (r *Run) addNote(n string) {
+	if n != "" {
+		r.Note = strings.TrimPrefix(r.Note+"; "+n, "; ")
+	}
 }
 
 // value returns the named figure of r.
@@ -100,7 +114,10 @@ type Options struct {
 	Dir     string `json:"-"` // sockets
 	Only    string // substring filter on group names
 	Sink    string // guest-TX sink: xdp or stack
-	Smoke   bool
+	// Duty paces the guest-RX source of the DPDK front-end's groups (vperf
+	// inject --duty; 0: flat out).
+	Duty  float64
+	Smoke bool
 }
 
 type harness struct {
@@ -136,6 +153,13 @@ func (h *harness) runOne(g Group, s Subject, round int) (r Run) {
 		return r
 	}
 	x.measure(&r)
+	x.checkPacked(&r)
+	note, err := x.ctl.close()
+	x.ctl = nil
+	r.addNote(note)
+	if err != nil && r.Error == "" {
+		r.Error = err.Error()
+	}
 	return r
 }
 
@@ -159,6 +183,7 @@ type runState struct {
 	// are its counters instead of the TAP's.
 	att             *xdptap.Attachment
 	hostIP, guestIP string // the TAP's and the guest's address (ping, guest RX of TSO frames)
+	ctl             *ctlPoller
 }
 
 func (h *harness) newRunState(g Group, s Subject) *runState {
@@ -183,6 +208,7 @@ func (x *runState) raw() bool { return x.s.Kind == kRawTx || x.s.Kind == kRawRx 
 // TAP, the socket and DPDK's run directories; it adds the back-end's last
 // lines to a failed run's error and records the wall time.
 func (x *runState) cleanUp(r *Run) {
+	x.ctl.close()
 	for i := len(x.xdp) - 1; i >= 0; i-- {
 		x.xdp[i].Close()
 	}
@@ -196,11 +222,18 @@ func (x *runState) cleanUp(r *Run) {
 	}
 	x.fe.stop(sigFE)
 	x.inj.stop(syscall.SIGTERM)
+	if x.inj != nil && strings.Contains(x.inj.stderr.String(), rawtap.NoFIFO) {
+		r.addNote(lastLines(x.inj.stderr.String(), 1))
+	}
 	x.be.stop(x.sigBE)
+	if x.s.cold() && x.be != nil {
+		r.addNote(partnerNote(x.be.stdout.Bytes()))
+	}
 	if exists("/sys/class/net/" + x.tap) {
 		sh("ip", "link", "del", "dev", x.tap)
 	}
 	os.Remove(x.sock)
+	os.Remove(x.sock + ".ctl")
 	for _, suf := range []string{"b", "f"} {
 		os.RemoveAll("/var/run/dpdk/" + x.prefix + suf)
 	}
@@ -208,6 +241,16 @@ func (x *runState) cleanUp(r *Run) {
 		r.Error += " | backend stderr: " + lastLines(x.be.stderr.String(), 4)
 	}
 	r.WallSeconds = time.Since(x.began).Seconds()
+}
+
+// partnerNote says how often a cold raw loop waited for its partner
+// thread (from the loop's report; the whole run, not only the window).
+func partnerNote(report []byte) string {
+	var rep struct{ Frames, Waits uint64 }
+	if err := json.Unmarshal(bytes.TrimSpace(report), &rep); err != nil || rep.Frames == 0 {
+		return "no report from the cold loop"
+	}
+	return fmt.Sprintf("the partner thread was not done before %.1f%% of the frames (a limit set by the partner, not the TAP, if most)", 100*float64(rep.Waits)/float64(rep.Frames))
 }
 
 // setUp starts the back-end, waits for its socket and TAP, attaches the
@@ -239,6 +282,9 @@ func (x *runState) setUp(r *Run) error {
 		if err := x.startFrontEnd(); err != nil {
 			return err
 		}
+	}
+	if x.s.CtlPoll > 0 {
+		x.ctl = pollControl(x.sock+".ctl", x.s.CtlPoll)
 	}
 	if x.g.Dir == "rx" && (x.raw() || x.g.FE == "dpdk") {
 		return x.startInjector()

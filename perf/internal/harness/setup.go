@@ -44,6 +44,9 @@ func (x *runState) startBackend() error {
 func (x *runState) startVhostd() (*proc, error) {
 	argv := []string{x.h.o.Vhostd, "--socket-path", x.sock, "--tap", x.tap, "--queues", "1",
 		"--busy-poll", strconv.Itoa(x.s.BusyPoll), "--cpus", "1", "--log-level", "warn"}
+	if x.s.CtlPoll > 0 {
+		argv = append(argv, "--control-socket", x.sock+".ctl")
+	}
 	cpus := x.s.CPUs
 	if cpus == "" {
 		cpus = "1"
@@ -131,7 +134,11 @@ func (x *runState) startFrontEnd() error {
 		if x.g.Dir == "tx" {
 			extra = append(extra, "--txpkts="+x.size)
 		}
-		x.fe, err = start("fe", "0", x.h.testpmd(x.prefix+"f", 0, []string{"net_virtio_user0,path=" + sock + ",queues=1"}, extra...)...)
+		vdev := "net_virtio_user0,path=" + sock + ",queues=1"
+		if x.s.Packed {
+			vdev += ",packed_vq=1"
+		}
+		x.fe, err = start("fe", "0", x.h.testpmd(x.prefix+"f", 0, []string{vdev}, extra...)...)
 	case x.g.Dir == "ping":
 		mac, _ := os.ReadFile("/sys/class/net/" + x.tap + "/address")
 		x.fe, err = start("fe", "0", self, "fe", "--socket", sock, "--mode", "ping", "--duration", x.h.o.Ping.String(),
@@ -143,12 +150,20 @@ func (x *runState) startFrontEnd() error {
 		if x.g.Size == tsoSize {
 			argv = append(argv, "--inject-udp-gso", x.guestIP)
 		}
-		x.fe, err = start("fe", "0", append(argv, x.s.FEFlags...)...)
+		x.fe, err = start("fe", "0", append(argv, x.feFlags()...)...)
 	default:
 		argv := []string{self, "fe", "--socket", sock, "--mode", x.g.Dir, "--size", x.size}
-		x.fe, err = start("fe", "0", append(argv, x.s.FEFlags...)...)
+		x.fe, err = start("fe", "0", append(argv, x.feFlags()...)...)
 	}
 	return err
+}
+
+// feFlags are the subject's flags for the Go front-end.
+func (x *runState) feFlags() []string {
+	if x.s.Packed {
+		return append([]string{"--packed"}, x.s.FEFlags...)
+	}
+	return x.s.FEFlags
 }
 
 // startInjector starts `vperf inject`, the guest-RX source for front-ends
@@ -157,6 +172,9 @@ func (x *runState) startInjector() error {
 	argv := []string{x.h.o.Self, "inject", "--tap", x.tap, "--size", x.size}
 	if x.g.Size == tsoSize {
 		argv = append(argv, "--udp-gso", x.guestIP)
+	}
+	if x.g.FE == "dpdk" && x.h.o.Duty > 0 {
+		argv = append(argv, "--duty", strconv.FormatFloat(x.h.o.Duty, 'g', -1, 64))
 	}
 	var err error
 	x.inj, err = start("inject", "0", argv...)
