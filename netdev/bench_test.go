@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/vhostd/vhostd/virtqueue"
+	"github.com/vhostd/vhostd/virtqueue/vqdriver"
 	"golang.org/x/sys/unix"
 )
 
@@ -15,23 +16,34 @@ import (
 //
 // The logging variant runs with a dirty log on (live migration): every
 // frame's pages and the used ring are marked.
+//
+// The packed variants run the same path over a packed ring (RING_PACKED).
 func BenchmarkRXPath64(b *testing.B) {
-	b.Run("log=off", func(b *testing.B) { benchRX64(b, false) })
-	b.Run("log=on", func(b *testing.B) { benchRX64(b, true) })
+	b.Run("log=off", func(b *testing.B) { benchRX64(b, false, false) })
+	b.Run("log=on", func(b *testing.B) { benchRX64(b, true, false) })
+	b.Run("packed/log=off", func(b *testing.B) { benchRX64(b, false, true) })
+	b.Run("packed/log=on", func(b *testing.B) { benchRX64(b, true, true) })
 }
 
-func benchRX64(b *testing.B, logging bool) {
+func benchRX64(b *testing.B, logging, packed bool) {
 	r := newRig(b, 256, 4096, true)
+	var drv vqdriver.Guest = r.drv
+	var q virtqueue.Ring = r.q
+	end, logAt := r.drv.Config().End(), r.drv.Config().Used
+	if packed {
+		pd, pq := r.packed()
+		drv, q, end, logAt = pd, pq, pd.Config().End(), pd.Config().Desc
+	}
 	if logging {
-		end := r.drv.Config().End()
-		r.q.SetLog(virtqueue.NewDirtyLog(make([]byte, end/virtqueue.LogPage/8+1)), true, r.drv.Config().Used)
+		q.SetLog(virtqueue.NewDirtyLog(make([]byte, end/virtqueue.LogPage/8+1)), true, logAt)
 	}
 	rx := newRxPath()
-	rx.reset(r.q, true, 1518+12)
+	rx.reset(q, true, 1518+12)
+	buf := []int{2048}
 	for i := 0; i < 256; i++ {
-		r.drv.AddChain(nil, []int{2048})
+		drv.AddChain(nil, buf)
 	}
-	r.drv.Publish()
+	drv.Publish()
 	f := make([]byte, 12+64)
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -46,13 +58,31 @@ func benchRX64(b *testing.B, logging bool) {
 			rx.complete()
 		}
 		for {
-			c, ok := r.drv.Used()
+			c, ok := drv.Used()
 			if !ok {
 				break
 			}
 			_ = c
-			r.drv.AddChain(nil, []int{2048})
+			drv.AddChain(nil, buf)
 		}
-		r.drv.Publish()
+		drv.Publish()
 	}
+}
+
+// packed lays a packed ring of the rig's size over the rig's memory, in
+// place of its split ring, and returns its driver and device sides.
+func (r *rig) packed() (*vqdriver.PackedDriver, virtqueue.Ring) {
+	c := r.drv.Config()
+	pc := vqdriver.PackedLayout(c.Size, c.Desc, c.Slab)
+	pc.EventIdx = c.EventIdx
+	d, err := vqdriver.NewPacked(r.drv.Mem(testBase, c.End()-testBase), testBase, pc)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	q, err := virtqueue.NewRing(r.mem, virtqueue.Config{Size: pc.Size, Desc: pc.Desc, Avail: pc.Driver, Used: pc.Device,
+		EventIdx: pc.EventIdx, Indirect: true, Packed: true}, 0x8000)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return d, q
 }

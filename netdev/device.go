@@ -310,7 +310,7 @@ func (d *Device) StartRing(r vhost.RingSpec) error {
 }
 
 // StopRing implements vhost.Device.
-func (d *Device) StopRing(i int) uint16 {
+func (d *Device) StopRing(i int) uint32 {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.pairs[i/2].stop(i % 2)

@@ -124,6 +124,7 @@ func serveDevice(t testing.TB, dev *Device, pairs int, features uint64, layouts 
 	t.Helper()
 	fe := serveFE(t, dev)
 	features &= dev.Features() | 1<<vhost.FeatProtocolFeatures
+	fe.Packed = features&bit(FRingPacked) != 0
 	proto := uint64(1<<vhost.ProtoReplyAck | 1<<vhost.ProtoMQ)
 	if len(layouts) == 0 {
 		layouts = []vhosttest.Layout{{Size: 32 << 20}}
@@ -134,7 +135,12 @@ func serveDevice(t testing.TB, dev *Device, pairs int, features uint64, layouts 
 	return &devRig{dev: dev, fe: fe}
 }
 
-func allFeatures() uint64 { return ^uint64(0) }
+// allFeatures is every feature but VIRTIO_F_RING_PACKED: the tests that
+// want packed rings ask for it (packedFeatures).
+func allFeatures() uint64 { return ^uint64(0) &^ bit(FRingPacked) }
+
+// packedFeatures is every feature, packed rings included.
+func packedFeatures() uint64 { return ^uint64(0) }
 
 func TestDeviceMovesFramesBothWays(t *testing.T) {
 	type tcase struct {
@@ -142,6 +148,7 @@ func TestDeviceMovesFramesBothWays(t *testing.T) {
 		mask    uint64
 		threads Threads
 		spin    time.Duration
+		packed  bool
 	}
 	var cases []tcase
 	for _, th := range []Threads{Inline, Split} {
@@ -151,6 +158,9 @@ func TestDeviceMovesFramesBothWays(t *testing.T) {
 			{name: "no eventidx", mask: bit(FEventIdx)},
 			{name: "neither", mask: bit(FMrgRxbuf) | bit(FEventIdx)},
 			{name: "busy-poll", spin: 50 * time.Microsecond},
+			{name: "packed/mrg+eventidx", packed: true},
+			{name: "packed/neither", mask: bit(FMrgRxbuf) | bit(FEventIdx), packed: true},
+			{name: "packed/busy-poll", spin: 50 * time.Microsecond, packed: true},
 		} {
 			f.threads = th
 			f.name = th.String() + "/" + f.name
@@ -159,9 +169,16 @@ func TestDeviceMovesFramesBothWays(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			r := startDevice(t, Config{QueuePairs: 1, BusyPoll: tc.spin, Threads: tc.threads}, allFeatures()&^tc.mask)
+			features := allFeatures()
+			if tc.packed {
+				features = packedFeatures()
+			}
+			r := startDevice(t, Config{QueuePairs: 1, BusyPoll: tc.spin, Threads: tc.threads}, features&^tc.mask)
+			if (r.fe.Ring(1).Packed != nil) != tc.packed {
+				t.Fatalf("packed ring %v, want %v (acked %#x)", r.fe.Ring(1).Packed != nil, tc.packed, r.fe.Features)
+			}
 			// Guest TX: ring 1.
-			tx := r.fe.Ring(1).Driver
+			tx := r.fe.Ring(1).Guest
 			hdr := make([]byte, 12)
 			for i := 0; i < 10; i++ {
 				if _, err := tx.AddChain([][]byte{hdr, testutil.PatternFrame(60+i, byte(i))}, nil); err != nil {
@@ -184,7 +201,7 @@ func TestDeviceMovesFramesBothWays(t *testing.T) {
 				t.Fatalf("%d TX chains returned, want 10", len(cs))
 			}
 			// Guest RX: ring 0.
-			rx := r.fe.Ring(0).Driver
+			rx := r.fe.Ring(0).Guest
 			for i := 0; i < 16; i++ {
 				if _, err := rx.AddChain(nil, []int{2048}); err != nil {
 					t.Fatal(err)
@@ -225,12 +242,20 @@ func TestDeviceMovesFramesBothWays(t *testing.T) {
 				t.Errorf("counters %v", st)
 			}
 			// GET_VRING_BASE: TX consumed 10; RX consumed 5 of the 16
-			// offered (stocked chains are handed back).
-			if b, err := r.fe.GetVringBase(1); err != nil || b != 10 {
-				t.Errorf("TX base %d (%v), want 10", b, err)
+			// offered (stocked chains are handed back). A packed ring
+			// answers both positions in ring slots, wrap counters (1) in
+			// bit 15: each TX chain took two (header, frame).
+			want := func(n, slots uint32) uint32 {
+				if tc.packed {
+					return (0x8000 | n*slots) * 0x10001
+				}
+				return n
 			}
-			if b, err := r.fe.GetVringBase(0); err != nil || b != 5 {
-				t.Errorf("RX base %d (%v), want 5", b, err)
+			if b, err := r.fe.GetVringBase32(1); err != nil || b != want(10, 2) {
+				t.Errorf("TX base %#x (%v), want %#x", b, err, want(10, 2))
+			}
+			if b, err := r.fe.GetVringBase32(0); err != nil || b != want(5, 1) {
+				t.Errorf("RX base %#x (%v), want %#x", b, err, want(5, 1))
 			}
 		})
 	}

@@ -24,8 +24,10 @@ func TestDirtyLogCoversEveryWrite(t *testing.T) {
 	for _, th := range []Threads{Inline, Split} {
 		for _, mrg := range []bool{false, true} {
 			for _, ev := range []bool{false, true} {
-				cfg := modelConfig{size: 256, threads: th, mrg: mrg, eventIdx: ev}
-				t.Run(cfg.String(), func(t *testing.T) { auditDirtyLog(t, cfg) })
+				for _, packed := range []bool{false, true} {
+					cfg := modelConfig{size: 256, threads: th, mrg: mrg, eventIdx: ev, packed: packed, inOrder: mrg && ev}
+					t.Run(cfg.String(), func(t *testing.T) { auditDirtyLog(t, cfg) })
+				}
 			}
 		}
 	}
@@ -39,7 +41,8 @@ func auditDirtyLog(t *testing.T, cfg modelConfig) {
 	m.life.dev.SetDirtyLog(virtqueue.NewDirtyLog(bits))
 	m.logUsed = true
 	for _, g := range m.rings {
-		m.life.dev.SetRingLog(g.role, true, g.drv.Config().Used)
+		_, _, _, used := g.drv.area()
+		m.life.dev.SetRingLog(g.role, true, used)
 	}
 	aud := vhosttest.NewLogAuditor(m.buf, testBase)
 	total := 0
@@ -60,7 +63,7 @@ func auditDirtyLog(t *testing.T, cfg modelConfig) {
 			// GET_VRING_BASE: what settle returns is logged too.
 			for role := range m.rings {
 				m.life.dev.StopRing(role)
-				m.startRing(role, m.rings[role].drv.UsedIdx())
+				m.startRing(role, m.rings[role].drv.Base())
 			}
 		}
 		changed, err := aud.Check(bits)

@@ -47,5 +47,23 @@
 //
 // TestRingStateModel checks all of this against a reference model of the
 // rings through random interleavings of traffic, stops, memory changes,
-// crashes and broken rings; FuzzRingStateModel lets the fuzzer choose them.
+// crashes and broken rings, on split and packed rings, with and without
+// IN_ORDER; FuzzRingStateModel lets the fuzzer choose them.
+//
+// # Packed rings and IN_ORDER
+//
+// A pair drives its rings through virtqueue.Ring, one interface call per
+// batch, and does not know their layout (VIRTIO_F_RING_PACKED). For a
+// packed ring the base is a position (slot, wrap counter in bit 15) for
+// each side, avail in the low half, used in the high half; (3) then reads
+// "avail position equals used position". After a backend crash there is
+// no used index in guest memory to restart from, and QEMU sends the last
+// base it knew: pair.start takes the position the ring's descriptors show
+// instead (virtqueue Config.RingPosition, BAD-INPUTS 76). Dirty logging of
+// a packed ring marks the descriptor ring, where used descriptors go.
+//
+// With VIRTIO_F_IN_ORDER the driver may assume (1), which holds anyway; a
+// transmit ring then returns a batch as one used element on a split ring
+// (virtqueue Config.InOrderTX). Receive rings keep one entry per buffer,
+// with its length, and packed rings one used descriptor per chain.
 package netdev

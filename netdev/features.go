@@ -34,6 +34,8 @@ const (
 	FIndirectDesc  = 28
 	FEventIdx      = 29
 	FVersion1      = 32
+	FRingPacked    = 34
+	FInOrder       = 35
 )
 
 var featureNames = map[uint]string{
@@ -43,6 +45,7 @@ var featureNames = map[uint]string{
 	FStatus: "STATUS", FCtrlVQ: "CTRL_VQ", FGuestAnnounce: "GUEST_ANNOUNCE", FMQ: "MQ",
 	FGuestUSO4: "GUEST_USO4", FGuestUSO6: "GUEST_USO6", FHostUSO: "HOST_USO",
 	FIndirectDesc: "RING_INDIRECT_DESC", FEventIdx: "RING_EVENT_IDX", FVersion1: "VERSION_1",
+	FRingPacked: "RING_PACKED", FInOrder: "IN_ORDER",
 }
 
 // FeatureString names the bits set in f.
@@ -74,7 +77,7 @@ type Offload struct {
 // features computes the offered virtio-net features.
 func (c *Config) features() uint64 {
 	f := bit(FVersion1) | bit(FMrgRxbuf) | bit(FEventIdx) | bit(FIndirectDesc) |
-		bit(FStatus) | bit(FGuestAnnounce) | bit(FMTU) | bit(FMAC)
+		bit(FStatus) | bit(FGuestAnnounce) | bit(FMTU) | bit(FMAC) | bit(FRingPacked) | bit(FInOrder)
 	if c.QueuePairs > 1 {
 		f |= bit(FMQ)
 	}

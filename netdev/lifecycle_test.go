@@ -25,7 +25,9 @@ func loadConfigs() []modelConfig {
 	var cs []modelConfig
 	for _, size := range []uint16{256, 1024} {
 		for _, th := range []Threads{Inline, Split} {
-			cs = append(cs, modelConfig{size: size, threads: th, mrg: true, eventIdx: true})
+			cs = append(cs, modelConfig{size: size, threads: th, mrg: true, eventIdx: true},
+				modelConfig{size: size, threads: th, mrg: true, eventIdx: true, packed: true},
+				modelConfig{size: size, threads: th, mrg: true, eventIdx: true, inOrder: true})
 		}
 	}
 	return cs
@@ -104,13 +106,12 @@ func TestBadInput43StoppedRingUntouched(t *testing.T) {
 			m.reap(rxRing)
 			m.reap(txRing)
 			m.hostDrain()
-			bases := [2]uint16{m.life.dev.StopRing(rxRing), m.life.dev.StopRing(txRing)}
+			bases := [2]uint32{m.life.dev.StopRing(rxRing), m.life.dev.StopRing(txRing)}
 			m.hostDrain() // what the stop wrote: TX in flight is finished first
 			var before [2][]byte
 			for i, g := range m.rings {
 				g.running = false
-				c := g.drv.Config()
-				before[i] = append([]byte(nil), g.drv.Mem(c.Used, 4+8*uint64(c.Size))...)
+				before[i] = g.drv.usedMem()
 			}
 			m.postRX(64)
 			m.postTX(64)
@@ -120,8 +121,7 @@ func TestBadInput43StoppedRingUntouched(t *testing.T) {
 				m.sleep(byte(i))
 			}
 			for i, g := range m.rings {
-				c := g.drv.Config()
-				if now := g.drv.Mem(c.Used, 4+8*uint64(c.Size)); string(now) != string(before[i]) {
+				if now := g.drv.usedMem(); string(now) != string(before[i]) {
 					t.Errorf("ring %d: used ring written after GET_VRING_BASE", i)
 				}
 			}

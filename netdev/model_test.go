@@ -24,19 +24,30 @@ type modelConfig struct {
 	mrg      bool
 	eventIdx bool
 	tapWrite TAPWrite
+	packed   bool // VIRTIO_F_RING_PACKED
+	inOrder  bool // VIRTIO_F_IN_ORDER
 }
 
 func (c modelConfig) String() string {
-	return fmt.Sprintf("size=%d/%v/mrg=%v/event_idx=%v/tap_write=%v", c.size, c.threads, c.mrg, c.eventIdx, c.tapWrite)
+	s := fmt.Sprintf("size=%d/%v/mrg=%v/event_idx=%v/tap_write=%v", c.size, c.threads, c.mrg, c.eventIdx, c.tapWrite)
+	if c.packed {
+		s += "/packed"
+	}
+	if c.inOrder {
+		s += "/in_order"
+	}
+	return s
 }
 
 func modelConfigs() []modelConfig {
 	var cs []modelConfig
-	for _, size := range []uint16{256, 1024} {
-		for _, th := range []Threads{Inline, Split} {
-			for _, mrg := range []bool{false, true} {
-				for _, ev := range []bool{false, true} {
-					cs = append(cs, modelConfig{size, th, mrg, ev, TAPWriteSyscall})
+	for _, packed := range []bool{false, true} {
+		for _, size := range []uint16{256, 1024} {
+			for _, th := range []Threads{Inline, Split} {
+				for _, mrg := range []bool{false, true} {
+					for _, ev := range []bool{false, true} {
+						cs = append(cs, modelConfig{size, th, mrg, ev, TAPWriteSyscall, packed, mrg && !ev})
+					}
 				}
 			}
 		}
@@ -44,7 +55,7 @@ func modelConfigs() []modelConfig {
 	// The io_uring writer behind the same completion mapping (tapwrite.go).
 	for _, th := range []Threads{Inline, Split} {
 		for _, mrg := range []bool{false, true} {
-			cs = append(cs, modelConfig{256, th, mrg, true, TAPWriteUring})
+			cs = append(cs, modelConfig{size: 256, threads: th, mrg: mrg, eventIdx: true, tapWrite: TAPWriteUring})
 		}
 	}
 	return cs
@@ -127,6 +138,7 @@ func newModel(t testing.TB, cfg modelConfig, fail func(string, ...any)) *model {
 	rxc := vqdriver.Layout(cfg.size, testBase, modelSlab)
 	txc := vqdriver.Layout(cfg.size, rxc.End(), modelSlab)
 	rxc.EventIdx, txc.EventIdx = cfg.eventIdx, cfg.eventIdx
+	rxc.InOrder, txc.InOrder = cfg.inOrder, cfg.inOrder
 	m.buf = make([]byte, txc.End()-testBase+4096)
 	var err error
 	m.region, err = virtqueue.NewRegionFromBytes(virtqueue.RegionSpec{GPA: testBase, Size: uint64(len(m.buf)), UserAddr: 0x7f0000000000}, m.buf)
@@ -134,7 +146,7 @@ func newModel(t testing.TB, cfg modelConfig, fail func(string, ...any)) *model {
 		t.Fatal(err)
 	}
 	for role, c := range []vqdriver.Config{rxc, txc} {
-		drv, err := vqdriver.New(m.buf, testBase, c)
+		drv, err := m.newDriver(c)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -150,12 +162,31 @@ func newModel(t testing.TB, cfg modelConfig, fail func(string, ...any)) *model {
 		g.armed = true // a driver starts with interrupts on
 		m.rings[role] = g
 	}
-	m.newLife(0, 0)
+	m.newLife(m.rings[rxRing].drv.Base(), m.rings[txRing].drv.Base())
 	return m
+}
+
+// newDriver is a guest driver of the configured layout placed where c
+// places a split ring (a packed ring of the same size takes less room).
+func (m *model) newDriver(c vqdriver.Config) (modelDriver, error) {
+	if !m.cfg.packed {
+		d, err := vqdriver.New(m.buf, testBase, c)
+		return splitDriver{d}, err
+	}
+	pc := vqdriver.PackedLayout(c.Size, c.Desc, c.Slab)
+	pc.EventIdx = c.EventIdx
+	d, err := vqdriver.NewPacked(m.buf, testBase, pc)
+	return &packedDriver{PackedDriver: d}, err
 }
 
 func (m *model) features() uint64 {
 	f := bit(FVersion1) | bit(FIndirectDesc)
+	if m.cfg.packed {
+		f |= bit(FRingPacked)
+	}
+	if m.cfg.inOrder {
+		f |= bit(FInOrder)
+	}
 	if m.cfg.mrg {
 		f |= bit(FMrgRxbuf)
 	}
@@ -174,7 +205,7 @@ func (m *model) memory() *virtqueue.Memory {
 }
 
 // newLife starts a backend and both rings at the given bases.
-func (m *model) newLife(rxBase, txBase uint16) {
+func (m *model) newLife(rxBase, txBase uint32) {
 	dev, err := newDevice(Config{QueuePairs: 1, TAP: "fake", Threads: m.cfg.threads, TAPWrite: m.cfg.tapWrite}, hclog.NewNullLogger(), keptHost{m.host})
 	if err != nil {
 		m.t.Fatal(err)
@@ -194,18 +225,18 @@ func (m *model) newLife(rxBase, txBase uint16) {
 	m.startRing(txRing, txBase)
 }
 
-func (m *model) startRing(role int, base uint16) {
+func (m *model) startRing(role int, base uint32) {
 	g := m.rings[role]
-	c := g.drv.Config()
+	size, desc, avail, used := g.drv.area()
 	err := m.life.dev.StartRing(vhost.RingSpec{
-		Index: role, Size: c.Size, Desc: c.Desc, Avail: c.Avail, Used: c.Used, Base: base,
+		Index: role, Size: size, Desc: desc, Avail: avail, Used: used, Base: base, Packed: m.cfg.packed,
 		EventIdx: m.cfg.eventIdx, Indirect: true, Kick: g.kick, Call: g.call, Err: -1, Enabled: g.enabled,
-		LogUsed: m.logUsed, LogAddr: c.Used,
+		LogUsed: m.logUsed, LogAddr: used,
 	})
 	if err != nil {
 		m.t.Fatal(err)
 	}
-	g.running = true
+	g.running, g.startBase = true, base
 }
 
 // run plays the step sequence, then brings everything to rest and checks
@@ -347,14 +378,14 @@ func (m *model) stopStart(role int) {
 	m.stops++
 	base := m.life.dev.StopRing(role)
 	g.running = false
-	if used := g.drv.UsedIdx(); base != used {
-		m.fail("ring %d stopped at base %d, but its used index is %d (posted %d)", role, base, used, g.drv.AvailIdx())
+	if want := g.drv.Base(); base != want {
+		m.fail("ring %d stopped at base %#x, but its used position is %#x (posted %d)", role, base, want, g.drv.AvailIdx())
 	}
 	m.checkInterrupts("ring stopped")
 	if role == txRing {
 		m.hostDrain()
 	}
-	if g.broken && int16(base-g.badPos) > 0 {
+	if g.broken && int16(uint16(base)-g.badPos) > 0 {
 		g.broken = false // popped and returned: the restarted ring is sound
 	}
 	m.startRing(role, base)
@@ -362,7 +393,9 @@ func (m *model) stopStart(role int) {
 
 // crash kills the backend without a word and starts a new one from the
 // used indexes (QEMU's virtio_queue_restore_last_avail_idx after a
-// reconnect).
+// reconnect). A packed ring has no used index in guest memory: QEMU sends
+// the base the ring last started with, and the device must find its
+// position in the ring (BAD-INPUTS 76).
 func (m *model) crash() {
 	m.reap(rxRing)
 	m.reap(txRing)
@@ -388,7 +421,14 @@ func (m *model) crash() {
 		}
 	}
 	l.dev.Close()
-	m.newLife(m.rings[rxRing].drv.UsedIdx(), tx.drv.UsedIdx())
+	var bases [2]uint32
+	for role, g := range m.rings {
+		bases[role] = g.drv.Base()
+		if m.cfg.packed {
+			bases[role] = g.startBase
+		}
+	}
+	m.newLife(bases[rxRing], bases[txRing])
 }
 
 func txProcessed(c, ct [numCounters]uint64) uint64 {

@@ -1,6 +1,7 @@
 package netdev
 
 import (
+	"fmt"
 	"sync/atomic"
 
 	"github.com/vhostd/vhostd/tap"
@@ -56,7 +57,7 @@ type ringState struct {
 	// callOwed is set when a call signal was refused (the front-end's
 	// counter was saturated): the next batch tries again.
 	callOwed bool
-	q        *virtqueue.Queue
+	q        virtqueue.Ring // split or packed: netdev does not tell them apart
 	spec     vhost.RingSpec
 }
 
@@ -94,13 +95,16 @@ func (p *pair) start(r vhost.RingSpec, mem *virtqueue.Memory, log *virtqueue.Dir
 	if err := checkPollable(r); err != nil {
 		return err
 	}
-	q, err := virtqueue.NewQueue(mem, virtqueue.Config{
+	cfg := virtqueue.Config{
 		Size: r.Size, Desc: r.Desc, Avail: r.Avail, Used: r.Used, EventIdx: r.EventIdx, Indirect: r.Indirect,
-	}, r.Base)
+		Packed: r.Packed, InOrderTX: r.Index%2 == txRing && acked&bit(FInOrder) != 0,
+	}
+	r.Base = p.packedBase(r, cfg, mem)
+	q, err := virtqueue.NewRing(mem, cfg, r.Base)
 	if err != nil {
 		return err
 	}
-	q.SetLog(log, r.LogUsed, r.LogAddr)
+	q.SetLog(log, r.LogUsed, logAddr(r))
 	// A blocking kick fd would stall the worker when it drains it.
 	if r.Kick >= 0 {
 		if err := unix.SetNonblock(r.Kick, true); err != nil {
@@ -137,8 +141,40 @@ func (p *pair) start(r vhost.RingSpec, mem *virtqueue.Memory, log *virtqueue.Dir
 	return nil
 }
 
-// stop stops a ring and returns the next avail index it has not consumed.
-func (p *pair) stop(role int) (base uint16) {
+// packedBase is the base a ring starts at: r.Base, but for a packed ring
+// whose descriptors show another position (virtqueue.RingPosition), that
+// one (BAD-INPUTS 76). QEMU cannot restore a packed ring's position after
+// a back-end restart and sends the one it last knew: trusting it would
+// leave the queue dead, popping nothing (the slots there are used) while
+// the guest waits.
+func (p *pair) packedBase(r vhost.RingSpec, c virtqueue.Config, mem *virtqueue.Memory) uint32 {
+	if !r.Packed || mem == nil {
+		return r.Base
+	}
+	pos, err := c.RingPosition(mem)
+	if err != nil || pos == uint16(r.Base) {
+		return r.Base // NewRing reports a bad ring
+	}
+	p.dev.log.Warn("packed ring base from the front-end disagrees with the ring: starting where the ring shows (a front-end restoring a ring after a back-end restart)",
+		"ring", r.Index, "base", fmt.Sprintf("%#x", r.Base), "ring_position", fmt.Sprintf("%#x", pos))
+	return uint32(pos) | uint32(pos)<<16
+}
+
+// logAddr is where r's used writes are marked in the dirty log: the
+// front-end's log address (the used ring), or for a packed ring the
+// descriptor ring, where used descriptors are written back (QEMU gives the
+// device area there; virtqueue marks that itself).
+func logAddr(r vhost.RingSpec) uint64 {
+	if r.Packed {
+		return r.Desc
+	}
+	return r.LogAddr
+}
+
+// stop stops a ring and returns its GET_VRING_BASE value: the next avail
+// index it has not consumed (virtqueue.RingBase: for a packed ring, the
+// avail and used positions with their wrap counters).
+func (p *pair) stop(role int) (base uint32) {
 	p.paused(func() {
 		rs := &p.rings[role]
 		if !rs.running {
@@ -150,13 +186,13 @@ func (p *pair) stop(role int) (base uint16) {
 		// RX chains stocked but unfilled are rewound, so the base reported
 		// is the first one not consumed.
 		p.settleGuarded()
-		base = rs.q.NextAvail()
-		if used := rs.q.NextUsed(); used != base && !p.faulted.Load() {
+		base = virtqueue.RingBase(rs.q)
+		if avail, used := rs.q.NextAvail(), rs.q.NextUsed(); used != avail && !p.faulted.Load() {
 			// Cannot happen while chains complete in pop order and none
 			// is dropped; if it does, the base is still the one to trust
 			// after a restart-from-used-index, so say so loudly.
 			p.dev.log.Error("ring stopped with chains unaccounted for (ring-state invariant)",
-				"ring", 2*p.index+role, "next_avail", base, "next_used", used)
+				"ring", 2*p.index+role, "next_avail", avail, "next_used", used)
 		}
 		if role == rxRing {
 			p.rx.reset(nil, false, 0)
@@ -198,7 +234,7 @@ func (p *pair) setLog(log *virtqueue.DirtyLog) {
 		for i := range p.rings {
 			rs := &p.rings[i]
 			if rs.running {
-				rs.q.SetLog(log, rs.spec.LogUsed, rs.spec.LogAddr)
+				rs.q.SetLog(log, rs.spec.LogUsed, logAddr(rs.spec))
 			}
 		}
 	})
@@ -210,7 +246,7 @@ func (p *pair) setRingLog(role int, on bool, usedGPA uint64) {
 		rs := &p.rings[role]
 		rs.spec.LogUsed, rs.spec.LogAddr = on, usedGPA
 		if rs.running {
-			rs.q.SetLog(p.dev.dirty, on, usedGPA)
+			rs.q.SetLog(p.dev.dirty, on, logAddr(rs.spec))
 		}
 	})
 }

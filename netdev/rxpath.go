@@ -317,7 +317,7 @@ func (r *rxPath) complete() (n int, notify bool) {
 // reset empties the path for a new ring; nothing may be in flight. The
 // broken flag is the caller's: a settled ring that the guest broke stays
 // broken until it is started again.
-func (r *rxPath) reset(q *virtqueue.Queue, mrg bool, maxFrame uint32) {
+func (r *rxPath) reset(q virtqueue.Ring, mrg bool, maxFrame uint32) {
 	r.q, r.next, r.inflight, r.mrg, r.maxFrame = q, 0, 0, mrg, maxFrame
 	for r.stock.Consume() != nil {
 	}

@@ -12,7 +12,7 @@ import (
 // holds fields only: the paths use them directly, so the embedding costs
 // the frame path nothing.
 type slotSet[S any] struct {
-	q        *virtqueue.Queue
+	q        virtqueue.Ring
 	chains   []virtqueue.Chain
 	slots    []S
 	next     int // next slot to fill

@@ -40,7 +40,7 @@ func TestBadInput63StartRingUnpollableFd(t *testing.T) {
 			// The spec the ring ran with, with eventfds of the test's own
 			// (vhost closed the ring's kick at GET_VRING_BASE).
 			good := r.dev.ring(1).spec
-			good.Base = base
+			good.Base = uint32(base)
 			for _, fd := range []*int{&good.Kick, &good.Call, &good.Err} {
 				if *fd, err = vhosttest.NewEventfd(); err != nil {
 					t.Fatal(err)

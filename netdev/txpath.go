@@ -342,7 +342,7 @@ func txOffloads(acked uint64) uint16 {
 
 // reset empties the path for a new ring; nothing may be in flight but
 // what a faulted pair drops.
-func (t *txPath) reset(q *virtqueue.Queue, maxFrame uint32) {
+func (t *txPath) reset(q virtqueue.Ring, maxFrame uint32) {
 	t.q, t.next, t.inflight, t.maxFrame = q, 0, 0, maxFrame
 	// Empty unless the pair faulted with chains in flight (fault.go).
 	for t.toTap.Consume() != nil {

@@ -33,6 +33,7 @@ type migFigures struct {
 	gap             time.Duration
 	sha             string
 	fdb             string
+	log             string // the destination back-end's log
 }
 
 // TestMigration moves a guest between two QEMUs on this host, each with its own back-end,
@@ -67,6 +68,22 @@ func TestMigration(t *testing.T) {
 	})
 	t.Run("queues=2", func(t *testing.T) {
 		migrateData(t, "vhostd", 2, 2)
+	})
+	// Packed rings (issue 18): both streams cross the migration intact
+	// and the destination's ring agrees with the base QEMU hands it (else
+	// vhostd says so, BAD-INPUTS 76). It cannot tell whether vhostd logs
+	// the descriptors it writes back: the guest rewrites the same ring
+	// page all the time, so QEMU copies it in the last pass anyway (with
+	// that logging removed it still passed); TestDirtyLogCoversEveryWrite
+	// (netdev) checks the logging.
+	t.Run("packed=on", func(t *testing.T) {
+		e := migrateDataOpts(t, "vhostd", 1, vmOpts{CPUs: 1, QEMUArgs: []string{"-global", "virtio-net-pci.packed=on"}})
+		if !strings.Contains(e.log, "RING_PACKED") {
+			t.Errorf("the destination vhostd's guest did not negotiate RING_PACKED")
+		}
+		if strings.Contains(e.log, "disagrees with the ring") {
+			t.Errorf("the destination's packed ring contradicts the base QEMU gave it")
+		}
 	})
 	t.Run("back-and-forth", func(t *testing.T) {
 		ctx := Context(t, 4*time.Minute)
@@ -167,9 +184,13 @@ func TestMigration(t *testing.T) {
 // migrateData is scenario 1: a stream each way, started before the migration and still
 // running at the switchover, both SHA-256 equal on the two ends; the ping gap; the FDB.
 func migrateData(t *testing.T, kind string, queues, cpus int, extra ...string) migFigures {
+	return migrateDataOpts(t, kind, queues, vmOpts{CPUs: cpus}, extra...)
+}
+
+// migrateDataOpts is migrateData with both QEMUs started with o.
+func migrateDataOpts(t *testing.T, kind string, queues int, o vmOpts, extra ...string) migFigures {
 	ctx := Context(t, 3*time.Minute)
 	e := newMigEnv(t, ctx, kind, queues, extra...)
-	o := vmOpts{CPUs: cpus}
 	src := e.start(0, false, o)
 	if queues > 1 {
 		m, err := src.g.WaitMarker(ctx, "NET eth0 ")
@@ -206,7 +227,8 @@ func migrateData(t *testing.T, kind string, queues, cpus int, extra ...string) m
 		}
 	}
 	return migFigures{backend: kind, total: st.TotalTime, downtime: st.Downtime, gap: gap,
-		sha: fmt.Sprintf("match (%s..., %s...)", up.sha[:12], down.sha[:12]), fdb: "MAC on the destination TAP"}
+		sha: fmt.Sprintf("match (%s..., %s...)", up.sha[:12], down.sha[:12]), fdb: "MAC on the destination TAP",
+		log: e.backs[1].Log()}
 }
 
 func mib(n int64) float64 { return float64(n) / (1 << 20) }

@@ -11,6 +11,30 @@ import (
 	"github.com/vhostd/vhostd/qemu-tests/guest"
 )
 
+// startTestpmd starts dpdk-testpmd without PCI or huge pages, with memMiB of memory, a
+// unique --file-prefix, the vdevs, one forwarding core on CPU 1 and the application
+// arguments; its log is shown if the test fails, and cleanup stops it and removes EAL's
+// runtime directory.
+func startTestpmd(t *testing.T, testpmd, memMiB string, vdevs []string, args ...string) *guest.Process {
+	t.Helper()
+	prefix := "vhq-" + guest.RandomSuffix(8)
+	argv := []string{"--lcores=(0,1)@1", "--no-pci", "--no-huge", "-m", memMiB, "--file-prefix=" + prefix}
+	for _, v := range vdevs {
+		argv = append(argv, "--vdev", v)
+	}
+	argv = append(append(argv, "--", "--nb-cores=1", "--auto-start"), args...)
+	p, err := guest.StartProcess("testpmd", nil, testpmd, argv...)
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	AddFailureLog(t, "testpmd log", p.Log)
+	t.Cleanup(func() {
+		p.Stop(VhostdStopGrace)
+		os.RemoveAll(filepath.Join("/var/run/dpdk", prefix)) // EAL's runtime directory
+	})
+	return p
+}
+
 // TestReferenceBackend runs the ping scenario against DPDK's testpmd (vhost PMD <-> tap PMD),
 // the back-end the traces in shared/traces were recorded with. It checks the harness's NIC,
 // TAP-address and ping plumbing independently of vhostd, and shows what TestPing expects of
@@ -25,19 +49,8 @@ func TestReferenceBackend(t *testing.T) {
 	sn := Subnet(t)
 	sock := filepath.Join(TempDir(t), "vu.sock")
 	tap := TapName()
-	prefix := "vhq-" + guest.RandomSuffix(8)
-	p, err := guest.StartProcess("testpmd", nil, testpmd,
-		"--lcores=(0,1)@1", "--no-pci", "--no-huge", "-m", "1024", "--file-prefix="+prefix,
-		"--vdev", "net_vhost0,iface="+sock+",queues=1", "--vdev", "net_tap0,iface="+tap,
-		"--", "--nb-cores=1", "--forward-mode=io", "--auto-start", "--stats-period=60", "--total-num-mbufs=16384")
-	if err != nil {
-		t.Fatalf("%v", err)
-	}
-	AddFailureLog(t, "testpmd log", p.Log)
-	t.Cleanup(func() {
-		p.Stop(VhostdStopGrace)
-		os.RemoveAll(filepath.Join("/var/run/dpdk", prefix)) // EAL's runtime directory
-	})
+	p := startTestpmd(t, testpmd, "1024", []string{"net_vhost0,iface=" + sock + ",queues=1", "net_tap0,iface=" + tap},
+		"--forward-mode=io", "--stats-period=60", "--total-num-mbufs=16384")
 	if err := guest.WaitFile(ctx, sock, p); err != nil {
 		t.Fatalf("testpmd socket: %v", err)
 	}

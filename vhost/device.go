@@ -12,11 +12,17 @@ type RingSpec struct {
 	Desc  uint64 // guest physical address of the descriptor table
 	Avail uint64 // guest physical address of the available ring
 	Used  uint64 // guest physical address of the used ring
-	// Base is the index of the next available entry to consume.
-	Base uint16
-	// EventIdx and Indirect are the ring features the driver acked.
+	// Base is the SET_VRING_BASE value: for a split ring the index of the
+	// next available entry to consume (16 bits); for a packed ring
+	// (Packed) the next avail slot in bits 0-14 and its wrap counter in bit
+	// 15, the used side in the high half the same way (QEMU's layout).
+	Base uint32
+	// EventIdx, Indirect and Packed are the ring features the driver
+	// acked (VIRTIO_F_RING_PACKED for Packed: Desc, Avail and Used are
+	// then the descriptor ring and the driver and device event areas).
 	EventIdx bool
 	Indirect bool
+	Packed   bool
 	// Kick, Call and Err are eventfds owned by vhost (it checked that
 	// they are eventfds): the device reads, writes and polls them but never
 	// closes them. Kick is always set (a kick without an fd, polling mode,
@@ -70,10 +76,11 @@ type Device interface {
 	SetMemory(mem *virtqueue.Memory)
 	// StartRing starts processing a ring.
 	StartRing(r RingSpec) error
-	// StopRing stops a started ring and returns the index of the next
-	// available entry it has not consumed; chains in flight are completed
-	// first (BAD-INPUTS 46).
-	StopRing(index int) (nextAvail uint16)
+	// StopRing stops a started ring and returns its GET_VRING_BASE value,
+	// in RingSpec.Base's layout: the next available entry it has not
+	// consumed (and for a packed ring, the used position in the high
+	// half); chains in flight are completed first (BAD-INPUTS 46).
+	StopRing(index int) (base uint32)
 	// EnableRing changes a started ring's enable state. A ring enabled
 	// after start must be checked for work at once: a kick that arrived
 	// while it was disabled is not lost.

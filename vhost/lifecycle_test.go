@@ -196,11 +196,11 @@ func (c *consumer) StartRing(r vhost.RingSpec) error {
 	return c.NullDevice.StartRing(r)
 }
 
-func (c *consumer) StopRing(i int) uint16 {
+func (c *consumer) StopRing(i int) uint32 {
 	c.NullDevice.StopRing(i)
 	r := c.specs[i]
 	q, err := virtqueue.NewQueue(c.mem, virtqueue.Config{Size: r.Size, Desc: r.Desc, Avail: r.Avail, Used: r.Used,
-		EventIdx: r.EventIdx, Indirect: r.Indirect}, r.Base)
+		EventIdx: r.EventIdx, Indirect: r.Indirect}, uint16(r.Base))
 	if err != nil {
 		panic(err)
 	}
@@ -219,7 +219,7 @@ func (c *consumer) StopRing(i int) uint16 {
 			unix.Write(r.Call, u64(1))
 		}
 	}
-	return q.NextAvail()
+	return uint32(q.NextAvail())
 }
 
 func TestBadInput46GetVringBase(t *testing.T) {

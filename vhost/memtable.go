@@ -25,14 +25,14 @@ func (s *session) checkRings(mem *virtqueue.Memory) error {
 		if !v.started {
 			continue
 		}
-		now, err := v.va.translate(mem, v.num)
+		now, err := v.va.translate(mem, v.num, s.packed())
 		if err != nil {
 			return reject("regions", "running vring %d would not translate: %v", i, err)
 		}
 		// The device runs the ring at the guest physical addresses it was
 		// started with: the new table must map the ring's user addresses to
 		// the same ones, or the running ring would read the wrong memory.
-		was, err := v.va.translate(s.mem, v.num)
+		was, err := v.va.translate(s.mem, v.num, s.packed())
 		if err != nil || now != was {
 			return reject("regions", "running vring %d would move in guest physical memory", i)
 		}

@@ -10,8 +10,8 @@ type vring struct {
 	num     uint32 // 0 until SET_VRING_NUM
 	addrSet bool
 	va      ringVA
-	base    uint16
-	kick    int // -1: none
+	base    uint32 // SET_VRING_BASE value, RingSpec.Base's layout
+	kick    int    // -1: none
 	call    int
 	err     int
 	enabled bool
@@ -45,9 +45,12 @@ type ringVA struct{ desc, avail, used uint64 }
 // with the extents and alignments virtqueue.Config defines. It returns the
 // ring with guest physical addresses.
 //
-// Preconditions: num is a valid split ring size (setVringNum checked it).
-func (a ringVA) translate(mem *virtqueue.Memory, num uint32) (virtqueue.Config, error) {
-	c := virtqueue.Config{Size: uint16(num), Desc: a.desc, Avail: a.avail, Used: a.used}
+// For a packed ring (VIRTIO_F_RING_PACKED acked) the three addresses are
+// the descriptor ring and the driver and device event areas.
+//
+// Preconditions: num is a valid ring size (setVringNum checked it).
+func (a ringVA) translate(mem *virtqueue.Memory, num uint32, packed bool) (virtqueue.Config, error) {
+	c := virtqueue.Config{Size: uint16(num), Desc: a.desc, Avail: a.avail, Used: a.used, Packed: packed}
 	areas := c.Areas()
 	var gpa [len(areas)]uint64
 	for i, ar := range areas {
@@ -109,7 +112,10 @@ func (s *session) setVringNum(m *Msg) ([]byte, error) {
 		return nil, err
 	}
 	// The whole u32 is checked before it is narrowed to a ring size.
-	if num > virtqueue.MaxSize || (virtqueue.Config{Size: uint16(num)}).Validate(nil) != nil {
+	if num > virtqueue.MaxSize || (virtqueue.Config{Size: uint16(num), Packed: s.packed()}).Validate(nil) != nil {
+		if s.packed() {
+			return nil, reject("num", "%d: a packed ring size is from 1 to %d", num, virtqueue.MaxSize)
+		}
 		return nil, reject("num", "%d: a split ring size is a power of two from 1 to %d", num, virtqueue.MaxSize)
 	}
 	v := &s.vrings[i]
@@ -118,7 +124,7 @@ func (s *session) setVringNum(m *Msg) ([]byte, error) {
 	}
 	if v.addrSet && s.mem != nil {
 		// The ring areas grow with num: they must still fit.
-		if _, err := v.va.translate(s.mem, num); err != nil {
+		if _, err := v.va.translate(s.mem, num, s.packed()); err != nil {
 			return nil, err
 		}
 	}
@@ -157,7 +163,7 @@ func (s *session) setVringAddr(m *Msg) ([]byte, error) {
 		lg.SetRingLog(i, logUsed, logAddr)
 		return nil, nil
 	}
-	if _, err := va.translate(s.mem, v.num); err != nil {
+	if _, err := va.translate(s.mem, v.num, s.packed()); err != nil {
 		return nil, err
 	}
 	v.va, v.addrSet = va, true
@@ -170,14 +176,37 @@ func (s *session) setVringBase(m *Msg) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if num > 0xffff {
-		return nil, reject("num", "base %d exceeds 65535", num)
+	if err := s.checkBase(i, num); err != nil {
+		return nil, err
 	}
 	if s.vrings[i].started {
 		return nil, reject("index", "vring %d is running", i)
 	}
-	s.vrings[i].base = uint16(num)
+	s.vrings[i].base = num
 	return nil, nil
+}
+
+// packed reports whether the driver acked VIRTIO_F_RING_PACKED.
+func (s *session) packed() bool { return s.features&bit(FeatRingPacked) != 0 }
+
+// checkBase checks a SET_VRING_BASE value for ring i: a split ring's index
+// fits 16 bits; a packed ring's value is two positions (avail in the low
+// half, used in the high half), each an index in bits 0-14 below the ring
+// size and a wrap counter in bit 15 (BAD-INPUTS 75).
+func (s *session) checkBase(i int, num uint32) error {
+	if !s.packed() {
+		if num > 0xffff {
+			return reject("num", "base %d exceeds 65535", num)
+		}
+		return nil
+	}
+	size := s.vrings[i].num
+	for _, half := range [2]uint32{num & 0xffff, num >> 16} {
+		if idx := half & 0x7fff; size != 0 && idx >= size {
+			return reject("num", "packed base %#x: index %d is not below the ring size %d", num, idx, size)
+		}
+	}
+	return nil
 }
 
 // getVringBase stops the ring and answers the index of the next available
@@ -193,7 +222,7 @@ func (s *session) getVringBase(m *Msg) ([]byte, error) {
 	closeFd(&v.kick)
 	b := make([]byte, vringStateSize)
 	le.PutUint32(b, uint32(i))
-	le.PutUint32(b[4:], uint32(v.base))
+	le.PutUint32(b[4:], v.base)
 	return b, nil
 }
 
@@ -304,13 +333,16 @@ func (s *session) checkStartable(i int) error {
 	case !s.featuresSet:
 		return reject("features", "SET_VRING_KICK for vring %d before SET_FEATURES", i)
 	}
-	_, err := v.va.translate(s.mem, v.num)
+	if err := s.checkBase(i, v.base); err != nil {
+		return err
+	}
+	_, err := v.va.translate(s.mem, v.num, s.packed())
 	return err
 }
 
 func (s *session) start(i int) error {
 	v := &s.vrings[i]
-	c, err := v.va.translate(s.mem, v.num)
+	c, err := v.va.translate(s.mem, v.num, s.packed())
 	if err != nil {
 		return err
 	}
@@ -324,6 +356,7 @@ func (s *session) start(i int) error {
 		Index: i, Size: c.Size, Desc: c.Desc, Avail: c.Avail, Used: c.Used, Base: v.base,
 		EventIdx: s.features&bit(FeatRingEventIdx) != 0,
 		Indirect: s.features&bit(FeatRingIndirectDesc) != 0,
+		Packed:   s.packed(),
 		Kick:     v.kick, Call: v.call, Err: v.err, Enabled: enabled,
 		LogUsed: v.logUsed, LogAddr: v.logAddr,
 	}

@@ -34,6 +34,10 @@ type Config struct {
 	Used     uint64 // guest physical address of the used ring (6+8*Size bytes, 4-aligned)
 	EventIdx bool   // VIRTIO_RING_F_EVENT_IDX negotiated
 	Indirect bool   // VIRTIO_RING_F_INDIRECT_DESC negotiated
+	// InOrderTX: VIRTIO_F_IN_ORDER negotiated and the ring is a transmit
+	// queue, every chain pushed with length 0: PushBatch of a split ring
+	// then writes one used element for the whole batch (doc.go).
+	InOrderTX bool
 	// Packed: VIRTIO_F_RING_PACKED negotiated. Desc is then the descriptor
 	// ring, Avail the driver event suppression area and Used the device
 	// event suppression area (4 bytes each); see packed_config.go.

@@ -110,9 +110,23 @@
 //     under EVENT_IDX DESC with a position); EnableNotify writes ENABLE or
 //     DESC at NextAvail to the device area, DisableNotify DISABLE (nothing
 //     under EVENT_IDX, as for split rings). Their contracts are unchanged.
+//   - Restart. Config.RingPosition reads the device's position from the
+//     descriptors' USED bits (a front-end may not know it after a back-end
+//     restart); PushBatch marks every slot of a multi-slot chain used, not
+//     only its first, to keep those bits exact.
 //
 // Unpop, Rewind, SetMemory, SetLog and MarkWritten keep their contracts.
-// IN_ORDER (one used descriptor for a batch) is not implemented yet.
+//
+// # IN_ORDER
+//
+// With VIRTIO_F_IN_ORDER the device must use buffers in the order they
+// were made available, which a caller that pushes in pop order does. On a
+// transmit queue (Config.InOrderTX: every length 0) a split ring's
+// PushBatch then writes one used element, the batch's last head, at the
+// batch's first position, and moves used.idx past the whole batch. A
+// packed ring still writes one used descriptor per chain (the spec allows
+// one per batch; with RingPosition's marks it would save nothing), and
+// receive rings keep one entry per buffer, each with its length.
 //
 // # What the caller must do
 //

@@ -207,11 +207,29 @@ func (q *PackedQueue) PushBatch(used []Used) {
 			shmem.Store64(q.r.desc, off+8, w)
 		}
 		q.logUsedDesc(off)
+		if slots > 1 {
+			q.markRest(e.Head, slots)
+		}
 		q.advance(&q.used, &q.usedWrap, slots)
 		q.sincePush += uint32(slots)
 	}
 	if firstOff >= 0 {
 		shmem.Store64(q.r.desc, firstOff+8, first)
+	}
+}
+
+// markRest writes the slots after the first of a chain of slots slots,
+// pushed at NextUsed, as used descriptors too (len 0, the chain's id):
+// the driver skips them (it knows the chain's length), but RingPosition
+// reads every slot's USED bit. They are stored before the batch's first
+// descriptor, while the driver does not own them yet.
+func (q *PackedQueue) markRest(id, slots uint16) {
+	slot, wrap := q.used, q.usedWrap
+	for j := uint16(1); j < slots; j++ {
+		q.advance(&slot, &wrap, 1)
+		off := descSize * int(slot)
+		shmem.Store64(q.r.desc, off+8, uint64(id)<<32|uint64(wrap*(packedFAvail|packedFUsed))<<48)
+		q.logUsedDesc(off)
 	}
 }
 

@@ -21,6 +21,7 @@ type Ring interface {
 	SetLog(log *DirtyLog, usedOn bool, usedGPA uint64)
 	Logging() bool
 	MarkWritten(bufs [][]byte, n uint32)
+	HostContains(addr uintptr) bool
 }
 
 var (

@@ -259,12 +259,22 @@ func (q *Queue) Unpop(n int) {
 // index sees the elements). It works on a broken queue too, so broken and
 // dropped chains can be returned. It does not signal the guest: ask
 // NeedsNotify. The caller must push only heads it popped, each once.
+// With Config.InOrderTX (VIRTIO_F_IN_ORDER on a transmit queue: the
+// entries are the chains in pop order, lengths 0) it writes one element,
+// the last head, at the batch's first position, and used.idx moves past
+// the whole batch, as the in-order rule allows.
 func (q *Queue) PushBatch(used []Used) {
 	if len(used) == 0 || q.r.used == nil {
 		return
 	}
+	n := len(used)
 	u := q.r.used
 	old := q.nextUsed
+	if q.cfg.InOrderTX {
+		// One element, at the batch's first position, with the last
+		// head; used.idx moves past the whole batch.
+		used = used[len(used)-1:]
+	}
 	for _, e := range used {
 		off := 4 + usedElemSize*int(q.nextUsed&q.mask)
 		// Plain stores: the guest may read an element only after it has
@@ -273,9 +283,11 @@ func (q *Queue) PushBatch(used []Used) {
 		shmem.Put32(u, off+4, e.Len)
 		q.nextUsed++
 	}
+	written := q.nextUsed - old
+	q.nextUsed = old + uint16(n)
 	q.publishUsed()
 	if q.usedLog != nil {
-		q.logUsedElems(old, q.nextUsed-old)
+		q.logUsedElems(old, written)
 	}
 	// If the index wrapped past the point NeedsNotify last answered for
 	// (more than 32K entries without asking), that point means nothing any

@@ -39,6 +39,10 @@ type NIC struct {
 	// tx_queue_size: powers of 2 up to 1024; QEMU's default is 256). A tx_queue_size above
 	// 256 is honoured only with a vhost-user back-end.
 	RxQueueSize, TxQueueSize int
+	// Packed and InOrder offer the guest packed virtqueues (packed=on, VIRTIO_F_RING_PACKED)
+	// and in-order completion (in_order=on, VIRTIO_F_IN_ORDER); the guest gets each only if
+	// the back-end offers it too.
+	Packed, InOrder bool
 }
 
 // Options describe one guest.
@@ -226,6 +230,12 @@ func (g *Guest) qemuArgs(initrd string) []string {
 		}
 		if n.TxQueueSize > 0 {
 			dev += ",tx_queue_size=" + strconv.Itoa(n.TxQueueSize)
+		}
+		if n.Packed {
+			dev += ",packed=on"
+		}
+		if n.InOrder {
+			dev += ",in_order=on"
 		}
 		a = append(a, "-chardev", chr,
 			"-netdev", fmt.Sprintf("vhost-user,id=n0,chardev=c0,queues=%d", qp),

@@ -70,6 +70,10 @@ type FrontEnd struct {
 	// Negotiate acked.
 	Offered, OfferedProto uint64
 	Features, Proto       uint64
+	// Packed lets Negotiate ack VIRTIO_F_RING_PACKED when offered; rings
+	// laid out after that are packed (Ring.Packed). Off by default: most
+	// tests drive split rings through Ring.Driver.
+	Packed bool
 
 	regions []*Region
 	rings   map[int]*Ring

@@ -20,6 +20,9 @@ func (f *FrontEnd) Negotiate(features, proto uint64) error {
 	}
 	f.Offered = off
 	acked := features & off
+	if !f.Packed {
+		acked &^= 1 << vhost.FeatRingPacked
+	}
 	f.Proto = 0
 	if off&(1<<vhost.FeatProtocolFeatures) != 0 {
 		p, err := f.GetU64(vhost.ReqGetProtocolFeatures)

@@ -106,7 +106,7 @@ func (d *NullDevice) StartRing(r vhost.RingSpec) error {
 	return nil
 }
 
-func (d *NullDevice) StopRing(i int) uint16 {
+func (d *NullDevice) StopRing(i int) uint32 {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	r, ok := d.rings[i]

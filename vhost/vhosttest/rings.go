@@ -14,12 +14,19 @@ import (
 // vqdriver.Driver that fills and drains it, and its eventfds.
 type Ring struct {
 	Index int
-	// Driver adds chains (AddChain, Publish) and reads completions (Used).
+	// Driver adds chains (AddChain, Publish) and reads completions (Used)
+	// on a split ring; nil on a packed one.
 	Driver *vqdriver.Driver
-	// Config is the ring's placement in guest physical addresses.
+	// Config is a split ring's placement in guest physical addresses.
 	Config vqdriver.Config
+	// Packed and PackedConfig are the same for a packed ring (the
+	// front-end acked VIRTIO_F_RING_PACKED), else nil and zero.
+	Packed       *vqdriver.PackedDriver
+	PackedConfig vqdriver.PackedConfig
+	// Guest is Driver or Packed, whichever the ring has.
+	Guest vqdriver.Guest
 	// DescVA, AvailVA and UsedVA are the user addresses SET_VRING_ADDR
-	// sends.
+	// sends (for a packed ring: descriptor ring, driver area, device area).
 	DescVA, AvailVA, UsedVA uint64
 	// Kick, Call and Err are this side's eventfds; the back-end gets
 	// copies. They are closed by FrontEnd.Close.
@@ -57,19 +64,14 @@ func (f *FrontEnd) LayoutRing(i int, size uint16, eventIdx bool) (*Ring, error) 
 		if reg.Mem == nil || !reg.Live {
 			continue
 		}
-		c := vqdriver.Layout(size, reg.GPA+reg.next, f.Slab)
-		c.EventIdx = eventIdx
-		if c.End() > reg.GPA+reg.Size {
-			continue
-		}
-		d, err := vqdriver.New(reg.Mem, reg.GPA, c)
+		r, end, err := f.layoutIn(reg, i, size, eventIdx)
 		if err != nil {
 			return nil, err
 		}
-		reg.next = c.End() - reg.GPA
-		r := &Ring{Index: i, Driver: d, Config: c, Kick: -1, Call: -1, Err: -1}
-		va := func(gpa uint64) uint64 { return reg.UserAddr + (gpa - reg.GPA) }
-		r.DescVA, r.AvailVA, r.UsedVA = va(c.Desc), va(c.Avail), va(c.Used)
+		if r == nil {
+			continue
+		}
+		reg.next = end - reg.GPA
 		for _, fd := range []*int{&r.Kick, &r.Call, &r.Err} {
 			if *fd, err = NewEventfd(); err != nil {
 				r.close()
@@ -80,6 +82,40 @@ func (f *FrontEnd) LayoutRing(i int, size uint16, eventIdx bool) (*Ring, error) 
 		return r, nil
 	}
 	return nil, fmt.Errorf("ring %d of size %d: no region has room", i, size)
+}
+
+// layoutIn places ring i in reg after what is there, split or packed as
+// the acked features say: nil if it does not fit, and the first GPA past
+// its heap.
+func (f *FrontEnd) layoutIn(reg *Region, i int, size uint16, eventIdx bool) (*Ring, uint64, error) {
+	va := func(gpa uint64) uint64 { return reg.UserAddr + (gpa - reg.GPA) }
+	r := &Ring{Index: i, Kick: -1, Call: -1, Err: -1}
+	if f.Features&(1<<vhost.FeatRingPacked) != 0 {
+		c := vqdriver.PackedLayout(size, reg.GPA+reg.next, f.Slab)
+		c.EventIdx = eventIdx
+		if c.End() > reg.GPA+reg.Size {
+			return nil, 0, nil
+		}
+		d, err := vqdriver.NewPacked(reg.Mem, reg.GPA, c)
+		if err != nil {
+			return nil, 0, err
+		}
+		r.Packed, r.PackedConfig, r.Guest = d, c, d
+		r.DescVA, r.AvailVA, r.UsedVA = va(c.Desc), va(c.Driver), va(c.Device)
+		return r, c.End(), nil
+	}
+	c := vqdriver.Layout(size, reg.GPA+reg.next, f.Slab)
+	c.EventIdx = eventIdx
+	if c.End() > reg.GPA+reg.Size {
+		return nil, 0, nil
+	}
+	d, err := vqdriver.New(reg.Mem, reg.GPA, c)
+	if err != nil {
+		return nil, 0, err
+	}
+	r.Driver, r.Config, r.Guest = d, c, d
+	r.DescVA, r.AvailVA, r.UsedVA = va(c.Desc), va(c.Avail), va(c.Used)
+	return r, c.End(), nil
 }
 
 // Ring returns ring i, or nil if it was never laid out.
@@ -152,7 +188,7 @@ func (f *FrontEnd) SetupRing(i int, size uint16) error {
 	}
 	steps := []func() error{
 		func() error { return f.SetVringNum(i, uint32(size)) },
-		func() error { return f.SetVringBase(i, 0) },
+		func() error { return f.SetVringBase(i, f.freshBase()) },
 		func() error { return f.SetVringAddr(i) },
 		func() error { return f.SetVringCall(i) },
 		func() error { return f.SetVringErr(i) },
@@ -165,6 +201,15 @@ func (f *FrontEnd) SetupRing(i int, size uint16) error {
 	}
 	// A round trip makes sure the back-end has processed them all.
 	return f.Sync()
+}
+
+// freshBase is the SET_VRING_BASE value of a ring that never ran: 0, or
+// for packed rings both positions at slot 0 with wrap counter 1.
+func (f *FrontEnd) freshBase() uint32 {
+	if f.Features&(1<<vhost.FeatRingPacked) != 0 {
+		return 0x8000 | 0x8000<<16
+	}
+	return 0
 }
 
 // SetupRings sets up rings 0..n-1.
@@ -196,6 +241,14 @@ func (f *FrontEnd) Enable(i int, on bool) error {
 
 // GetVringBase stops ring i and returns the back-end's next avail index.
 func (f *FrontEnd) GetVringBase(i int) (uint16, error) {
+	b, err := f.GetVringBase32(i)
+	return uint16(b), err
+}
+
+// GetVringBase32 is GetVringBase with the whole 32-bit answer: for a packed
+// ring, the avail position in the low half and the used one in the high
+// half (slot in bits 0-14, wrap counter in bit 15).
+func (f *FrontEnd) GetVringBase32(i int) (uint32, error) {
 	r, err := f.Call(vhost.ReqGetVringBase, 0, VringState(uint32(i), 0))
 	if err != nil {
 		return 0, err
@@ -203,7 +256,7 @@ func (f *FrontEnd) GetVringBase(i int) (uint16, error) {
 	if len(r.Payload) != 8 || le.Uint32(r.Payload) != uint32(i) {
 		return 0, fmt.Errorf("GET_VRING_BASE reply %x", r.Payload)
 	}
-	return uint16(le.Uint32(r.Payload[4:])), nil
+	return le.Uint32(r.Payload[4:]), nil
 }
 
 // Kick signals ring i's kick eventfd.

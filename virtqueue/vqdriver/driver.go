@@ -55,6 +55,9 @@ type Config struct {
 	Size              uint16 // queue size
 	Desc, Avail, Used uint64 // ring parts
 	EventIdx          bool   // use used_event / avail_event (VIRTIO_RING_F_EVENT_IDX)
+	// InOrder reads used entries as a VIRTIO_F_IN_ORDER driver does
+	// (inorder.go): an entry may stand for a batch ending at its id.
+	InOrder bool
 	// Heap is the GPA of Size slabs of Slab bytes each: chain with head h
 	// keeps its buffers (and indirect table) in slab h.
 	Heap, Slab uint64
@@ -103,6 +106,7 @@ type Driver struct {
 	published  uint16 // avail.idx as last published
 	availFlags uint16
 	lastUsed   uint16
+	batch      inOrderBatch
 }
 
 // New builds a driver over mem (guest memory starting at GPA base) and
@@ -364,6 +368,9 @@ func (d *Driver) UsedIdx() uint16 { return shmem.Load16(d.used, 2) }
 
 // Used returns the next used entry, if the device has published one.
 func (d *Driver) Used() (Completion, bool) {
+	if d.cfg.InOrder {
+		return d.usedInOrder()
+	}
 	if d.UsedIdx() == d.lastUsed {
 		return Completion{}, false
 	}
@@ -371,6 +378,11 @@ func (d *Driver) Used() (Completion, bool) {
 	id := shmem.Get32(d.used, off)
 	n := shmem.Get32(d.used, off+4)
 	d.lastUsed++
+	return d.complete(id, n), true
+}
+
+// complete frees chain id, which the device returned with length n.
+func (d *Driver) complete(id, n uint32) Completion {
 	c := Completion{Head: uint16(id), Len: n}
 	if id < uint32(d.cfg.Size) && d.chains[id].live {
 		ch := d.chains[id]
@@ -379,7 +391,7 @@ func (d *Driver) Used() (Completion, bool) {
 		c.Written = gather(d.Mem, ch.in, n)
 		d.free = append(d.free, ch.descs...)
 	}
-	return c, true
+	return c
 }
 
 // UsedAll drains every published used entry.

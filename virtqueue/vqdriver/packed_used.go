@@ -132,3 +132,27 @@ func (d *PackedDriver) UsedRaw(slots uint16) (id uint16, n uint32, ok bool) {
 	}
 	return id, n, true
 }
+
+// DeviceUsed looks ahead of the driver, without moving: the number of used
+// descriptors the device has written that Used has not returned yet, and
+// the position (wrap counter in bit 15) past them, where the device's used
+// position stands once they are counted.
+func (d *PackedDriver) DeviceUsed() (n int, pos uint16) {
+	slot, wrap := d.lastUsed, d.usedWrp
+	for seen := 0; seen < int(d.cfg.Size); n++ {
+		w, _ := shmem.LoadPackedDesc(d.desc, 16*int(slot))
+		id, flags := uint16(w>>32), uint16(w>>48)
+		if a, u := flags>>7&1, flags>>15&1; a != u || u != wrap {
+			break
+		}
+		slots := uint16(1)
+		if id < d.cfg.Size && d.chains[id].live {
+			slots = d.chains[id].slots
+		}
+		seen += int(slots)
+		if slot += slots; slot >= d.cfg.Size {
+			slot, wrap = slot-d.cfg.Size, wrap^1
+		}
+	}
+	return n, slot | wrap<<15
+}
