@@ -171,7 +171,22 @@ func (b *Bed) Kill() {
 		b.T.Fatalf("kill vhostd: %v", err)
 	}
 	<-b.Vhostd.Done()
-	b.T.Logf("vhostd pid %d killed (SIGKILL)", b.Vhostd.PID())
+	// The TAP goes when its last file does. With --tap-write uring the
+	// kernel drops a dead process's io_uring (which holds the TAP's fd as a
+	// fixed file) in a worker some 30 ms after the exit: until then the old
+	// TAP is still there, and a restart's waitTap would find it, not the
+	// new vhostd's.
+	tapGone := time.Now()
+	for {
+		if _, err := os.Stat("/sys/class/net/" + b.Tap); err != nil {
+			break
+		}
+		if time.Since(tapGone) > 5*time.Second {
+			b.T.Fatalf("vhostd pid %d killed, but its TAP %s is still there after 5 s", b.Vhostd.PID(), b.Tap)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	b.T.Logf("vhostd pid %d killed (SIGKILL); its TAP went %.0f ms after", b.Vhostd.PID(), float64(time.Since(tapGone).Microseconds())/1000)
 }
 
 // Restart starts vhostd again (after Kill) with the same arguments (same socket path, same
