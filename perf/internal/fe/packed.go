@@ -146,10 +146,12 @@ func (r *PackedRing) Used() (id uint16, n uint32, ok bool) {
 }
 
 // dialPacked is Dial's set-up for packed rings: the rings are placed where
-// vhosttest lays out split rings (descriptors where the split descriptor
-// table goes, the driver and device event areas where its avail and used
-// rings go) and started with the wrap counters at 1.
+// vhosttest lays out packed rings (descriptor ring, driver and device event
+// areas, heap) and started with the wrap counters at 1.
 func dialPacked(f *vhosttest.FrontEnd, feats, proto uint64, layout vhosttest.Layout) (*Conn, error) {
+	// vhosttest acks RING_PACKED only with f.Packed set, and then lays
+	// the rings out packed (LayoutRing's PackedConfig).
+	f.Packed = true
 	if err := f.Negotiate(feats|1<<vhost.FeatRingPacked, proto); err != nil {
 		return nil, fmt.Errorf("negotiate: %w", err)
 	}
@@ -181,7 +183,9 @@ func dialPacked(f *vhosttest.FrontEnd, feats, proto uint64, layout vhosttest.Lay
 			return nil, fmt.Errorf("packed ring %d: %w", i, err)
 		}
 		reg := f.Regions()[0]
-		*rp = newPackedRing(reg.Mem, reg.GPA, r.Config, r.Kick, eventIdx)
+		pc := r.PackedConfig
+		*rp = newPackedRing(reg.Mem, reg.GPA, vqdriver.Config{Size: pc.Size, Desc: pc.Desc,
+			Avail: pc.Driver, Used: pc.Device, Heap: pc.Heap, Slab: pc.Slab}, r.Kick, eventIdx)
 	}
 	if err := f.Sync(); err != nil {
 		return nil, err
