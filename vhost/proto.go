@@ -132,6 +132,7 @@ const (
 	FeatVersion1         = 32
 	FeatIOMMUPlatform    = 33
 	FeatRingPacked       = 34
+	FeatInOrder          = 35
 )
 
 // baseProtocolFeatures are the protocol features vhost implements itself,

@@ -106,6 +106,9 @@ func (f *FrontEnd) layoutIn(reg *Region, i int, size uint16, eventIdx bool) (*Ri
 	}
 	c := vqdriver.Layout(size, reg.GPA+reg.next, f.Slab)
 	c.EventIdx = eventIdx
+	// A front-end that acked IN_ORDER reads a batch's one used entry as
+	// the whole batch.
+	c.InOrder = f.Features&(1<<vhost.FeatInOrder) != 0
 	if c.End() > reg.GPA+reg.Size {
 		return nil, 0, nil
 	}
