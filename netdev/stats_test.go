@@ -62,3 +62,16 @@ func TestStatusReportsRingsAndWorkers(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkPublish is one poll's publish after a poll that moved a frame
+// each way and took a kick: a few of the counters changed.
+func BenchmarkPublish(b *testing.B) {
+	var c counters
+	for i := 0; i < b.N; i++ {
+		c.add(cTxPackets, 1)
+		c.add(cTxBytes, 64)
+		c.add(cRxPackets, 1)
+		c.add(cRxBytes, 64)
+		c.publish()
+	}
+}
