@@ -78,8 +78,10 @@ func (p *pair) tapStep(max int) (work int) {
 
 // ringComplete is the ring side's second half: return finished chains to
 // the used rings, publish the counters, then signal the calls (whoever a
-// call wakes sees the counters of what it was called for). It returns the
-// chains returned.
+// call wakes sees the counters of what it was called for; with --threads
+// split the TAP side's counters, rx_packets among them, come with the TAP
+// worker's next publish, at the end of the poll that handed the frames
+// on). It returns the chains returned.
 func (p *pair) ringComplete() (work int) {
 	var callTx, callRx bool
 	if p.rings[txRing].running {
