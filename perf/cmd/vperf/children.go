@@ -158,8 +158,8 @@ func rawMain(cmd string, args []string) error {
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	name := fs.String("tap", "", "TAP to create")
 	size := fs.Int("size", 64, "frame size (65480: 64 KiB TSO)")
-	uring := fs.Int("uring", 0, "rawtx: batches of this many writes per io_uring_enter (0: one write(2) per frame)")
-	fixed := fs.Bool("uring-fixed", false, "rawtx --uring: write to the TAP fd registered as a fixed file")
+	uring := fs.Int("uring", 0, "batches of this many writes (rawtx) or reads (rawrx) per io_uring_enter (0: one write(2) or read(2) per frame)")
+	fixed := fs.Bool("uring-fixed", false, "--uring: write to or read from the TAP fd registered as a fixed file")
 	cold := fs.Int("cold", -1, "the fair limit: a partner thread pinned on this CPU writes every frame just before it is sent (rawtx), or reads every frame just after it arrived (rawrx); -1: off")
 	self := fs.Int("cpu", 1, "--cold: the CPU of the loop's own thread")
 	if err := fs.Parse(args); err != nil {
@@ -199,6 +199,10 @@ func rawMain(cmd string, args []string) error {
 	case cmd == "rawtx":
 		hdr, fr := frameFor(*size, true)
 		rawtap.WriteLoop(fd, append(hdr[:], fr...), &flag, &n)
+	case *uring > 0:
+		if err := rawtap.ReadLoopUring(fd, 65536+4096, uint32(*uring), *fixed, &flag, &n); err != nil {
+			return err
+		}
 	default:
 		rawtap.ReadLoop(fd, 65536+4096, &flag, &n)
 	}

@@ -50,6 +50,9 @@ var (
 	// sRawTxUringFixed is the same writing to the TAP fd registered as a
 	// fixed file (no file lookup and reference count per write).
 	sRawTxUringFixed = Subject{Name: "raw-write-uring-fixed", Kind: kRawTx, Extra: []string{"--uring", "128", "--uring-fixed"}}
+	// sRawRxUringFixed is the batched read limit: 64 reads (RWF_NOWAIT)
+	// per io_uring_enter from the TAP fd registered as a fixed file.
+	sRawRxUringFixed = Subject{Name: "raw-read-uring-fixed", Kind: kRawRx, Extra: []string{"--uring", "64", "--uring-fixed"}}
 	tsoSize          = frames.TSOFrame
 	// sRawTxCold and sRawRxCold are the fair limits (issue 17): every
 	// frame written by a partner thread on CPU 0 just before the loop
@@ -154,6 +157,9 @@ func matrix(split []string, ab Abilities) []Group {
 					}
 					if fe == "go" || dir == "tx" {
 						subj = append(subj, sPacked, sDPDKPacked)
+					}
+					if dir == "rx" && fe == "go" {
+						subj = append(subj, sRawRxUringFixed)
 					}
 					if dir == "tx" && fe == "go" {
 						subj = append(subj, sRawTxUring, sRawTxUringFixed, sCtl)
