@@ -30,6 +30,8 @@ type WriteRing struct {
 	// broken: a failed submission left completions the ring could not wait for (withdraw).
 	broken bool
 	closed bool
+	// batches counts the batches submitted (tests).
+	batches uint64
 }
 
 // MaxWriteRingEntries bounds NewWriteRing's entries.
@@ -115,6 +117,7 @@ func (r *WriteRing) batch(frames [][]unix.Iovec, errs []unix.Errno) (ok int) {
 		return 0
 	}
 	end := tail + queued
+	r.batches++
 	r.ring.Publish(end)
 	pending := queued // completions still to reap
 	for pending > 0 {
