@@ -60,71 +60,67 @@ func findFrame(t testing.TB, fs []capturedFrame, iface int, data []byte) capture
 // frame over the largest allowed (tx_oversize) and an RX frame larger
 // than the guest's buffer (rx_truncated). The file opens with pcapgo.
 func TestCaptureBothWaysAndDrops(t *testing.T) {
-	for _, th := range []Threads{Inline, Split} {
-		t.Run(th.String(), func(t *testing.T) {
-			noGSO := bit(FHostTSO4) | bit(FHostTSO6) | bit(FHostUFO) | bit(FHostUSO) | bit(FMrgRxbuf)
-			r := startDevice(t, Config{QueuePairs: 1, Threads: th}, allFeatures()&^noGSO)
-			path := filepath.Join(t.TempDir(), "cap-"+testutil.Suffix(6)+".pcapng")
-			if err := r.dev.StartCapture(CaptureConfig{Path: path}); err != nil {
-				t.Fatal(err)
-			}
-			if got := r.dev.Capturing(); got != path {
-				t.Fatalf("Capturing() = %q", got)
-			}
-			txHdr := hdrBytes(tap.VnetHdr{Flags: tap.VirtioNetHdrFNeedsCsum, CsumStart: 34, CsumOffset: 6})
-			good := testutil.PatternFrame(100, 1)
-			big := testutil.PatternFrame(1600, 2)
-			tx := r.fe.Ring(1).Driver
-			for _, f := range [][]byte{good, big} {
-				if _, err := tx.AddChain([][]byte{txHdr, f}, nil); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if tx.Publish() {
-				r.fe.Kick(1)
-			}
-			r.host.peerRead(t, 0, 5*time.Second)
-			rx := r.fe.Ring(0).Driver
-			for i := 0; i < 4; i++ {
-				rx.AddChain(nil, []int{1024})
-			}
-			if rx.Publish() {
-				r.fe.Kick(0)
-			}
-			in := testutil.PatternFrame(200, 3)
-			over := testutil.PatternFrame(3000, 4)
-			rxHdr := hdrBytes(tap.VnetHdr{Flags: tap.VirtioNetHdrFDataValid})
-			for _, f := range [][]byte{in, over} {
-				if _, err := unix.Write(r.host.peers[0], append(append([]byte{}, rxHdr...), f...)); err != nil {
-					t.Fatal(err)
-				}
-			}
-			deadline := time.Now().Add(5 * time.Second)
-			for n := 0; n < 2 && time.Now().Before(deadline); {
-				r.fe.WaitCall(0, 100*time.Millisecond)
-				n += len(rx.UsedAll())
-			}
-			if err := r.dev.StopCapture(); err != nil {
-				t.Fatal(err)
-			}
-			fs := readCapture(t, path)
-			if len(fs) != 4 {
-				t.Fatalf("%d frames captured, want 4: %+v", len(fs), fs)
-			}
-			if c := findFrame(t, fs, 1, good).comments; c != "vnet hdr: flags=needs_csum gso_type=none hdr_len=0 gso_size=0 csum_start=34 csum_offset=6" {
-				t.Errorf("TX frame comment %q", c)
-			}
-			if f := findFrame(t, fs, 1, big); f.orig != 1600 || !strings.HasSuffix(f.comments, "dropped: tx_oversize") {
-				t.Errorf("oversized TX frame: length %d, comment %q", f.orig, f.comments)
-			}
-			if c := findFrame(t, fs, 0, in).comments; c != "vnet hdr: flags=data_valid gso_type=none hdr_len=0 gso_size=0 csum_start=0 csum_offset=0 num_buffers=1" {
-				t.Errorf("RX frame comment %q", c)
-			}
-			// Cut at the default snap length, 2048.
-			if f := findFrame(t, fs, 0, over[:DefaultSnaplen]); f.orig != 3000 || !strings.HasSuffix(f.comments, "dropped: rx_truncated (frame larger than the guest's buffers)") {
-				t.Errorf("oversized RX frame: length %d, comment %q", f.orig, f.comments)
-			}
-		})
+	noGSO := bit(FHostTSO4) | bit(FHostTSO6) | bit(FHostUFO) | bit(FHostUSO) | bit(FMrgRxbuf)
+	r := startDevice(t, Config{QueuePairs: 1}, allFeatures()&^noGSO)
+	path := filepath.Join(t.TempDir(), "cap-"+testutil.Suffix(6)+".pcapng")
+	if err := r.dev.StartCapture(CaptureConfig{Path: path}); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.dev.Capturing(); got != path {
+		t.Fatalf("Capturing() = %q", got)
+	}
+	txHdr := hdrBytes(tap.VnetHdr{Flags: tap.VirtioNetHdrFNeedsCsum, CsumStart: 34, CsumOffset: 6})
+	good := testutil.PatternFrame(100, 1)
+	big := testutil.PatternFrame(1600, 2)
+	tx := r.fe.Ring(1).Driver
+	for _, f := range [][]byte{good, big} {
+		if _, err := tx.AddChain([][]byte{txHdr, f}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if tx.Publish() {
+		r.fe.Kick(1)
+	}
+	r.host.peerRead(t, 0, 5*time.Second)
+	rx := r.fe.Ring(0).Driver
+	for i := 0; i < 4; i++ {
+		rx.AddChain(nil, []int{1024})
+	}
+	if rx.Publish() {
+		r.fe.Kick(0)
+	}
+	in := testutil.PatternFrame(200, 3)
+	over := testutil.PatternFrame(3000, 4)
+	rxHdr := hdrBytes(tap.VnetHdr{Flags: tap.VirtioNetHdrFDataValid})
+	for _, f := range [][]byte{in, over} {
+		if _, err := unix.Write(r.host.peers[0], append(append([]byte{}, rxHdr...), f...)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for n := 0; n < 2 && time.Now().Before(deadline); {
+		r.fe.WaitCall(0, 100*time.Millisecond)
+		n += len(rx.UsedAll())
+	}
+	if err := r.dev.StopCapture(); err != nil {
+		t.Fatal(err)
+	}
+	fs := readCapture(t, path)
+	if len(fs) != 4 {
+		t.Fatalf("%d frames captured, want 4: %+v", len(fs), fs)
+	}
+	if c := findFrame(t, fs, 1, good).comments; c != "vnet hdr: flags=needs_csum gso_type=none hdr_len=0 gso_size=0 csum_start=34 csum_offset=6" {
+		t.Errorf("TX frame comment %q", c)
+	}
+	if f := findFrame(t, fs, 1, big); f.orig != 1600 || !strings.HasSuffix(f.comments, "dropped: tx_oversize") {
+		t.Errorf("oversized TX frame: length %d, comment %q", f.orig, f.comments)
+	}
+	if c := findFrame(t, fs, 0, in).comments; c != "vnet hdr: flags=data_valid gso_type=none hdr_len=0 gso_size=0 csum_start=0 csum_offset=0 num_buffers=1" {
+		t.Errorf("RX frame comment %q", c)
+	}
+	// Cut at the default snap length, 2048.
+	if f := findFrame(t, fs, 0, over[:DefaultSnaplen]); f.orig != 3000 || !strings.HasSuffix(f.comments, "dropped: rx_truncated (frame larger than the guest's buffers)") {
+		t.Errorf("oversized RX frame: length %d, comment %q", f.orig, f.comments)
 	}
 }
 

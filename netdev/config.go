@@ -34,11 +34,8 @@ type Config struct {
 	// 0 is pure event mode, a negative value never sleeps.
 	BusyPoll time.Duration
 	// CPUs, when set, pins the workers round-robin: queue pair i's worker
-	// to CPUs[i%len(CPUs)] (inline), or its ring and TAP workers to
-	// CPUs[2i%len] and CPUs[(2i+1)%len] (split).
+	// to CPUs[i%len(CPUs)].
 	CPUs []int
-	// Threads chooses one worker per queue pair (Inline) or two (Split).
-	Threads Threads
 	// TAPWrite is how guest TX frames go to the TAP: write(2) (the zero
 	// value), io_uring, or auto, chosen at Open by calibration
 	// (tapwrite.go).

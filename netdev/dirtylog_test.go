@@ -21,13 +21,11 @@ import (
 // posted, only the device runs, then the changes are checked against the
 // log. Removing any one of the marks fails it.
 func TestDirtyLogCoversEveryWrite(t *testing.T) {
-	for _, th := range []Threads{Inline, Split} {
-		for _, mrg := range []bool{false, true} {
-			for _, ev := range []bool{false, true} {
-				for _, packed := range []bool{false, true} {
-					cfg := modelConfig{size: 256, threads: th, mrg: mrg, eventIdx: ev, packed: packed, inOrder: mrg && ev}
-					t.Run(cfg.String(), func(t *testing.T) { auditDirtyLog(t, cfg) })
-				}
+	for _, mrg := range []bool{false, true} {
+		for _, ev := range []bool{false, true} {
+			for _, packed := range []bool{false, true} {
+				cfg := modelConfig{size: 256, mrg: mrg, eventIdx: ev, packed: packed, inOrder: mrg && ev}
+				t.Run(cfg.String(), func(t *testing.T) { auditDirtyLog(t, cfg) })
 			}
 		}
 	}
@@ -53,11 +51,8 @@ func auditDirtyLog(t *testing.T, cfg modelConfig) {
 		clear(bits)
 		aud.Snapshot()
 		for i := 0; i < 6; i++ {
-			m.poll(byte(i))
-			m.sleep(byte(i))
-		}
-		if cfg.threads == Split {
-			m.poll(0) // the ring side completes, and marks, what the TAP side filled
+			m.poll()
+			m.sleep()
 		}
 		if round%6 == 5 {
 			// GET_VRING_BASE: what settle returns is logged too.

@@ -7,10 +7,10 @@
 //
 // Queue pair i is receive ring 2i, transmit ring 2i+1 and TAP queue i. Its
 // work has two sides: the ring side touches guest memory (pop chains, write
-// used entries, signal calls), the TAP side makes the syscalls. With
-// --threads inline one busypoll worker runs both, one after the other in
-// each poll; with --threads split each side has its own worker, and the
-// ptrrings between them are the only thing they share.
+// used entries, signal calls), the TAP side makes the syscalls. One
+// busypoll worker per pair runs both, one after the other in each poll,
+// and the ptrrings between them are the hand-off from one side to the
+// other.
 //
 //	            ring side                        TAP side
 //	TX   avail --PopBatch, prepare--> toTap --> writev to the TAP queue

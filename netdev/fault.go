@@ -10,7 +10,7 @@ import (
 // guest buffer. Touching such a page raises SIGBUS, which kills a Go
 // program unless the goroutine asked for a panic instead
 // (debug.SetPanicOnFault). Every worker method that touches guest memory
-// (Poll, ringArm, Disarm, the split pair's pollers) asks for it and
+// (Poll, ringArm, Disarm) asks for it and
 // recovers: a fault whose address lies in the guest memory or dirty log of
 // the pair's rings marks the pair faulted, any other panic goes on
 // (BAD-INPUTS 64). The control plane does the same around settle.
@@ -52,7 +52,7 @@ func (p *pair) guestFault(v any) {
 	}
 	for i := range p.rings {
 		if q := p.rings[i].q; q != nil && q.HostContains(fa.Addr()) {
-			p.faulted.Store(true)
+			p.faulted = true
 			return
 		}
 	}
@@ -81,10 +81,10 @@ func (p *pair) breakFaulted() {
 // fault in guest memory stops it; a faulted pair's chains in flight are
 // dropped instead, none of them can be returned.
 func (p *pair) settleGuarded() {
-	if !p.faulted.Load() {
+	if !p.faulted {
 		p.trySettle()
 	}
-	if p.faulted.Load() {
+	if p.faulted {
 		p.tx.reset(p.tx.q, p.tx.maxFrame)
 		p.rx.reset(p.rx.q, p.rx.mrg, p.rx.maxFrame)
 	}

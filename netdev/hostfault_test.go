@@ -219,13 +219,13 @@ func epollWatches(t testing.TB, fd int) bool {
 // a few seconds its TX frames go back to the guest counted tx_dropped_tap,
 // not tx_packets, the pair reports tap_gone, the TAP fd leaves the
 // worker's epoll set, one warning names the interface and queue, and
-// nothing spins. Event mode, busy polling and split threads.
+// nothing spins. Event mode and busy polling.
 func TestBadInput51MacvtapGone(t *testing.T) {
 	for _, tc := range watchModes {
 		t.Run(tc.name, func(t *testing.T) {
 			ns, mvt, _ := privtest.Macvtap(t, "vn", nil)
 			log, logs := warnLogger()
-			dev, err := Open(Config{Macvtap: mvt, QueuePairs: 1, BusyPoll: tc.spin, Threads: tc.threads, Log: log})
+			dev, err := Open(Config{Macvtap: mvt, QueuePairs: 1, BusyPoll: tc.spin, Log: log})
 			if err != nil {
 				t.Fatalf("open macvtap %s in netns %s: %v", mvt, ns, err)
 			}

@@ -19,8 +19,8 @@ const probeInterval = time.Second
 // wakes every probeInterval, takes the device lock like any control call,
 // and probes every queue not yet known to be gone. The workers never
 // probe: the data path gains no syscall, lock or timer check, and the
-// watch works the same whether they sleep in epoll, busy-poll or run
-// split. It starts with the first ring and ends with Close.
+// watch works the same whether they sleep in epoll or busy-poll. It
+// starts with the first ring and ends with Close.
 //
 // Every queue is probed, TAP and macvtap alike. tun already fails reads
 // and writes on a deleted TAP (EBADFD), but only once traffic flows; the

@@ -21,10 +21,10 @@ type watchRig struct {
 	logs   *testutil.SyncBuffer
 }
 
-func startWatchRig(t *testing.T, spin time.Duration, threads Threads) *watchRig {
+func startWatchRig(t *testing.T, spin time.Duration) *watchRig {
 	t.Helper()
 	log, logs := warnLogger()
-	cfg := Config{TAP: "fake", QueuePairs: 2, BusyPoll: spin, Threads: threads}
+	cfg := Config{TAP: "fake", QueuePairs: 2, BusyPoll: spin}
 	host := newFakeHost(t, 2)
 	dev, err := newDevice(cfg, log, host)
 	if err != nil {
@@ -139,13 +139,11 @@ func (w *watchRig) checkRetired(t *testing.T, detectedBy string) {
 }
 
 var watchModes = []struct {
-	name    string
-	spin    time.Duration
-	threads Threads
+	name string
+	spin time.Duration
 }{
 	{name: "event"},
 	{name: "busy-poll", spin: 50 * time.Microsecond},
-	{name: "split", threads: Split},
 }
 
 // TestHostWatchProbe: a queue whose probe reports it gone (a deleted
@@ -154,7 +152,7 @@ var watchModes = []struct {
 func TestHostWatchProbe(t *testing.T) {
 	for _, m := range watchModes {
 		t.Run(m.name, func(t *testing.T) {
-			w := startWatchRig(t, m.spin, m.threads)
+			w := startWatchRig(t, m.spin)
 			w.sendTX(t, 4)
 			for i := 0; i < 4; i++ {
 				w.host.peerRead(t, 0, 5*time.Second)
@@ -180,7 +178,7 @@ func TestHostWatchProbe(t *testing.T) {
 func TestHostWatchIOGone(t *testing.T) {
 	for _, m := range watchModes {
 		t.Run(m.name, func(t *testing.T) {
-			w := startWatchRig(t, m.spin, m.threads)
+			w := startWatchRig(t, m.spin)
 			w.sendTX(t, 1)
 			w.host.peerRead(t, 0, 5*time.Second)
 			w.waitTXReturned(t, 1)

@@ -20,15 +20,13 @@ import (
 )
 
 // loadConfigs are the lifecycle tests' rings: QEMU's default and largest
-// sizes, both thread layouts, MRG_RXBUF and EVENT_IDX as QEMU offers them.
+// sizes, MRG_RXBUF and EVENT_IDX as QEMU offers them.
 func loadConfigs() []modelConfig {
 	var cs []modelConfig
 	for _, size := range []uint16{256, 1024} {
-		for _, th := range []Threads{Inline, Split} {
-			cs = append(cs, modelConfig{size: size, threads: th, mrg: true, eventIdx: true},
-				modelConfig{size: size, threads: th, mrg: true, eventIdx: true, packed: true},
-				modelConfig{size: size, threads: th, mrg: true, eventIdx: true, inOrder: true})
-		}
+		cs = append(cs, modelConfig{size: size, mrg: true, eventIdx: true},
+			modelConfig{size: size, mrg: true, eventIdx: true, packed: true},
+			modelConfig{size: size, mrg: true, eventIdx: true, inOrder: true})
 	}
 	return cs
 }
@@ -117,8 +115,8 @@ func TestBadInput43StoppedRingUntouched(t *testing.T) {
 			m.postTX(64)
 			m.hostSend(8)
 			for i := 0; i < 20; i++ {
-				m.poll(byte(i))
-				m.sleep(byte(i))
+				m.poll()
+				m.sleep()
 			}
 			for i, g := range m.rings {
 				if now := g.drv.usedMem(); string(now) != string(before[i]) {

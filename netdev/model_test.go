@@ -20,7 +20,6 @@ import (
 
 type modelConfig struct {
 	size     uint16
-	threads  Threads
 	mrg      bool
 	eventIdx bool
 	tapWrite TAPWrite
@@ -29,7 +28,7 @@ type modelConfig struct {
 }
 
 func (c modelConfig) String() string {
-	s := fmt.Sprintf("size=%d/%v/mrg=%v/event_idx=%v/tap_write=%v", c.size, c.threads, c.mrg, c.eventIdx, c.tapWrite)
+	s := fmt.Sprintf("size=%d/mrg=%v/event_idx=%v/tap_write=%v", c.size, c.mrg, c.eventIdx, c.tapWrite)
 	if c.packed {
 		s += "/packed"
 	}
@@ -43,20 +42,16 @@ func modelConfigs() []modelConfig {
 	var cs []modelConfig
 	for _, packed := range []bool{false, true} {
 		for _, size := range []uint16{256, 1024} {
-			for _, th := range []Threads{Inline, Split} {
-				for _, mrg := range []bool{false, true} {
-					for _, ev := range []bool{false, true} {
-						cs = append(cs, modelConfig{size, th, mrg, ev, TAPWriteSyscall, packed, mrg && !ev})
-					}
+			for _, mrg := range []bool{false, true} {
+				for _, ev := range []bool{false, true} {
+					cs = append(cs, modelConfig{size, mrg, ev, TAPWriteSyscall, packed, mrg && !ev})
 				}
 			}
 		}
 	}
 	// The io_uring writer behind the same completion mapping (tapwrite.go).
-	for _, th := range []Threads{Inline, Split} {
-		for _, mrg := range []bool{false, true} {
-			cs = append(cs, modelConfig{size: 256, threads: th, mrg: mrg, eventIdx: true, tapWrite: TAPWriteUring})
-		}
+	for _, mrg := range []bool{false, true} {
+		cs = append(cs, modelConfig{size: 256, mrg: mrg, eventIdx: true, tapWrite: TAPWriteUring})
 	}
 	return cs
 }
@@ -206,7 +201,7 @@ func (m *model) memory() *virtqueue.Memory {
 
 // newLife starts a backend and both rings at the given bases.
 func (m *model) newLife(rxBase, txBase uint32) {
-	dev, err := newDevice(Config{QueuePairs: 1, TAP: "fake", Threads: m.cfg.threads, TAPWrite: m.cfg.tapWrite}, hclog.NewNullLogger(), keptHost{m.host})
+	dev, err := newDevice(Config{QueuePairs: 1, TAP: "fake", TAPWrite: m.cfg.tapWrite}, hclog.NewNullLogger(), keptHost{m.host})
 	if err != nil {
 		m.t.Fatal(err)
 	}
@@ -265,9 +260,9 @@ func (m *model) step(op byte) {
 	case 8:
 		m.hostDrain()
 	case 9, 10, 11, 12, 13, 14:
-		m.poll(m.next())
+		m.poll()
 	case 15, 16:
-		m.sleep(m.next())
+		m.sleep()
 	case 17:
 		// Linux's NAPI poll: take the frames, refill the ring at once.
 		m.reap(rxRing)
@@ -309,43 +304,20 @@ func (m *model) step(op byte) {
 		if m.next()%16 == 0 {
 			m.breakRing(int(op % 2))
 		} else {
-			m.poll(op)
+			m.poll()
 		}
 	}
 }
 
-// poll runs one poll of the worker, or in split mode of one side.
-func (m *model) poll(arg byte) {
-	p := m.life.p
-	if m.cfg.threads == Inline {
-		p.Poll(budget)
-		return
-	}
-	if arg%2 == 0 {
-		p.ringPop(budget)
-		p.ringComplete()
-	} else {
-		p.tapStep(budget)
-		p.ct.publish()
-	}
-}
+// poll runs one poll of the worker.
+func (m *model) poll() { m.life.p.Poll(budget) }
 
 // sleep is a worker's attempt to sleep: arm, and if nothing is pending the
 // worker would sleep now, so the interrupts the guest asked for must have
 // been sent. A wake-up then disarms.
-func (m *model) sleep(arg byte) {
+func (m *model) sleep() {
 	p := m.life.p
-	var pending bool
-	switch {
-	case m.cfg.threads == Inline:
-		pending = p.Arm()
-	case arg%2 == 0:
-		pending = p.ringArm()
-	default:
-		p.tapArm()
-		return
-	}
-	if !pending {
+	if !p.Arm() {
 		m.checkInterrupts("worker sleeps")
 	}
 	p.Disarm()
@@ -402,13 +374,12 @@ func (m *model) crash() {
 	m.hostDrain()
 	l := m.life
 	c := l.p.c.local
-	ct := l.p.ct.local
-	read := ct[cRxPackets]
+	read := c[cRxPackets]
 	if read < l.rxDelivered {
 		m.fail("crashed backend: %d frames delivered, only %d read", l.rxDelivered, read)
 	}
 	m.rxLost += read - l.rxDelivered
-	proc := txProcessed(c, ct)
+	proc := txProcessed(c)
 	if proc < l.txCompleted {
 		m.fail("crashed backend: %d TX chains completed, only %d processed", l.txCompleted, proc)
 	}
@@ -431,8 +402,8 @@ func (m *model) crash() {
 	m.newLife(bases[rxRing], bases[txRing])
 }
 
-func txProcessed(c, ct [numCounters]uint64) uint64 {
-	return c[cTxMalformed] + c[cTxOversize] + ct[cTxPackets] + ct[cTxDroppedTapFull] + ct[cTxDroppedTap] + ct[cTxDiscarded]
+func txProcessed(c [numCounters]uint64) uint64 {
+	return c[cTxMalformed] + c[cTxOversize] + c[cTxPackets] + c[cTxDroppedTapFull] + c[cTxDroppedTap] + c[cTxDiscarded]
 }
 
 // finish enables both rings and runs guest, host and worker until nothing
@@ -456,17 +427,16 @@ func (m *model) finish() {
 // settleDown runs guest, host and worker until nothing moves.
 func (m *model) settleDown() {
 	for idle := 0; idle < 8; {
-		before := [4]uint64{uint64(m.rings[0].reaped), uint64(m.rings[1].reaped), uint64(len(m.txSeen)), m.life.p.ct.local[cRxPackets] + m.life.p.ct.local[cRxTruncated]}
+		before := [4]uint64{uint64(m.rings[0].reaped), uint64(m.rings[1].reaped), uint64(len(m.txSeen)), m.life.p.c.local[cRxPackets] + m.life.p.c.local[cRxTruncated]}
 		m.hostDrain()
 		m.postRX(64)
 		for i := 0; i < 4; i++ {
-			m.poll(byte(i))
+			m.poll()
 		}
-		m.sleep(0)
-		m.sleep(1)
+		m.sleep()
 		m.reap(rxRing)
 		m.reap(txRing)
-		after := [4]uint64{uint64(m.rings[0].reaped), uint64(m.rings[1].reaped), uint64(len(m.txSeen)), m.life.p.ct.local[cRxPackets] + m.life.p.ct.local[cRxTruncated]}
+		after := [4]uint64{uint64(m.rings[0].reaped), uint64(m.rings[1].reaped), uint64(len(m.txSeen)), m.life.p.c.local[cRxPackets] + m.life.p.c.local[cRxTruncated]}
 		if before == after {
 			idle++
 		} else {
@@ -494,17 +464,17 @@ func (m *model) checkAtRest() {
 
 	// Totals over every life.
 	l := m.life
-	c, ct := l.p.c.local, l.p.ct.local
-	if proc := txProcessed(c, ct); proc != l.txCompleted {
+	c := l.p.c.local
+	if proc := txProcessed(c); proc != l.txCompleted {
 		m.fail("TX: the last backend processed %d chains and completed %d", proc, l.txCompleted)
 	}
-	if ct[cRxPackets] != l.rxDelivered {
-		m.fail("RX: the last backend read %d frames, the guest received %d", ct[cRxPackets], l.rxDelivered)
+	if c[cRxPackets] != l.rxDelivered {
+		m.fail("RX: the last backend read %d frames, the guest received %d", c[cRxPackets], l.rxDelivered)
 	}
 	var delivered, truncated uint64
 	for _, l := range m.lives {
 		delivered += l.rxDelivered
-		truncated += l.p.ct.local[cRxTruncated]
+		truncated += l.p.c.local[cRxTruncated]
 	}
 	if got := delivered + truncated + m.rxLost; got != uint64(m.rxSent) {
 		m.fail("RX: host sent %d frames; delivered %d + truncated %d + lost in crashes %d = %d", m.rxSent, delivered, truncated, m.rxLost, got)
@@ -513,8 +483,8 @@ func (m *model) checkAtRest() {
 	// counted as dropped: the frames not seen are at most the drops.
 	var dropped uint64
 	for _, l := range m.lives {
-		ct := l.p.ct.local
-		dropped += ct[cTxDroppedTapFull] + ct[cTxDroppedTap] + ct[cTxDiscarded]
+		c := l.p.c.local
+		dropped += c[cTxDroppedTapFull] + c[cTxDroppedTap] + c[cTxDiscarded]
 	}
 	var unseen uint64
 	for seq := range m.txExpected {

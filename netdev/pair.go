@@ -26,11 +26,10 @@ type pair struct {
 	tx    *txPath
 	rx    *rxPath
 	rings [2]ringState
-	// c counts the ring side's events, ct the TAP side's: each block has
-	// one writer, also when the two sides run on separate threads.
-	c  counters
-	ct counters
-	w  runner // nil until the first ring starts
+	// c counts the pair's events; its one writer is the worker (or the
+	// control plane, with the worker paused).
+	c counters
+	w runner // nil until the first ring starts
 	// tapGone is set when the TAP queue stopped carrying traffic, by the
 	// TAP side when its I/O says so or by the host watch when a probe does
 	// (BAD-INPUTS 51): TX frames are then dropped, RX stops.
@@ -41,10 +40,11 @@ type pair struct {
 	// busypoll the same list when a poller is removed as when it was
 	// added (tapGone flips under a running worker and cannot be used).
 	tapRetired bool
-	// faulted is set, by whichever side touched it, when guest memory of
-	// the pair's rings faulted (fault.go, BAD-INPUTS 64): from then on the
-	// pair touches no guest memory until a ring starts with none running.
-	faulted atomic.Bool
+	// faulted is set, by the worker or by the control plane's settle
+	// (worker paused), when guest memory of the pair's rings faulted
+	// (fault.go, BAD-INPUTS 64): from then on the pair touches no guest
+	// memory until a ring starts with none running.
+	faulted bool
 	// txBroken mirrors rings[txRing].broken for readers outside the
 	// worker (Status); the rx side's is rx.broken.
 	txBroken atomic.Bool
@@ -114,7 +114,7 @@ func (p *pair) start(r vhost.RingSpec, mem *virtqueue.Memory, log *virtqueue.Dir
 	role := r.Index % 2
 	p.paused(func() {
 		if !p.rings[1-role].running {
-			p.faulted.Store(false)
+			p.faulted = false
 			p.rx.efault = false
 		}
 		p.rings[role] = ringState{running: true, enabled: r.Enabled, q: q, spec: r}
@@ -187,7 +187,7 @@ func (p *pair) stop(role int) (base uint32) {
 		// is the first one not consumed.
 		p.settleGuarded()
 		base = virtqueue.RingBase(rs.q)
-		if avail, used := rs.q.NextAvail(), rs.q.NextUsed(); used != avail && !p.faulted.Load() {
+		if avail, used := rs.q.NextAvail(), rs.q.NextUsed(); used != avail && !p.faulted {
 			// Cannot happen while chains complete in pop order and none
 			// is dropped; if it does, the base is still the one to trust
 			// after a restart-from-used-index, so say so loudly.
@@ -262,7 +262,7 @@ func (p *pair) setMemory(mem *virtqueue.Memory) {
 		return
 	}
 	p.paused(func() {
-		if p.settleGuarded(); p.faulted.Load() {
+		if p.settleGuarded(); p.faulted {
 			return // its rings stay broken until restarted
 		}
 		for i := range p.rings {
@@ -285,7 +285,7 @@ func (p *pair) settle() {
 	var callTx, callRx bool
 	if rs := &p.rings[txRing]; rs.running {
 		for p.tx.inflight > 0 {
-			w, _ := p.tx.toTAP(p.tapQueue(), rs.enabled, &p.ct)
+			w, _ := p.tx.toTAP(p.tapQueue(), rs.enabled, &p.c)
 			n, notify := p.tx.complete()
 			callTx = callTx || notify
 			if w == 0 && n == 0 {
@@ -304,7 +304,6 @@ func (p *pair) settle() {
 		p.rx.reset(rs.q, p.rx.mrg, p.rx.maxFrame)
 	}
 	p.signalCalls(callTx, callRx)
-	p.ct.publish()
 }
 
 // shutdown stops the worker for good.

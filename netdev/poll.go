@@ -1,17 +1,16 @@
 package netdev
 
 // The worker's side of a queue pair: what busypoll calls (Poll, Arm,
-// Disarm, Fds) and the two halves, ring side and TAP side, that a split
-// pair runs on separate workers (worker.go). Everything here runs on a
-// pair's worker; the control plane (pair.go) changes a pair only while its
-// workers are paused.
+// Disarm, Fds), each made of a ring-side and a TAP-side step that run one
+// after the other. Everything here runs on the pair's worker; the control
+// plane (pair.go) changes a pair only while its worker is paused.
 
 // Poll moves up to max units of work in each direction: TX chains to the
 // TAP, TAP frames into RX buffers. Worker only.
 func (p *pair) Poll(max int) (work int) {
 	armFaults()
 	defer p.catchFault()
-	if p.faulted.Load() {
+	if p.faulted {
 		p.breakFaulted()
 		return 0
 	}
@@ -20,9 +19,9 @@ func (p *pair) Poll(max int) (work int) {
 	}
 	work = p.ringPop(max)
 	work += p.tapStep(max)
-	p.ct.publish()
-	if p.faulted.Load() {
+	if p.faulted {
 		p.breakFaulted() // the TAP side found the guest's buffers gone
+		p.c.publish()
 		return work
 	}
 	p.ringComplete()
@@ -50,24 +49,24 @@ func (p *pair) ringPop(max int) (work int) {
 }
 
 // tapStep is the TAP side: write prepared TX frames, read frames into
-// stocked RX buffers. It returns the frames moved. Its counters are ct.
+// stocked RX buffers. It returns the frames moved.
 func (p *pair) tapStep(max int) (work int) {
 	if p.rings[txRing].running {
-		n, gone := p.tx.toTAP(p.tapQueue(), p.rings[txRing].enabled, &p.ct)
+		n, gone := p.tx.toTAP(p.tapQueue(), p.rings[txRing].enabled, &p.c)
 		if gone {
 			p.tapGone.Store(true)
 		}
 		work += n
 	}
 	if p.rxOn() {
-		n, gone := p.rx.fromTAP(p.tq, max, &p.ct)
+		n, gone := p.rx.fromTAP(p.tq, max, &p.c)
 		if gone {
 			p.tapGone.Store(true)
 		}
 		if p.rx.efault {
 			// The kernel could not write the guest's buffers: as a
 			// fault in them, the pair breaks (fault.go).
-			p.faulted.Store(true)
+			p.faulted = true
 		}
 		work += n
 	} else if p.rings[rxRing].running && p.rx.broken.Load() {
@@ -78,10 +77,8 @@ func (p *pair) tapStep(max int) (work int) {
 
 // ringComplete is the ring side's second half: return finished chains to
 // the used rings, publish the counters, then signal the calls (whoever a
-// call wakes sees the counters of what it was called for; with --threads
-// split the TAP side's counters, rx_packets among them, come with the TAP
-// worker's next publish, at the end of the poll that handed the frames
-// on). It returns the chains returned.
+// call wakes sees the counters of what it was called for, rx_packets
+// among them). It returns the chains returned.
 func (p *pair) ringComplete() (work int) {
 	var callTx, callRx bool
 	if p.rings[txRing].running {
@@ -98,7 +95,7 @@ func (p *pair) ringComplete() (work int) {
 	return work
 }
 
-// signalCalls publishes the ring side's counters, then signals the calls
+// signalCalls publishes the pair's counters, then signals the calls
 // asked for (whoever a call wakes sees the counters of what it was called
 // for). A call the front-end's saturated counter refused (BAD-INPUTS 62)
 // is owed and tried again with the next batch; the worker does not stay
@@ -125,11 +122,9 @@ func (p *pair) call(role int) {
 	}
 }
 
-// rxOn reports whether frames may be delivered to the guest now. Both
-// sides call it: running and enabled change only with the workers paused,
-// and a broken RX ring is read through rx.broken, the atomic copy the ring
-// side sets (breakRing), not rings[rxRing].broken, which the TAP side of a
-// split pair must not read.
+// rxOn reports whether frames may be delivered to the guest now. running
+// and enabled change only with the worker paused; tapGone may be set by
+// the host watch at any time.
 func (p *pair) rxOn() bool {
 	rs := &p.rings[rxRing]
 	return rs.running && rs.enabled && !p.rx.broken.Load() && !p.tapGone.Load()
@@ -147,7 +142,7 @@ func (p *pair) Arm() (pending bool) {
 // the ring side: new chains it has room to pop, or finished ones to return.
 func (p *pair) ringArm() (pending bool) {
 	defer p.catchFault()
-	if p.faulted.Load() {
+	if p.faulted {
 		return false
 	}
 	for role := range p.rings {
@@ -179,10 +174,10 @@ func (p *pair) ringArm() (pending bool) {
 
 // tapArm reports work waiting for the TAP side: prepared TX frames, or
 // frames in the TAP while there are buffers to put them in. With no
-// buffers the TAP side sleeps even if frames wait (BAD-INPUTS 44): the RX
-// kick wakes the ring side, whose refill wakes the TAP side.
+// buffers the worker sleeps even if frames wait (BAD-INPUTS 44): the RX
+// kick wakes it, and its refill gives the TAP side buffers.
 func (p *pair) tapArm() bool {
-	if p.faulted.Load() {
+	if p.faulted {
 		return false // its hand-offs hold what a faulted pair never moves
 	}
 	if p.rings[txRing].running && !p.tx.toTap.Empty() {
@@ -195,8 +190,8 @@ func (p *pair) tapArm() bool {
 		return false
 	}
 	if p.rx.stock.Empty() {
-		p.rx.noteStarved(p.tq, &p.ct)
-		p.ct.publish()
+		p.rx.noteStarved(p.tq, &p.c)
+		p.c.publish()
 		return false
 	}
 	return p.rx.canRead() && (p.rx.held != nil || readable(p.tq.Fd()))
@@ -211,7 +206,7 @@ func (p *pair) Disarm() {
 		if !rs.running {
 			continue
 		}
-		if !p.faulted.Load() {
+		if !p.faulted {
 			rs.q.DisableNotify()
 		}
 		if rs.spec.Kick >= 0 && drain(rs.spec.Kick) != 0 {

@@ -3,11 +3,10 @@ package netdev
 // The ring-state model test. A reference model of both rings of one queue
 // pair (the guest's view: what it posted at which avail position, what it
 // got back) drives a real Device through random interleavings of guest
-// posts and reaps, TAP frames both ways, worker polls and sleeps (inline,
-// or the ring and TAP sides of a split pair interleaved), GET_VRING_BASE
-// and restart, memory-table changes, enable/disable, and a backend crash
-// restarted from the used index as QEMU does. After every step it checks
-// the ring-state invariant (doc.go):
+// posts and reaps, TAP frames both ways, worker polls and sleeps,
+// GET_VRING_BASE and restart, memory-table changes, enable/disable, and a
+// backend crash restarted from the used index as QEMU does. After every
+// step it checks the ring-state invariant (doc.go):
 //
 //   - every used entry is the head the guest posted at that position: chains
 //     come back in the order they were popped, each at most once;

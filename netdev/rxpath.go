@@ -59,7 +59,8 @@ type rxPath struct {
 	consumed uint64
 	// broken is set by the ring side when the guest broke the ring
 	// (BROKEN-Q): the TAP side then hands every stocked chain back with
-	// length 0, in order, which returns the faulting head too.
+	// length 0, in order, which returns the faulting head too. Atomic:
+	// Status reads it outside the worker.
 	broken atomic.Bool
 	// efault is set by the TAP side when a read into guest buffers failed
 	// with EFAULT: their memory is gone (BAD-INPUTS 64, tapStep).

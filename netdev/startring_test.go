@@ -22,67 +22,63 @@ import (
 // success. (vhost refuses non-eventfds up front, BAD-INPUTS 56; this is
 // the netdev layer's own guarantee.)
 func TestBadInput63StartRingUnpollableFd(t *testing.T) {
-	for _, th := range []Threads{Inline, Split} {
-		t.Run(th.String(), func(t *testing.T) {
-			f, err := os.Create(filepath.Join(t.TempDir(), "notafd"+testutil.Suffix(6)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
-			file := int(f.Fd())
-			r := startDevice(t, Config{QueuePairs: 1, Threads: th}, allFeatures())
-			r.sendTX(t, 4)
-			r.waitTXReturned(t, 4)
-			base, err := r.fe.GetVringBase(1)
-			if err != nil {
-				t.Fatal(err)
-			}
-			// The spec the ring ran with, with eventfds of the test's own
-			// (vhost closed the ring's kick at GET_VRING_BASE).
-			good := r.dev.ring(1).spec
-			good.Base = uint32(base)
-			for _, fd := range []*int{&good.Kick, &good.Call, &good.Err} {
-				if *fd, err = vhosttest.NewEventfd(); err != nil {
-					t.Fatal(err)
-				}
-				defer unix.Close(*fd)
-			}
-			for _, which := range []string{"kick", "call", "err"} {
-				bad := good
-				switch which {
-				case "kick":
-					bad.Kick = file
-				case "call":
-					bad.Call = file
-				case "err":
-					bad.Err = file
-				}
-				err := r.dev.StartRing(bad)
-				if err == nil {
-					t.Fatalf("StartRing with a regular file as the %s fd succeeded", which)
-				}
-				for _, want := range []string{"vring 1", which + " fd " + strconv.Itoa(file)} {
-					if !strings.Contains(err.Error(), want) {
-						t.Fatalf("StartRing error %q does not name %q", err, want)
-					}
-				}
-				if r.dev.ring(1).running {
-					t.Fatalf("ring 1 runs after StartRing failed (%s fd)", which)
-				}
-			}
-			// Ring 0 still has its worker: a frame from the TAP reaches it.
-			r.offerRXExpect(t)
-			// The front-end starts the ring again: it carries traffic.
-			if err := r.fe.SetVringBase(1, uint32(base)); err != nil {
-				t.Fatal(err)
-			}
-			if err := r.fe.SetVringKick(1); err != nil {
-				t.Fatal(err)
-			}
-			r.sendTX(t, 4)
-			r.waitTXReturned(t, 4)
-		})
+	f, err := os.Create(filepath.Join(t.TempDir(), "notafd"+testutil.Suffix(6)))
+	if err != nil {
+		t.Fatal(err)
 	}
+	defer f.Close()
+	file := int(f.Fd())
+	r := startDevice(t, Config{QueuePairs: 1}, allFeatures())
+	r.sendTX(t, 4)
+	r.waitTXReturned(t, 4)
+	base, err := r.fe.GetVringBase(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The spec the ring ran with, with eventfds of the test's own
+	// (vhost closed the ring's kick at GET_VRING_BASE).
+	good := r.dev.ring(1).spec
+	good.Base = uint32(base)
+	for _, fd := range []*int{&good.Kick, &good.Call, &good.Err} {
+		if *fd, err = vhosttest.NewEventfd(); err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(*fd)
+	}
+	for _, which := range []string{"kick", "call", "err"} {
+		bad := good
+		switch which {
+		case "kick":
+			bad.Kick = file
+		case "call":
+			bad.Call = file
+		case "err":
+			bad.Err = file
+		}
+		err := r.dev.StartRing(bad)
+		if err == nil {
+			t.Fatalf("StartRing with a regular file as the %s fd succeeded", which)
+		}
+		for _, want := range []string{"vring 1", which + " fd " + strconv.Itoa(file)} {
+			if !strings.Contains(err.Error(), want) {
+				t.Fatalf("StartRing error %q does not name %q", err, want)
+			}
+		}
+		if r.dev.ring(1).running {
+			t.Fatalf("ring 1 runs after StartRing failed (%s fd)", which)
+		}
+	}
+	// Ring 0 still has its worker: a frame from the TAP reaches it.
+	r.offerRXExpect(t)
+	// The front-end starts the ring again: it carries traffic.
+	if err := r.fe.SetVringBase(1, uint32(base)); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.fe.SetVringKick(1); err != nil {
+		t.Fatal(err)
+	}
+	r.sendTX(t, 4)
+	r.waitTXReturned(t, 4)
 }
 
 // offerRXExpect posts RX buffers on ring 0, writes one frame into the TAP

@@ -18,10 +18,10 @@ const stateProto = 1<<vhost.ProtoReplyAck | 1<<vhost.ProtoMQ | 1<<vhost.ProtoDev
 
 // stateRig is a device over a fake host served to a front-end that
 // negotiated DEVICE_STATE; no ring runs yet.
-func stateRig(t *testing.T, threads Threads) *devRig {
+func stateRig(t *testing.T) *devRig {
 	t.Helper()
 	host := newFakeHost(t, 1)
-	dev, err := newDevice(Config{QueuePairs: 1, TAP: "fake", Threads: threads}, hclog.NewNullLogger(), host)
+	dev, err := newDevice(Config{QueuePairs: 1, TAP: "fake"}, hclog.NewNullLogger(), host)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,61 +104,57 @@ func checkFrames(t *testing.T, got [][]byte, first, want int) {
 // them as well: restarted (a failed migration), it delivers them to its
 // own guest.
 func TestStateCarriesFramesAfterStop(t *testing.T) {
-	for _, th := range []Threads{Inline, Split} {
-		t.Run(th.String(), func(t *testing.T) {
-			const n = 20
-			src := stateRig(t, th)
-			src.startRings(t)
-			checkFrames(t, src.guestReceive(t, 4, 0), 0, 0)
-			base := [2]uint16{}
-			for i := range base {
-				b, err := src.fe.GetVringBase(i)
-				if err != nil {
-					t.Fatal(err)
-				}
-				base[i] = b
-			}
-			for i := 0; i < n; i++ {
-				if _, err := unix.Write(src.host.peers[0], hostFrame(i)); err != nil {
-					t.Fatal(err)
-				}
-			}
-			data, v, err := src.fe.SaveState()
-			if err != nil || v != 0 {
-				t.Fatalf("save: CHECK %d, %v", v, err)
-			}
-			st, err := vhost.DecodeDeviceState(data)
-			if err != nil || len(st.Frames) != n {
-				t.Fatalf("saved state: %v, %d frames", err, len(st.Frames))
-			}
-
-			dst := stateRig(t, th)
-			if v, err := dst.fe.LoadState(data); err != nil || v != 0 {
-				t.Fatalf("load: CHECK %d, %v", v, err)
-			}
-			// Held frames go first, before what the TAP has.
-			if _, err := unix.Write(dst.host.peers[0], hostFrame(n)); err != nil {
-				t.Fatal(err)
-			}
-			dst.startRings(t)
-			checkFrames(t, dst.guestReceive(t, 64, n+1), 0, n+1)
-			if s := dst.dev.Stats()[0].Values; s["rx_packets"] != n+1 {
-				t.Errorf("destination rx_packets %d, want %d", s["rx_packets"], n+1)
-			}
-
-			// The source restarted: its guest gets the same frames.
-			for i := range base {
-				if err := src.fe.SetVringBase(i, uint32(base[i])); err != nil {
-					t.Fatal(err)
-				}
-				if err := src.fe.SetVringKick(i); err != nil {
-					t.Fatal(err)
-				}
-			}
-			got := src.guestReceive(t, n, n)
-			checkFrames(t, got, 0, n)
-		})
+	const n = 20
+	src := stateRig(t)
+	src.startRings(t)
+	checkFrames(t, src.guestReceive(t, 4, 0), 0, 0)
+	base := [2]uint16{}
+	for i := range base {
+		b, err := src.fe.GetVringBase(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		base[i] = b
 	}
+	for i := 0; i < n; i++ {
+		if _, err := unix.Write(src.host.peers[0], hostFrame(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data, v, err := src.fe.SaveState()
+	if err != nil || v != 0 {
+		t.Fatalf("save: CHECK %d, %v", v, err)
+	}
+	st, err := vhost.DecodeDeviceState(data)
+	if err != nil || len(st.Frames) != n {
+		t.Fatalf("saved state: %v, %d frames", err, len(st.Frames))
+	}
+
+	dst := stateRig(t)
+	if v, err := dst.fe.LoadState(data); err != nil || v != 0 {
+		t.Fatalf("load: CHECK %d, %v", v, err)
+	}
+	// Held frames go first, before what the TAP has.
+	if _, err := unix.Write(dst.host.peers[0], hostFrame(n)); err != nil {
+		t.Fatal(err)
+	}
+	dst.startRings(t)
+	checkFrames(t, dst.guestReceive(t, 64, n+1), 0, n+1)
+	if s := dst.dev.Stats()[0].Values; s["rx_packets"] != n+1 {
+		t.Errorf("destination rx_packets %d, want %d", s["rx_packets"], n+1)
+	}
+
+	// The source restarted: its guest gets the same frames.
+	for i := range base {
+		if err := src.fe.SetVringBase(i, uint32(base[i])); err != nil {
+			t.Fatal(err)
+		}
+		if err := src.fe.SetVringKick(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := src.guestReceive(t, n, n)
+	checkFrames(t, got, 0, n)
 }
 
 // TestLoadStateRefusesFramesItCannotTake: a state whose frames do not fit

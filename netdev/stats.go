@@ -53,14 +53,8 @@ func (d *Device) StatsText() string {
 	return b.String()
 }
 
-// snapshot adds up the pair's two counter blocks.
-func (p *pair) snapshot() [numCounters]uint64 {
-	s, t := p.c.snapshot(), p.ct.snapshot()
-	for i := range s {
-		s[i] += t[i]
-	}
-	return s
-}
+// snapshot reads the pair's published counters.
+func (p *pair) snapshot() [numCounters]uint64 { return p.c.snapshot() }
 
 // RingStatus is one ring's state as the control plane last set it.
 type RingStatus struct {
@@ -85,7 +79,6 @@ type Status struct {
 	Kind       string // tap or macvtap
 	MTU        int
 	QueuePairs int
-	Threads    string // inline or split
 	TAPWrite   TAPWriteChoice
 	Offered    uint64 // virtio features offered
 	Acked      uint64 // virtio features the driver acked (0: none yet)
@@ -99,7 +92,7 @@ func (d *Device) Status() Status {
 	defer d.mu.Unlock()
 	st := Status{
 		Interface: d.tap.Name(), Kind: d.tap.Kind().String(), MTU: int(d.mtu), QueuePairs: len(d.pairs),
-		Threads: d.cfg.Threads.String(), TAPWrite: d.tw, Offered: d.offered, Acked: d.acked, Pairs: make([]PairStatus, len(d.pairs)),
+		TAPWrite: d.tw, Offered: d.offered, Acked: d.acked, Pairs: make([]PairStatus, len(d.pairs)),
 	}
 	for i, p := range d.pairs {
 		st.Pairs[i] = PairStatus{Pair: i, RX: p.ringStatus(rxRing, p.rx.broken.Load()),
@@ -125,19 +118,17 @@ func (p *pair) ringStatus(role int, broken bool) RingStatus {
 	return st
 }
 
-// WorkerStats returns, for each queue pair, its workers' busypoll
-// counters: none before its first ring started, one (inline) or two
-// (split: ring side, then TAP side). The workers publish them themselves;
-// this takes only the control plane's lock.
-func (d *Device) WorkerStats() [][]busypoll.Stats {
+// WorkerStats returns, for each queue pair, its worker's busypoll
+// counters, nil before its first ring started. The workers publish them
+// themselves; this takes only the control plane's lock.
+func (d *Device) WorkerStats() []*busypoll.Stats {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	out := make([][]busypoll.Stats, len(d.pairs))
+	out := make([]*busypoll.Stats, len(d.pairs))
 	for i, p := range d.pairs {
-		if r, ok := p.w.(*pairWorkers); ok {
-			for _, w := range r.ws {
-				out[i] = append(out[i], w.Stats())
-			}
+		if r, ok := p.w.(*pairWorker); ok {
+			s := r.w.Stats()
+			out[i] = &s
 		}
 	}
 	return out

@@ -79,8 +79,8 @@ type txSlot struct {
 //	TAP side:  toTap -> write each frame (tapwrite.go) -> done
 //	ring side: done -> used ring (len 0) -> call, if the guest asked
 //
-// With --threads inline both sides run on the pair's worker; with split
-// each has its own, and the ptrrings are all they share (doc.go).
+// Both sides run on the pair's worker, one after the other in each poll;
+// the ptrrings are the hand-off between them (doc.go).
 type txPath struct {
 	slotSet[txSlot]
 	toTap    *ptrring.Ring[txSlot]

@@ -183,7 +183,7 @@ func (c *ctlClient) status(w io.Writer) error {
 	fmt.Fprintf(tw, "uptime:\t%s (since %s)\n", (time.Duration(st.Uptime) * time.Second).Round(time.Second), st.Started.UTC().Format(time.RFC3339))
 	fmt.Fprintf(tw, "vhost-user:\t%s %s\n", st.VhostUser.Mode, st.VhostUser.Socket)
 	fmt.Fprintf(tw, "interface:\t%s (%s, mtu %d)\n", st.Interface.Name, st.Interface.Kind, st.Interface.MTU)
-	fmt.Fprintf(tw, "queue pairs:\t%d, threads %s\n", st.QueuePairs, st.Threads)
+	fmt.Fprintf(tw, "queue pairs:\t%d\n", st.QueuePairs)
 	if st.Features.Negotiated {
 		fmt.Fprintf(tw, "features:\t%s %s\n", st.Features.Acked, strings.Join(st.Features.AckedNames, " "))
 	} else {
@@ -247,10 +247,10 @@ func (c *ctlClient) stats(w io.Writer) error {
 		fmt.Fprintln(w, o)
 	}
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "\nQUEUE\tWORKER\tPOLLS\tWORK\tIDLE ROUNDS\tSLEEPS\tARM PENDING\tWAKEUPS\tCTL WAKES\t")
+	fmt.Fprintln(tw, "\nQUEUE\tPOLLS\tWORK\tIDLE ROUNDS\tSLEEPS\tARM PENDING\tWAKEUPS\tCTL WAKES\t")
 	for _, q := range st.Queues {
 		for _, k := range q.Workers {
-			fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n", q.Queue, k.Role, k.Polls, k.Work, k.IdleRounds, k.Sleeps, k.ArmPending, k.Wakeups, k.CtlWakes)
+			fmt.Fprintf(tw, "%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n", q.Queue, k.Polls, k.Work, k.IdleRounds, k.Sleeps, k.ArmPending, k.Wakeups, k.CtlWakes)
 		}
 	}
 	tw.Flush()

@@ -19,7 +19,7 @@ import (
 type ctlDevice struct{ tx atomic.Uint64 }
 
 func (d *ctlDevice) Status() netdev.Status {
-	return netdev.Status{Interface: "vhc-t", Kind: "tap", MTU: 1500, QueuePairs: 1, Threads: "split",
+	return netdev.Status{Interface: "vhc-t", Kind: "tap", MTU: 1500, QueuePairs: 1,
 		Offered: 1<<32 | 1<<15, Acked: 1 << 32, Pairs: []netdev.PairStatus{{
 			RX: netdev.RingStatus{Index: 0, Size: 256, State: "enabled"}, TX: netdev.RingStatus{Index: 1, Size: 256, State: "broken"}, TAPGone: true}}}
 }
@@ -29,8 +29,8 @@ func (d *ctlDevice) Stats() []netdev.QueueStats {
 		"rx_packets": 3, "rx_bytes": 180, "tx_packets": d.tx.Add(100), "tx_oversize": 2, "tx_queue_broken": 1, "tap_gone": 1, "kicks": 9}}}
 }
 
-func (d *ctlDevice) WorkerStats() [][]busypoll.Stats {
-	return [][]busypoll.Stats{{{Polls: 10, Work: 5}, {Polls: 20, Sleeps: 4}}}
+func (d *ctlDevice) WorkerStats() []*busypoll.Stats {
+	return []*busypoll.Stats{{Polls: 20, Work: 5, Sleeps: 4}}
 }
 
 // ctlServer serves a ctlDevice on a fresh control socket.
@@ -72,7 +72,7 @@ func TestCtlStatus(t *testing.T) {
 		"version: vhostd test",
 		"vhost-user: client /run/q.sock",
 		"interface: vhc-t (tap, mtu 1500)",
-		"queue pairs: 1, threads split",
+		"queue pairs: 1",
 		"features: 0x100000000 VERSION_1",
 		"xdp: off",
 		"QUEUE RX RING SIZE STATE TX RING SIZE STATE HOST QUEUE",
@@ -87,8 +87,8 @@ func TestCtlStats(t *testing.T) {
 		" QUEUE RX FRAMES RX BYTES RX/S TX FRAMES TX BYTES TX/S DROPPED KICKS CALLS",
 		" 0 3 180 - 100 0 - 2 9 0",
 		"queue 0: tx_oversize=2 tx_queue_broken=1 tap_gone=1 (the host interface queue is gone)",
-		" 0 ring 10 5 0 0 0 0 0",
-		" 0 tap 20 0 0 4 0 0 0")
+		" QUEUE POLLS WORK IDLE ROUNDS SLEEPS ARM PENDING WAKEUPS CTL WAKES",
+		" 0 20 5 0 4 0 0 0")
 }
 
 // TestCtlStatsWatch: --watch refreshes (here twice) and shows rates from
@@ -107,7 +107,7 @@ func TestCtlStatsWatch(t *testing.T) {
 
 func TestCtlMetrics(t *testing.T) {
 	out, _ := ctl(t, 0, "--control-socket", ctlServer(t), "metrics")
-	mustMatch(t, out, `vhostd_frames_total{queue="0",direction="tx"} 100`, `vhostd_worker_sleeps_total{queue="0",worker="tap"} 4`)
+	mustMatch(t, out, `vhostd_frames_total{queue="0",direction="tx"} 100`, `vhostd_worker_sleeps_total{queue="0"} 4`)
 }
 
 func TestCtlErrors(t *testing.T) {

@@ -79,7 +79,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.noTSO, "no-tso", false, "offer no TCP segmentation offload")
 	fs.BoolVar(&o.noUFO, "no-ufo", false, "offer no UDP fragmentation offload")
 	fs.BoolVar(&o.noUSO, "no-uso", false, "offer no UDP segmentation offload")
-	fs.StringVar(&o.threads, "threads", "inline", "per queue pair: inline (one worker thread) or split (ring and TAP sides on two threads)")
+	fs.StringVar(&o.threads, "threads", "inline", "deprecated: inline is the only mode (one worker thread per queue pair); accepted for old configurations")
 	fs.StringVar(&o.tapWrite, "tap-write", "auto", "how TX frames go to the TAP: write (one write(2) each), uring (one io_uring_enter per batch) or auto (the faster in a 20 ms calibration at start)")
 	fs.BoolVar(&o.configSpace, "config-space", false, "offer the device config space (VHOST_USER_PROTOCOL_F_CONFIG); QEMU's virtio-net does not use it")
 	fs.BoolVar(&o.noMrgRxbuf, "no-mrg-rxbuf", false, "do not offer VIRTIO_NET_F_MRG_RXBUF")
@@ -114,10 +114,11 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, errors.New("--tap and --macvtap are incompatible")
 	case o.busyPoll < -1:
 		return nil, fmt.Errorf("--busy-poll %d: want microseconds >= 0, or -1", o.busyPoll)
-	case o.threads != "inline" && o.threads != "split":
-		return nil, fmt.Errorf("--threads %q: want inline or split", o.threads)
 	case o.reconnect <= 0:
 		return nil, fmt.Errorf("--reconnect %v: must be positive", o.reconnect)
+	}
+	if err := checkThreads(o.threads); err != nil {
+		return nil, err
 	}
 	if hclog.LevelFromString(o.logLevel) == hclog.NoLevel {
 		return nil, fmt.Errorf("--log-level %q: want trace, debug, info, warn or error", o.logLevel)
@@ -126,6 +127,19 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, err
 	}
 	return o, o.ops.validate(o)
+}
+
+// checkThreads accepts the deprecated --threads for old unit files and
+// libvirt configurations: inline, the only mode, is a no-op; split, which
+// ran a pair's ring side and TAP side on two threads, is gone.
+func checkThreads(mode string) error {
+	switch mode {
+	case "inline":
+		return nil
+	case "split":
+		return errors.New("--threads split: removed in this version (it lost to inline on every machine measured, perf/FINDINGS.md); drop the flag")
+	}
+	return fmt.Errorf("--threads %q: unknown mode; inline, the only one, is the default (the flag is deprecated: drop it)", mode)
 }
 
 // parseCPUs parses a CPU list such as "0,2-3".
@@ -159,9 +173,6 @@ func (o *options) netdevConfig(log hclog.Logger) (netdev.Config, error) {
 		Offload:     netdev.Offload{NoCsum: o.noCsum, NoTSO: o.noTSO, NoUFO: o.noUFO, NoUSO: o.noUSO},
 		ConfigSpace: o.configSpace, NoMrgRxbuf: o.noMrgRxbuf, NoEventIdx: o.noEventIdx, NoIndirect: o.noIndirect,
 		BusyPoll: time.Duration(o.busyPoll) * time.Microsecond, Log: log,
-	}
-	if o.threads == "split" {
-		cfg.Threads = netdev.Split
 	}
 	var err error
 	if cfg.TAPWrite, err = netdev.ParseTAPWrite(o.tapWrite); err != nil {

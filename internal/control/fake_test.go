@@ -19,12 +19,12 @@ type fakeDevice struct {
 	mu      sync.Mutex
 	status  netdev.Status
 	stats   []netdev.QueueStats
-	workers [][]busypoll.Stats
+	workers []*busypoll.Stats
 }
 
 func newFakeDevice(pairs int) *fakeDevice {
 	d := &fakeDevice{status: netdev.Status{
-		Interface: "vhc-fake", Kind: "tap", MTU: 1500, QueuePairs: pairs, Threads: "inline",
+		Interface: "vhc-fake", Kind: "tap", MTU: 1500, QueuePairs: pairs,
 		TAPWrite: netdev.TAPWriteChoice{Mode: "uring", By: "calibration", WriteNs: 1200, UringNs: 1000},
 		Offered:  1<<32 | 1<<15 | 1<<5, Acked: 1<<32 | 1<<5,
 	}}
@@ -34,7 +34,7 @@ func newFakeDevice(pairs int) *fakeDevice {
 			TX: netdev.RingStatus{Index: 2*i + 1, Size: 256, State: "enabled"}})
 		d.stats = append(d.stats, netdev.QueueStats{Pair: i, Values: map[string]uint64{
 			"rx_packets": 0, "rx_bytes": 0, "tx_packets": 0, "tx_bytes": 0, "tx_oversize": 0, "tap_gone": 0}})
-		d.workers = append(d.workers, []busypoll.Stats{{}})
+		d.workers = append(d.workers, &busypoll.Stats{})
 	}
 	return d
 }
@@ -59,12 +59,15 @@ func (d *fakeDevice) Stats() []netdev.QueueStats {
 	return out
 }
 
-func (d *fakeDevice) WorkerStats() [][]busypoll.Stats {
+func (d *fakeDevice) WorkerStats() []*busypoll.Stats {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	out := make([][]busypoll.Stats, len(d.workers))
+	out := make([]*busypoll.Stats, len(d.workers))
 	for i, w := range d.workers {
-		out[i] = append([]busypoll.Stats(nil), w...)
+		if w != nil {
+			s := *w
+			out[i] = &s
+		}
 	}
 	return out
 }

@@ -62,7 +62,7 @@ var families = []struct{ name, typ, help string }{
 	{"vhostd_guest_memory_faults_total", "counter", "Faults touching guest memory (a region shrunk under vhostd); the queue pair's rings are broken."},
 	{"vhostd_tap_gone", "gauge", "1 once the queue's host interface queue stopped carrying traffic."},
 	{"vhostd_capture_dropped_frames_total", "counter", "Frames a running capture (--pcap, ctl pcap) left out of its file: the queue's capture ring was full. Traffic is not affected."},
-	{"vhostd_worker_polls_total", "counter", "Poll calls by the queue's worker threads."},
+	{"vhostd_worker_polls_total", "counter", "Poll calls by the queue pair's worker thread."},
 	{"vhostd_worker_work_total", "counter", "Work units (frames and chains) the worker's polls reported."},
 	{"vhostd_worker_idle_rounds_total", "counter", "Rounds in which the worker found no work (idle spins)."},
 	{"vhostd_worker_sleeps_total", "counter", "Times the worker blocked in epoll_wait."},
@@ -93,8 +93,8 @@ func (s *Server) WriteMetrics(w io.Writer) error {
 	if st.XDP.Attach != "" {
 		x += " " + st.XDP.Attach
 	}
-	e.add("vhostd_info", fmt.Sprintf("version=%s,interface=%s,xdp=%s,threads=%s",
-		quote(st.Version), quote(st.Interface.Name), quote(x), quote(st.Threads)), 1)
+	e.add("vhostd_info", fmt.Sprintf("version=%s,interface=%s,xdp=%s",
+		quote(st.Version), quote(st.Interface.Name), quote(x)), 1)
 	e.add("vhostd_start_time_seconds", "", float64(st.Started.UnixMilli())/1000)
 	e.add("vhostd_queue_pairs", "", st.QueuePairs)
 	for _, q := range st.Queues {
@@ -123,7 +123,7 @@ func (s *Server) WriteMetrics(w io.Writer) error {
 	return e.write(w)
 }
 
-// queue adds one queue pair's counters and its workers' figures.
+// queue adds one queue pair's counters and its worker's figures.
 func (e exposition) queue(q QueueCounters) {
 	ql := fmt.Sprintf(`queue="%d"`, q.Queue)
 	for name, v := range q.Counters {
@@ -138,14 +138,13 @@ func (e exposition) queue(q QueueCounters) {
 		e.add(m.family, l, v)
 	}
 	for _, w := range q.Workers {
-		l := ql + ",worker=" + quote(w.Role)
-		e.add("vhostd_worker_polls_total", l, w.Polls)
-		e.add("vhostd_worker_work_total", l, w.Work)
-		e.add("vhostd_worker_idle_rounds_total", l, w.IdleRounds)
-		e.add("vhostd_worker_sleeps_total", l, w.Sleeps)
-		e.add("vhostd_worker_arm_pending_total", l, w.ArmPending)
-		e.add("vhostd_worker_wakeups_total", l, w.Wakeups)
-		e.add("vhostd_worker_control_wakeups_total", l, w.CtlWakes)
+		e.add("vhostd_worker_polls_total", ql, w.Polls)
+		e.add("vhostd_worker_work_total", ql, w.Work)
+		e.add("vhostd_worker_idle_rounds_total", ql, w.IdleRounds)
+		e.add("vhostd_worker_sleeps_total", ql, w.Sleeps)
+		e.add("vhostd_worker_arm_pending_total", ql, w.ArmPending)
+		e.add("vhostd_worker_wakeups_total", ql, w.Wakeups)
+		e.add("vhostd_worker_control_wakeups_total", ql, w.CtlWakes)
 	}
 }
 

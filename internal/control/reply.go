@@ -17,7 +17,7 @@ type StatusReply struct {
 	VhostUser  VhostUser    `json:"vhost_user"`
 	Interface  Interface    `json:"interface"`
 	QueuePairs int          `json:"queue_pairs"`
-	Threads    string       `json:"threads"`
+	Threads    string       `json:"threads"` // always inline (one worker per queue pair), kept for the reply's readers
 	TAPWrite   TAPWrite     `json:"tap_write"`
 	Features   Features     `json:"features"`
 	Queues     []QueueState `json:"queues"`
@@ -85,15 +85,16 @@ type StatsReply struct {
 }
 
 // QueueCounters are one queue pair's counters (netdev's names) and its
-// workers' busypoll figures.
+// worker's busypoll figures: none before its first ring started, else
+// one.
 type QueueCounters struct {
 	Queue    int               `json:"queue"`
 	Counters map[string]uint64 `json:"counters"`
 	Workers  []WorkerCounters  `json:"workers"`
 }
 
-// WorkerCounters are one busypoll worker's figures. Role is inline (one
-// worker does the pair), or ring and tap (split threads).
+// WorkerCounters are one busypoll worker's figures. Role is always inline
+// (one worker does the pair), kept for readers of the reply.
 type WorkerCounters struct {
 	Role       string `json:"role"`
 	Polls      uint64 `json:"polls"`
@@ -111,7 +112,7 @@ func (s *Server) status() StatusReply {
 		Version: s.cfg.Version, Started: s.started, Uptime: s.uptime(),
 		VhostUser:  VhostUser{Mode: s.cfg.Mode, Socket: s.cfg.Socket},
 		Interface:  Interface{Name: st.Interface, Kind: st.Kind, MTU: st.MTU},
-		QueuePairs: st.QueuePairs, Threads: st.Threads, TAPWrite: st.TAPWrite,
+		QueuePairs: st.QueuePairs, Threads: inline, TAPWrite: st.TAPWrite,
 		Features: Features{
 			Offered: fmt.Sprintf("%#x", st.Offered), OfferedNames: featureNames(st.Offered),
 			Acked: fmt.Sprintf("%#x", st.Acked), AckedNames: featureNames(st.Acked), Negotiated: st.Acked != 0,
@@ -148,8 +149,8 @@ func (s *Server) stats() StatsReply {
 	r := StatsReply{Uptime: s.uptime(), Queues: make([]QueueCounters, len(qs))}
 	for i, q := range qs {
 		r.Queues[i] = QueueCounters{Queue: q.Pair, Counters: q.Values, Workers: []WorkerCounters{}}
-		if i < len(ws) {
-			r.Queues[i].Workers = workerCounters(ws[i])
+		if i < len(ws) && ws[i] != nil {
+			r.Queues[i].Workers = []WorkerCounters{workerCounters(ws[i])}
 		}
 	}
 	if x := s.cfg.XDP; x != nil && x.Counters != nil {
@@ -163,17 +164,12 @@ func (s *Server) stats() StatsReply {
 	return r
 }
 
-// workerCounters names a pair's workers: one is inline, two are the
-// ring side and the TAP side of a split pair.
-func workerCounters(ws []busypoll.Stats) []WorkerCounters {
-	out := make([]WorkerCounters, len(ws))
-	for i, w := range ws {
-		role := "inline"
-		if len(ws) == 2 {
-			role = [2]string{"ring", "tap"}[i]
-		}
-		out[i] = WorkerCounters{Role: role, Polls: w.Polls, Work: w.Work, IdleRounds: w.IdleRounds, Sleeps: w.Sleeps,
-			ArmPending: w.ArmPending, Wakeups: w.Wakeups, CtlWakes: w.CtlWakes}
-	}
-	return out
+// inline is the threads and worker role the replies report: one worker
+// runs each queue pair.
+const inline = "inline"
+
+// workerCounters are a pair's worker's figures.
+func workerCounters(w *busypoll.Stats) WorkerCounters {
+	return WorkerCounters{Role: inline, Polls: w.Polls, Work: w.Work, IdleRounds: w.IdleRounds, Sleeps: w.Sleeps,
+		ArmPending: w.ArmPending, Wakeups: w.Wakeups, CtlWakes: w.CtlWakes}
 }

@@ -31,7 +31,7 @@ import (
 type Device interface {
 	Status() netdev.Status
 	Stats() []netdev.QueueStats
-	WorkerStats() [][]busypoll.Stats
+	WorkerStats() []*busypoll.Stats // per queue pair, nil before it runs
 }
 
 // XDP describes an attached XDP program.

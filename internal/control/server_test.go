@@ -99,9 +99,9 @@ func TestStatusJSON(t *testing.T) {
 // per queue, and the XDP counters or the error reading them; the values
 // follow the device's.
 func TestStatsJSON(t *testing.T) {
-	dev := newFakeDevice(2)
-	dev.workers[1] = append(dev.workers[1], dev.workers[1][0])
-	dev.workers[1][1].Sleeps = 7
+	dev := newFakeDevice(3)
+	dev.workers[1].Sleeps = 7
+	dev.workers[2] = nil // no ring started yet
 	var xdpErr error
 	xdp := &XDP{Program: "guard", Attach: "generic", Counters: func() (map[string]uint64, error) {
 		return map[string]uint64{"xdp_guard_pass": 3, "xdp_guard_drop_src_mac": 1}, xdpErr
@@ -109,14 +109,17 @@ func TestStatsJSON(t *testing.T) {
 	_, c, _ := startFake(t, Config{Device: dev, XDP: xdp})
 	var st StatsReply
 	getJSON(t, c, "/stats", &st)
-	if len(st.Queues) != 2 || st.Queues[0].Counters["tx_packets"] != 0 || len(st.Queues[0].Counters) != 6 {
+	if len(st.Queues) != 3 || st.Queues[0].Counters["tx_packets"] != 0 || len(st.Queues[0].Counters) != 6 {
 		t.Fatalf("queues: %+v", st.Queues)
 	}
 	if w := st.Queues[0].Workers; len(w) != 1 || w[0].Role != "inline" {
 		t.Fatalf("queue 0 workers: %+v", w)
 	}
-	if w := st.Queues[1].Workers; len(w) != 2 || w[0].Role != "ring" || w[1].Role != "tap" || w[1].Sleeps != 7 {
+	if w := st.Queues[1].Workers; len(w) != 1 || w[0].Role != "inline" || w[0].Sleeps != 7 {
 		t.Fatalf("queue 1 workers: %+v", w)
+	}
+	if w := st.Queues[2].Workers; w == nil || len(w) != 0 {
+		t.Fatalf("queue 2 workers (none started): %+v", w)
 	}
 	if st.XDP["xdp_guard_pass"] != 3 || st.XDPError != "" {
 		t.Fatalf("xdp: %v %q", st.XDP, st.XDPError)
@@ -222,7 +225,7 @@ func TestMetricsExposition(t *testing.T) {
 		{"vhostd_ring_size", map[string]string{"queue": "1", "direction": "rx"}, 256},
 		{"vhostd_ring_up", map[string]string{"queue": "0", "direction": "tx"}, 1},
 		{"vhostd_queue_pairs", nil, 2},
-		{"vhostd_worker_polls_total", map[string]string{"queue": "0", "worker": "inline"}, 0},
+		{"vhostd_worker_polls_total", map[string]string{"queue": "0"}, 0},
 		{"vhostd_xdp_frames_total", map[string]string{"counter": "xdp_q0_packets"}, 9},
 		{"vhostd_xdp_bytes_total", map[string]string{"counter": "xdp_q0_bytes"}, 900},
 		{"vhostd_xdp_counters_up", nil, 1},
@@ -233,6 +236,31 @@ func TestMetricsExposition(t *testing.T) {
 		}
 	}
 	promtool(t, text)
+}
+
+// TestMetricsNoThreadLabels: one worker runs each queue pair (the split
+// mode and its ring and TAP workers are gone), so no sample carries a
+// worker label and vhostd_info no threads label: each only told split
+// workers or modes apart.
+func TestMetricsNoThreadLabels(t *testing.T) {
+	_, c, _ := startFake(t, Config{Device: newFakeDevice(2)})
+	_, text := get(t, c, "/metrics")
+	workers := 0
+	for name, f := range parseExposition(t, text) {
+		for _, m := range f.GetMetric() {
+			if strings.HasPrefix(name, "vhostd_worker_") {
+				workers++
+			}
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "worker" || l.GetName() == "threads" {
+					t.Errorf("%s has a %s label (%q)", name, l.GetName(), l.GetValue())
+				}
+			}
+		}
+	}
+	if workers != 2*7 {
+		t.Errorf("%d worker samples, want 7 per queue pair", workers)
+	}
 }
 
 // TestEveryNetdevCounterHasAMetric: a counter netdev adds must get a
