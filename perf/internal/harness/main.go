@@ -101,7 +101,7 @@ func Main(args []string) error {
 	if !ab.TapWrite {
 		res.Notes = append(res.Notes, "vhostd-uring and vhostd-write not measured: this vhostd has no --tap-write (not in `vhostd --help`).")
 	}
-	for _, g := range matrix(strings.Fields(f.split), ab) {
+	for _, g := range matrix(ab) {
 		if o.Only == "" || strings.Contains(g.Name, o.Only) {
 			res.Groups = append(res.Groups, g)
 		}
@@ -135,7 +135,6 @@ func Main(args []string) error {
 type runFlags struct {
 	smoke bool
 	out   string
-	split string // vhostd flags of the vhostd-split subject
 	from  string // a results.json to re-render instead of measuring
 }
 
@@ -153,7 +152,6 @@ func parseFlags(args []string) (Options, runFlags, error) {
 	fs.StringVar(&o.Vhostd, "vhostd", "", "vhostd binary")
 	fs.StringVar(&o.Testpmd, "testpmd", "dpdk-testpmd", "testpmd binary")
 	fs.StringVar(&o.Only, "only", "", "run only the groups whose name contains this")
-	fs.StringVar(&f.split, "vhostd-split", DefaultSplit, "vhostd flags of the vhostd-split subject in the 64-byte groups (empty: no such subject)")
 	fs.Float64Var(&o.Duty, "dpdk-rx-duty", 0.5, "guest RX with testpmd's front-end: the share of CPU 0 the paced source takes (0: unpaced, starved by the spinning front-end)")
 	fs.StringVar(&o.Sink, "sink", "xdp", "guest-TX sink: xdp (xdptap count-and-drop) or stack (host stack drops)")
 	fs.StringVar(&f.from, "from", "", "re-render RESULTS.md and plots from this results.json without measuring")

@@ -111,21 +111,14 @@ func sizeName(n int) string {
 	return fmt.Sprint(n)
 }
 
-// DefaultSplit is how vhostd-split runs: the pair's ring side on CPU 0
-// (beside the guest: the light half), its TAP side on CPU 1.
-const DefaultSplit = "--threads split --cpus 0,1"
-
 // Abilities is what the vhostd under test can do, found out before the
 // matrix is built: subjects that need more are left out (and said so).
 type Abilities struct {
 	TapWrite bool // vhostd --tap-write write|uring
 }
 
-// matrix is the whole scenario matrix. split, when not empty, is the
-// vhostd flag list that runs a pair's TAP side and ring side on two
-// threads: a vhostd-split subject (allowed CPUs 0 and 1) then joins every
-// 64-byte group, to settle the inline-or-split default.
-func matrix(split []string, ab Abilities) []Group {
+// matrix is the whole scenario matrix.
+func matrix(ab Abilities) []Group {
 	var gs []Group
 	for _, dir := range []string{"tx", "rx"} {
 		raw := sRawTx
@@ -166,9 +159,6 @@ func matrix(split []string, ab Abilities) []Group {
 						if ab.TapWrite {
 							subj = append(subj, sUring, sWrite)
 						}
-					}
-					if len(split) > 0 {
-						subj = append(subj, Subject{Name: "vhostd-split", Kind: kVhostd, BusyPoll: 50, Extra: split, CPUs: "0,1"})
 					}
 				}
 				gs = append(gs, Group{Name: fmt.Sprintf("%s-%s-%s", dir, sizeName(size), fe), Dir: dir, FE: fe, Size: size, Subjects: subj})
