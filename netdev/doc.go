@@ -20,7 +20,7 @@
 //
 // A chain waits in toTap or stock until the TAP side takes it, and in done
 // until the ring side returns it. Nothing on this path allocates, locks or
-// logs; counters are per side, one writer each (counters.go).
+// logs; each pair's counters have one writer, its worker (counters.go).
 //
 // # The ring-state invariant
 //

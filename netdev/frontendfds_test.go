@@ -106,12 +106,7 @@ func hostileFds(t *testing.T, spoil func(t *testing.T, r *devRig)) *devRig {
 	r.sendTXNoWait(t, 20)
 	t.Log("runtime.GC")
 	runtime.GC()
-	t.Log("GET_VRING_BASE")
-	for i := 0; i < 2; i++ {
-		if _, err := r.fe.GetVringBase(i); err != nil {
-			t.Fatal(err)
-		}
-	}
+	r.getBases(t, 2)
 	t.Log("Close")
 	r.dev.Close()
 	return r

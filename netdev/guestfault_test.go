@@ -62,14 +62,21 @@ func TestBadInput64GuestMemoryTruncated(t *testing.T) {
 	}
 	r.fe.Kick(1) // a faulted pair ignores kicks and does not spin
 	assertIdleCPU(t)
+	r.getBases(t, 4)
+	t.Log("Close")
+	r.dev.Close()
+}
+
+// getBases sends GET_VRING_BASE for rings 0 to n-1, each of which must
+// answer.
+func (r *devRig) getBases(t *testing.T, n int) {
+	t.Helper()
 	t.Log("GET_VRING_BASE")
-	for i := 0; i < 4; i++ {
+	for i := 0; i < n; i++ {
 		if _, err := r.fe.GetVringBase(i); err != nil {
 			t.Fatal(err)
 		}
 	}
-	t.Log("Close")
-	r.dev.Close()
 }
 
 // sendTXOn queues n frames on TX ring i, kicks, waits until they are
@@ -127,12 +134,7 @@ func TestBadInput64DirtyLogTruncated(t *testing.T) {
 	if !testutil.WaitFor(5*time.Second, 10*time.Millisecond, broken) {
 		t.Fatalf("no fault 5 s after the log went: %v", r.dev.Stats()[0].Values)
 	}
-	t.Log("GET_VRING_BASE")
-	for i := 0; i < 2; i++ {
-		if _, err := r.fe.GetVringBase(i); err != nil {
-			t.Fatal(err)
-		}
-	}
+	r.getBases(t, 2)
 	r.dev.SetDirtyLog(nil)
 	t.Log("Close")
 	r.dev.Close()
@@ -189,10 +191,6 @@ func TestBadInput64RXBuffersTruncated(t *testing.T) {
 		t.Fatalf("pair 0 not broken 5 s after its RX buffers went: %v", r.dev.Stats()[0].Values)
 	}
 	r.sendTXOn(t, 3, 8)
-	for i := 0; i < 4; i++ {
-		if _, err := r.fe.GetVringBase(i); err != nil {
-			t.Fatal(err)
-		}
-	}
+	r.getBases(t, 4)
 	r.dev.Close()
 }

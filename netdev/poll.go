@@ -216,15 +216,11 @@ func (p *pair) Disarm() {
 }
 
 // Fds lists what a sleeping worker waits on: the kick eventfds of running
-// rings and the TAP queue. busypoll registers them edge-triggered, so a TAP
-// holding frames the guest has no buffers for does not keep the worker
-// awake (Arm sleeps on the RX kick instead). Worker only, at a safe point.
+// rings and, while RX runs and the TAP is not retired, the TAP queue.
+// busypoll registers them edge-triggered, so a TAP holding frames the guest
+// has no buffers for does not keep the worker awake (Arm sleeps on the RX
+// kick instead). Worker only, at a safe point.
 func (p *pair) Fds() []int {
-	return append(p.kickFds(), p.tapFds()...)
-}
-
-// kickFds are the kick eventfds of running rings.
-func (p *pair) kickFds() []int {
 	var fds []int
 	for role := range p.rings {
 		rs := &p.rings[role]
@@ -232,13 +228,8 @@ func (p *pair) kickFds() []int {
 			fds = append(fds, rs.spec.Kick)
 		}
 	}
-	return fds
-}
-
-// tapFds is the TAP queue, while RX runs and the TAP is not retired.
-func (p *pair) tapFds() []int {
-	if p.tapRetired || !p.rings[rxRing].running {
-		return nil
+	if !p.tapRetired && p.rings[rxRing].running {
+		fds = append(fds, p.tq.Fd())
 	}
-	return []int{p.tq.Fd()}
+	return fds
 }
