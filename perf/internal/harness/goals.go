@@ -56,7 +56,28 @@ func goals() []goal {
 	return gs
 }
 
-// targets fills res.Targets: the goal rows, then the idle check.
+// beforeAfter are the report rows of a run with vhostd-before: vhostd-bp50
+// over the older vhostd on each group's primary figure (p50 and p99 for
+// ping: lower is better there).
+func beforeAfter(groups []Group) []goal {
+	var gs []goal
+	for _, g := range groups {
+		if !slices.ContainsFunc(g.Subjects, func(s Subject) bool { return s.Before }) {
+			continue
+		}
+		ms := []string{g.Primary()}
+		if g.Dir == "ping" {
+			ms = append(ms, "rtt_p99_us")
+		}
+		for _, m := range ms {
+			gs = append(gs, goal{name: "After / before (" + g.Name + ", " + m + ")", g: g.Name, a: sBP.Name, b: []string{sBefore.Name}, m: m, report: true})
+		}
+	}
+	return gs
+}
+
+// targets fills res.Targets: the goal rows, then the idle check, then the
+// before/after rows of a run with vhostd-before.
 func (res *Results) targets() {
 	for _, gl := range goals() {
 		res.Targets = append(res.Targets, res.goalRow(gl))
@@ -70,6 +91,9 @@ func (res *Results) targets() {
 			res.summary("idle-go", sEvent.Name).Median["backend_cores"], res.summary("idle-go", sDPDK.Name).Median["backend_cores"])
 	}
 	res.Targets = append(res.Targets, t)
+	for _, gl := range beforeAfter(res.Groups) {
+		res.Targets = append(res.Targets, res.goalRow(gl))
+	}
 }
 
 // goalRow computes one goal from the runs, round by round.

@@ -98,6 +98,7 @@ func Main(args []string) error {
 	res.Machine = machine(o)
 	fmt.Fprintf(os.Stderr, "vperf: load before start: %s, foreign CPU %.2f cores\n", res.Machine.LoadBefore, res.Machine.ForeignBefore)
 	ab := abilities(o.Vhostd)
+	ab.Before = o.Before != ""
 	if !ab.TapWrite {
 		res.Notes = append(res.Notes, "vhostd-uring and vhostd-write not measured: this vhostd has no --tap-write (not in `vhostd --help`).")
 	}
@@ -150,6 +151,8 @@ func parseFlags(args []string) (Options, runFlags, error) {
 	fs.DurationVar(&o.Ping, "ping", time.Second, "ping-pong duration")
 	fs.DurationVar(&o.Idle, "idle", 1200*time.Millisecond, "idle measurement window")
 	fs.StringVar(&o.Vhostd, "vhostd", "", "vhostd binary")
+	fs.StringVar(&o.Before, "vhostd-before", "", "an older vhostd binary: the vhostd-before subject (vhostd-bp50's flags) joins every group but idle, interleaved with the rest")
+	fs.StringVar(&o.BeforeAt, "vhostd-before-at", "", "what --vhostd-before was built from (a commit), for the record")
 	fs.StringVar(&o.Testpmd, "testpmd", "dpdk-testpmd", "testpmd binary")
 	fs.StringVar(&o.Only, "only", "", "run only the groups whose name contains this")
 	fs.Float64Var(&o.Duty, "dpdk-rx-duty", 0.5, "guest RX with testpmd's front-end: the share of CPU 0 the paced source takes (0: unpaced, starved by the spinning front-end)")

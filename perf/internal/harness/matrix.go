@@ -33,6 +33,8 @@ type Subject struct {
 	CtlPoll time.Duration `json:",omitempty"`
 	// Packed: the front-end negotiates VIRTIO_F_RING_PACKED.
 	Packed bool `json:",omitempty"`
+	// Before: run the binary of --vhostd-before instead of --vhostd.
+	Before bool `json:",omitempty"`
 }
 
 var (
@@ -71,7 +73,11 @@ var (
 	sWrite = Subject{Name: "vhostd-write", Kind: kVhostd, BusyPoll: 50, Extra: []string{"--tap-write", "write"}}
 	// sPacked and sDPDKPacked drive packed rings (issue 18): the Go
 	// front-end with --packed, testpmd's virtio-user with packed_vq=1.
-	sPacked     = Subject{Name: "vhostd-packed", Kind: kVhostd, BusyPoll: 50, Packed: true}
+	sPacked = Subject{Name: "vhostd-packed", Kind: kVhostd, BusyPoll: 50, Packed: true}
+	// sBefore is vhostd-bp50 run by the binary of --vhostd-before (vhostd
+	// built from an older tree): a change's before and after, interleaved
+	// round by round in one run.
+	sBefore     = Subject{Name: "vhostd-before", Kind: kVhostd, BusyPoll: 50, Before: true}
 	sDPDKPacked = Subject{Name: "testpmd-packed", Kind: kTestpmd, Packed: true}
 )
 
@@ -115,6 +121,7 @@ func sizeName(n int) string {
 // matrix is built: subjects that need more are left out (and said so).
 type Abilities struct {
 	TapWrite bool // vhostd --tap-write write|uring
+	Before   bool // --vhostd-before names an older vhostd to compare with
 }
 
 // matrix is the whole scenario matrix.
@@ -170,5 +177,12 @@ func matrix(ab Abilities) []Group {
 		Group{Name: "ping-reflect-go", Dir: "ping", FE: "go", Size: 64, Reflect: true, Subjects: []Subject{sBP, sEvent, sSpin, sDPDK}},
 		Group{Name: "idle-go", Dir: "idle", FE: "go", Size: 64, Subjects: []Subject{sBP, sEvent, sDPDK}},
 	)
+	if ab.Before {
+		for i := range gs {
+			if gs[i].Dir != "idle" {
+				gs[i].Subjects = append(gs[i].Subjects, sBefore)
+			}
+		}
+	}
 	return gs
 }

@@ -54,6 +54,9 @@ func (res *Results) mdIntro(b *mdWriter) {
 	m := res.Machine
 	w("- Started %s, %d runs in %.0f s (%d interleaved rounds per group, %v windows, %v warm-up).\n", res.Started, len(res.Runs), res.Seconds, res.Options.Rounds, res.Options.Window, res.Options.Warmup)
 	w("- Machine: %d CPUs (%s), kernel %s, %s, dpdk-dev %s, vhostd at %s.\n", m.CPUs, m.CPUModel, m.Kernel, m.Go, m.DPDK, m.Vhostd)
+	if res.Options.BeforeAt != "" {
+		w("- Before and after: `vhostd-before` is vhostd-bp50 run by vhostd built at %s, interleaved with the other subjects in every group but idle; the goals table ends with its ratios.\n", res.Options.BeforeAt)
+	}
 	w("- Load before start: loadavg `%s`; %.2f cores busy (all processes) over 2 s. The machine is shared: each run records the CPU used by processes the harness did not start during its window (`foreign`), and runs with more than 0.3 cores of it, or more than 25%% off their subject's median, are flagged noisy.\n", m.LoadBefore, m.ForeignBefore)
 	w("- Placement: the back-end (or raw loop) is pinned to CPU 1 (`taskset -c 1`, vhostd `--cpus 1`, testpmd `--lcores=(0,1)@1`); the front-end and the injector to CPU 0. On guest RX the front-end and the injector share CPU 0.\n")
 	w("- Sink (guest TX): xdptap's count-and-drop program on the TAP (native XDP: tun_build_skb), which counts what it drops; 64 KiB TSO frames go to the host stack instead (their destination MAC is not the TAP's: dropped at ip_rcv), because XDP sees a GSO frame on a TAP only as generic XDP on a linearized skb. Frames and bytes: the XDP program's counters, or the TAP's rx_packets/rx_bytes; guest RX: the TAP's tx_packets/tx_bytes (what the back-end read from the TAP). Each run records its sink in results.json.\n")

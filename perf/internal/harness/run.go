@@ -108,12 +108,16 @@ type Options struct {
 	Ping   time.Duration
 	Idle   time.Duration
 	// Vhostd, Self and Dir are temporary paths of one run: not recorded.
-	Vhostd  string `json:"-"` // vhostd binary
-	Self    string `json:"-"` // this binary (children)
-	Testpmd string
-	Dir     string `json:"-"` // sockets
-	Only    string // substring filter on group names
-	Sink    string // guest-TX sink: xdp or stack
+	Vhostd string `json:"-"` // vhostd binary
+	// Before is the vhostd binary of the vhostd-before subject (empty:
+	// none); BeforeAt says what it was built from (recorded).
+	Before   string `json:"-"`
+	BeforeAt string `json:"vhostd_before,omitempty"`
+	Self     string `json:"-"` // this binary (children)
+	Testpmd  string
+	Dir      string `json:"-"` // sockets
+	Only     string // substring filter on group names
+	Sink     string // guest-TX sink: xdp or stack
 	// Duty paces the guest-RX source of the DPDK front-end's groups (vperf
 	// inject --duty; 0: flat out).
 	Duty  float64

@@ -42,7 +42,7 @@ func (x *runState) startBackend() error {
 // startVhostd starts vhostd with one queue pair on the subject's CPUs
 // (CPU 1 unless it names others).
 func (x *runState) startVhostd() (*proc, error) {
-	argv := []string{x.h.o.Vhostd, "--socket-path", x.sock, "--tap", x.tap, "--queues", "1",
+	argv := []string{x.vhostdBinary(), "--socket-path", x.sock, "--tap", x.tap, "--queues", "1",
 		"--busy-poll", strconv.Itoa(x.s.BusyPoll), "--cpus", "1", "--log-level", "warn"}
 	if x.s.CtlPoll > 0 {
 		argv = append(argv, "--control-socket", x.sock+".ctl")
@@ -52,6 +52,15 @@ func (x *runState) startVhostd() (*proc, error) {
 		cpus = "1"
 	}
 	return start("backend", cpus, append(argv, x.s.Extra...)...)
+}
+
+// vhostdBinary is the vhostd the subject runs: --vhostd, or
+// --vhostd-before for vhostd-before.
+func (x *runState) vhostdBinary() string {
+	if x.s.Before {
+		return x.h.o.Before
+	}
+	return x.h.o.Vhostd
 }
 
 // startTestpmd starts testpmd forwarding between a vhost-user port and a
