@@ -19,6 +19,14 @@ type goal struct {
 	report bool
 }
 
+// noReflectEcho says why testpmd has no ping-reflect figure: tun hands a
+// frame that XDP sent back (XDP_TX) to its reader without the 4-byte
+// packet-information header, which DPDK's net_tap reads in front of every
+// frame (its TAP has IFF_NO_PI off). net_tap takes the frame's first 4
+// bytes for that header and the echo never arrives whole (checked on Linux
+// 6.18: a 64-byte write with the header, a 60-byte read without it).
+const noReflectEcho = " (testpmd: not measurable, its net_tap expects a packet-information header that tun leaves off XDP-reflected frames; FINDINGS.md)"
+
 // Goal rows, in the order of issue 17 (and the figures issues 16 and 18
 // ask of the harness).
 func goals() []goal {
@@ -38,9 +46,13 @@ func goals() []goal {
 		{name: "Guest RX 64 B, testpmd's front-end, paced source: vhostd against testpmd", g: "rx-64-dpdk", a: sBP.Name, b: one(sDPDK), m: "mpps", report: true},
 	}
 	for _, g := range []string{"ping-go", "ping-reflect-go"} {
+		why := ""
+		if g == "ping-reflect-go" {
+			why = noReflectEcho
+		}
 		gs = append(gs,
-			goal{name: "Latency p50 (" + g + "): vhostd <= 0.5x testpmd", g: g, a: sBP.Name, b: one(sDPDK), m: "rtt_p50_us", want: 0.5, atMost: true},
-			goal{name: "Latency p99 (" + g + "): vhostd <= testpmd", g: g, a: sBP.Name, b: one(sDPDK), m: "rtt_p99_us", want: 1, atMost: true})
+			goal{name: "Latency p50 (" + g + "): vhostd <= 0.5x testpmd" + why, g: g, a: sBP.Name, b: one(sDPDK), m: "rtt_p50_us", want: 0.5, atMost: true},
+			goal{name: "Latency p99 (" + g + "): vhostd <= testpmd" + why, g: g, a: sBP.Name, b: one(sDPDK), m: "rtt_p99_us", want: 1, atMost: true})
 	}
 	for _, g := range []string{"tx-64-go", "rx-64-go", "tx-64-dpdk"} {
 		gs = append(gs,

@@ -26,9 +26,11 @@ func (x *runState) ping(r *Run) error {
 	r.Pings, r.Lost = int(rep.Ping.Sent), int(rep.Ping.Sent-rep.Ping.Received)
 	r.RTTP50us, r.RTTP99us, r.RTTMinus = float64(rep.Ping.P50)/1e3, float64(rep.Ping.P99)/1e3, float64(rep.Ping.Min)/1e3
 	if rep.Ping.Received == 0 {
-		// A measurement, not a harness failure (testpmd's TAP port never
-		// received frames reflected by XDP; not investigated further).
+		// A measurement, not a harness failure.
 		r.Note = "no echo reply came back"
+		if x.g.Reflect && x.s.Kind == kTestpmd {
+			r.Note += noReflectEcho
+		}
 	}
 	return nil
 }
