@@ -43,6 +43,8 @@ type Results struct {
 	Ratios   []Ratio   `json:"ratios"`
 	Targets  []Target  `json:"targets"`
 	Warnings []string  `json:"warnings,omitempty"`
+	// others: the other machine types' latest full runs (machines.go).
+	others []Other
 	// Notes say which subjects were left out and why.
 	Notes []string `json:"notes,omitempty"`
 }
@@ -215,6 +217,12 @@ func (res *Results) write(out string) error {
 		return fmt.Errorf("results.json: %w", err)
 	}
 	if err := os.WriteFile(filepath.Join(out, "results.json"), append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	if err := res.keep(out, append(b, '\n')); err != nil {
+		return err
+	}
+	if err := res.loadOthers(out); err != nil {
 		return err
 	}
 	plots, err := res.plot(filepath.Join(out, "plots"))

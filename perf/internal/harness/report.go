@@ -35,6 +35,7 @@ func (res *Results) markdown(plots []string) string {
 	var b mdWriter
 	res.mdIntro(&b)
 	res.mdTargets(&b)
+	res.mdOthers(&b)
 	res.mdSideBySide(&b)
 	res.mdScenarios(&b)
 	res.mdPlotsAndNoise(&b, plots)
@@ -80,7 +81,14 @@ func (res *Results) pacing() string {
 // mdTargets is the goals table.
 func (res *Results) mdTargets(b *mdWriter) {
 	w := b.w
-	w("## Goals (issue 17; issue 16's and 18's figures)\n\nValue is the median of the per-round ratios over all rounds (where B is the best of several subjects, the best of that round); the quiet columns use only the rounds where both runs had at most %.1f cores of other load on the machine (n = how many such rounds). Rows marked `report` have no threshold.\n\n| goal | ratio | value | want | result | quiet value (n) | quiet result | figures |\n|---|---|---|---|---|---|---|---|\n", quietForeign)
+	w("## Goals (issue 17; issue 16's and 18's figures)\n\nValue is the median of the per-round ratios over all rounds (where B is the best of several subjects, the best of that round); the quiet columns use only the rounds where both runs had at most %.1f cores of other load on the machine (n = how many such rounds). Rows marked `report` have no threshold.\n\n", quietForeign)
+	mdTargetRows(b, res.Targets)
+}
+
+// mdTargetRows writes a goals table.
+func mdTargetRows(b *mdWriter, targets []Target) {
+	w := b.w
+	w("| goal | ratio | value | want | result | quiet value (n) | quiet result | figures |\n|---|---|---|---|---|---|---|---|\n")
 	verdict := func(t Target, met bool) string {
 		switch {
 		case t.Report:
@@ -90,7 +98,7 @@ func (res *Results) mdTargets(b *mdWriter) {
 		}
 		return "**missed**"
 	}
-	for _, t := range res.Targets {
+	for _, t := range targets {
 		result, val := "not measured", "-"
 		if t.Available {
 			val, result = f3(t.Value), verdict(t, t.Met)
