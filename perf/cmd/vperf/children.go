@@ -182,6 +182,14 @@ func rawMain(cmd string, args []string) error {
 		runtime.GOMAXPROCS(2) // the loop and its partner, each on its own CPU
 	}
 	switch {
+	case cmd == "rawtx" && *cold >= 0 && *uring > 0:
+		if !*fixed {
+			return fmt.Errorf("rawtx --cold --uring needs --uring-fixed")
+		}
+		hdr, fr := frameFor(*size, true)
+		if waits, err = rawtap.WriteLoopColdUring(fd, append(hdr[:], fr...), *uring, *self, *cold, &flag, &n); err != nil {
+			return err
+		}
 	case cmd == "rawtx" && *cold >= 0:
 		hdr, fr := frameFor(*size, true)
 		if waits, err = rawtap.WriteLoopCold(fd, append(hdr[:], fr...), *self, *cold, &flag, &n); err != nil {

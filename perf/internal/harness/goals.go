@@ -34,6 +34,7 @@ func goals() []goal {
 	one := func(s Subject) []string { return []string{s.Name} }
 	gs := []goal{
 		{name: "Guest TX 64 B: vhostd >= 0.9x the best raw TAP write limit (write(2) or io_uring fixed file, best per round)", g: "tx-64-go", a: sBP.Name, b: bestWrite, m: "mpps", want: 0.9},
+		{name: "Guest TX 64 B, fair: vhostd whose guest rewrites every frame against the io_uring loop whose frames the other CPU rewrites", g: "tx-64-go", a: sCold.Name, b: one(sRawTxUringCold), m: "mpps", report: true},
 		{name: "Guest TX 64 B: vhostd >= 1.3x testpmd", g: "tx-64-go", a: sBP.Name, b: one(sDPDK), m: "mpps", want: 1.3},
 		{name: "Guest TX 1518 B: vhostd >= 0.85x the fair limit (every frame written by the other CPU just before, for both)", g: "tx-1518-go", a: sCold.Name, b: one(sRawTxCold), m: "mpps", want: 0.85},
 		{name: "Guest TX 1518 B: vhostd (frames written once) against the plain raw write loop (cache-hot frame)", g: "tx-1518-go", a: sBP.Name, b: one(sRawTx), m: "mpps", want: 0.85},

@@ -61,6 +61,9 @@ var (
 	// on CPU 1 sends it, or read there just after the loop received it.
 	sRawTxCold = Subject{Name: "raw-write-cold", Kind: kRawTx, Extra: []string{"--cold", "0", "--cpu", "1"}}
 	sRawRxCold = Subject{Name: "raw-read-cold", Kind: kRawRx, Extra: []string{"--cold", "0", "--cpu", "1"}}
+	// sRawTxUringCold is raw-write-uring-fixed with raw-write-cold's
+	// partner: the fair limit for io_uring writes (tx-64-go).
+	sRawTxUringCold = Subject{Name: "raw-write-uring-cold", Kind: kRawTx, Extra: []string{"--uring", "128", "--uring-fixed", "--cold", "0", "--cpu", "1"}}
 	// sCold is vhostd-bp50 with a guest that rewrites every cache line of
 	// a frame before it publishes it: the same frames as raw-write-cold.
 	sCold = Subject{Name: "vhostd-cold", Kind: kVhostd, BusyPoll: 50, FEFlags: []string{"--touch"}}
@@ -162,7 +165,7 @@ func matrix(ab Abilities) []Group {
 						subj = append(subj, sRawRxUringFixed)
 					}
 					if dir == "tx" && fe == "go" {
-						subj = append(subj, sRawTxUring, sRawTxUringFixed, sCtl)
+						subj = append(subj, sRawTxUring, sRawTxUringFixed, sCtl, sCold, sRawTxUringCold)
 						if ab.TapWrite {
 							subj = append(subj, sUring, sWrite)
 						}

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 
 	"github.com/vhostd/vhostd/internal/rawio"
+	"github.com/vhostd/vhostd/internal/uring"
 	"golang.org/x/sys/unix"
 )
 
@@ -81,6 +82,27 @@ func (s *side) next(stop *atomic.Bool) (ok, waited bool) {
 	s.mine.v.Store(s.k)
 	for {
 		if s.seen = s.other.v.Load(); ready() {
+			return true, true
+		}
+		if stop.Load() {
+			return false, true
+		}
+	}
+}
+
+// ahead waits until the n buffers from k on may all be taken (the
+// drainer's look at a whole batch; publishing its count before it waits);
+// false when stop was set meanwhile.
+func (s *side) ahead(n uint64, stop *atomic.Bool) (ok, waited bool) {
+	if s.k+n <= s.seen {
+		return true, false
+	}
+	if s.seen = s.other.v.Load(); s.k+n <= s.seen {
+		return true, false // the partner was ahead; only our view was old
+	}
+	s.mine.v.Store(s.k)
+	for {
+		if s.seen = s.other.v.Load(); s.k+n <= s.seen {
 			return true, true
 		}
 		if stop.Load() {
@@ -195,6 +217,63 @@ func WriteLoopCold(fd int, buf []byte, self, other int, stop *atomic.Bool, n *Co
 			fr++
 		}
 		me.done()
+	}
+}
+
+// WriteLoopColdUring is WriteLoopCold with batches of k frames per
+// io_uring_enter, to the TAP fd registered as a fixed file: the fair limit
+// for a back-end that writes through io_uring. A batch is handed back to
+// the partner only after its enter returned, so no frame is rewritten
+// while the kernel copies it.
+func WriteLoopColdUring(fd int, buf []byte, k, self, other int, stop *atomic.Bool, n *Counters) (uint64, error) {
+	if k < 1 || k > ColdSlots {
+		return 0, fmt.Errorf("cold io_uring loop: batch %d, want 1..%d", k, ColdSlots)
+	}
+	r := newColdRing(len(buf))
+	for i := range r.buf {
+		copy(r.buf[i], buf)
+	}
+	if err := r.startPartner(other, true, stop, func(i int) { touchWrite(r.buf[i], buf, 12) }); err != nil {
+		return 0, err
+	}
+	if err := pin(self); err != nil {
+		return 0, err
+	}
+	u, err := NewUring(uint32(k), fd, true)
+	if err != nil {
+		return 0, err
+	}
+	defer u.Close()
+	bufs := make([][]byte, k)
+	var fr, er uint64
+	frame := uint64(len(buf) - 12)
+	me := r.side(false)
+	for it := 0; ; it++ {
+		if it&15 == 0 {
+			if stop.Load() {
+				return r.waits, nil
+			}
+			n.publish(fr, fr*frame, er)
+		}
+		ok, waited := me.ahead(uint64(k), stop)
+		if !ok {
+			continue
+		}
+		if waited {
+			r.waits += uint64(k)
+		}
+		for i := range bufs {
+			bufs[i] = r.buf[(me.k+uint64(i))%ColdSlots]
+		}
+		sent, _, err := u.batch(uring.OpWrite, fd, bufs)
+		if err != nil {
+			return r.waits, err
+		}
+		fr += uint64(sent)
+		er += uint64(k - sent)
+		for range bufs {
+			me.done()
+		}
 	}
 }
 
