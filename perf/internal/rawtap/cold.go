@@ -178,20 +178,28 @@ func touchRead(b []byte) byte {
 	return s
 }
 
+// coldTX sets up the cold write loops: a ring of copies of buf, the
+// partner on CPU other rewriting every buffer before the loop may send
+// it, and the calling thread pinned to CPU self.
+func coldTX(buf []byte, self, other int, stop *atomic.Bool) (*coldRing, error) {
+	r := newColdRing(len(buf))
+	for i := range r.buf {
+		copy(r.buf[i], buf)
+	}
+	if err := r.startPartner(other, true, stop, func(i int) { touchWrite(r.buf[i], buf, 12) }); err != nil {
+		return nil, err
+	}
+	return r, pin(self)
+}
+
 // WriteLoopCold is WriteLoop over a ring of copies of buf, each rewritten
 // (every cache line) by a partner thread on CPU other just before it is
 // sent; the loop's own thread is pinned to CPU self. It returns before how
 // many frames the loop had to wait for the partner (if that is most of
 // them, the partner, not the TAP, set the pace).
 func WriteLoopCold(fd int, buf []byte, self, other int, stop *atomic.Bool, n *Counters) (uint64, error) {
-	r := newColdRing(len(buf))
-	for i := range r.buf {
-		copy(r.buf[i], buf)
-	}
-	if err := r.startPartner(other, true, stop, func(i int) { touchWrite(r.buf[i], buf, 12) }); err != nil {
-		return 0, err
-	}
-	if err := pin(self); err != nil {
+	r, err := coldTX(buf, self, other, stop)
+	if err != nil {
 		return 0, err
 	}
 	var fr, er uint64
@@ -229,14 +237,8 @@ func WriteLoopColdUring(fd int, buf []byte, k, self, other int, stop *atomic.Boo
 	if k < 1 || k > ColdSlots {
 		return 0, fmt.Errorf("cold io_uring loop: batch %d, want 1..%d", k, ColdSlots)
 	}
-	r := newColdRing(len(buf))
-	for i := range r.buf {
-		copy(r.buf[i], buf)
-	}
-	if err := r.startPartner(other, true, stop, func(i int) { touchWrite(r.buf[i], buf, 12) }); err != nil {
-		return 0, err
-	}
-	if err := pin(self); err != nil {
+	r, err := coldTX(buf, self, other, stop)
+	if err != nil {
 		return 0, err
 	}
 	u, err := NewUring(uint32(k), fd, true)
