@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vhostd/vhostd/internal/privtest"
+
 	"github.com/vhostd/vhostd/internal/testutil"
 	"github.com/vhostd/vhostd/perf/internal/frames"
 	"github.com/vhostd/vhostd/vhost"
@@ -21,13 +23,10 @@ import (
 // null port: guest TX is dropped, guest RX is the null port's frames.
 func testpmdVhost(t *testing.T) string {
 	t.Helper()
-	bin, err := exec.LookPath("dpdk-testpmd")
-	if err != nil || os.Geteuid() != 0 {
-		if os.Getenv("VHOSTD_TEST_PRIVILEGED") == "1" {
-			t.Fatalf("privileged run without dpdk-testpmd or root: %v", err)
-		}
-		t.Skip("needs root and dpdk-testpmd (Debian's dpdk-dev)")
+	if os.Geteuid() != 0 {
+		privtest.Missing(t, "needs root for DPDK's vhost-user port (euid %d)", os.Geteuid())
 	}
+	bin := privtest.RequireCommand(t, "dpdk-testpmd")
 	sfx := testutil.Suffix(8)
 	sock := filepath.Join(t.TempDir(), "pk"+sfx+".sock")
 	prefix := "vperf-fe-test" + sfx
