@@ -24,10 +24,13 @@ import (
 // with slot 0's bit as wrap counter; if none differs, slot 0 with the
 // inverse of that bit (a fresh, zeroed ring reads 0x8000, as it should).
 // This holds because PushBatch marks every slot of a chain used, not only
-// the first. It does not hold after a back-end died in the middle of a
-// PushBatch that crossed slot 0 (the guest's memory then shows used
-// descriptors the driver was never shown), nor for a guest that scribbles
-// on its ring: both only cost that guest its own queue.
+// the first. A back-end that died in the middle of a PushBatch leaves
+// used descriptors the driver was never shown (the batch's first one is
+// written last): the position read is still the batch's start, but the
+// slots after it no longer read as available, and the queue can stall
+// until the guest resets the device (README, Packed rings; in-flight
+// tracking would be the cure). A guest that scribbles on its ring loses
+// its own queue the same way.
 func (c Config) RingPosition(mem *Memory) (uint16, error) {
 	if !c.Packed {
 		return 0, fmt.Errorf("%w: RingPosition on a split ring", ErrInvalidConfig)
