@@ -26,8 +26,9 @@ import (
 // This holds because PushBatch marks every slot of a chain used, not only
 // the first. A back-end that died in the middle of a PushBatch leaves
 // used descriptors the driver was never shown (the batch's first one is
-// written last): the position read is still the batch's start, but the
-// slots after it no longer read as available, and the queue can stall
+// written last): the position read is the batch's start (unless the
+// batch crossed slot 0, whose bit then misleads the scan), but the slots
+// after it no longer read as available either way, and the queue can stall
 // until the guest resets the device (README, Packed rings; in-flight
 // tracking would be the cure). A guest that scribbles on its ring loses
 // its own queue the same way.
